@@ -1,0 +1,52 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Sigilo: a federated-learning coordinator and tenant-side trainer with
+// customer-level differential privacy. No package dependencies: only the
+// toolchain and two system libraries (OpenSSL's libcrypto, later SQLite).
+//
+// Data flows one way: text -> features -> model -> (privacy) -> protocol ->
+// aggregation. A module depends only on modules before it on that path.
+let package = Package(
+    name: "Sigilo",
+    products: [
+        .executable(name: "sigilo-tenant", targets: ["sigilo-tenant"]),
+        .executable(name: "sigilo-eval", targets: ["sigilo-eval"]),
+    ],
+    targets: [
+        // System libraries: never hand-write a cryptographic primitive.
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .target(name: "SigiloCrypto", dependencies: ["COpenSSL"]),
+
+        // Pure logic.
+        .target(name: "SigiloText"),
+        .target(name: "SigiloModel", dependencies: ["SigiloText", "SigiloCrypto"]),
+        .target(name: "SigiloCLI"),
+
+        // Command implementations (libraries, so tests reach them directly).
+        .target(name: "SigiloEval", dependencies: ["SigiloText", "SigiloModel", "SigiloCLI"]),
+        .target(name: "SigiloTenant", dependencies: ["SigiloText", "SigiloModel", "SigiloCLI"]),
+
+        // Thin executables.
+        .executableTarget(name: "sigilo-eval", dependencies: ["SigiloEval"]),
+        .executableTarget(name: "sigilo-tenant", dependencies: ["SigiloTenant"]),
+
+        .testTarget(name: "SigiloTextTests", dependencies: ["SigiloText"]),
+        .testTarget(name: "SigiloModelTests", dependencies: ["SigiloModel", "SigiloText", "SigiloCrypto"]),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["SigiloModel", "SigiloCLI", "sigilo-eval", "sigilo-tenant"]
+        ),
+    ]
+)
+
+// Strictness once, for every target.
+for target in package.targets where target.type != .system {
+    target.swiftSettings = (target.swiftSettings ?? []) + [
+        .enableUpcomingFeature("ExistentialAny"),
+    ]
+}

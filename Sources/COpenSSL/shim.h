@@ -1,0 +1,7 @@
+#ifndef SIGILO_COPENSSL_SHIM_H
+#define SIGILO_COPENSSL_SHIM_H
+#include <openssl/evp.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <openssl/err.h>
+#endif

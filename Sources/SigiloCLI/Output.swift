@@ -1,0 +1,100 @@
+import Foundation
+
+/// Buffered writing to standard output and standard error.
+///
+/// Output is collected and written in large chunks (classification at tens of
+/// thousands of lines per second), but flushed after every line when a person
+/// is typing at a terminal.
+public final class OutputStream: @unchecked Sendable {
+    private let fd: Int32
+    private var buffer = [UInt8]()
+    private let lineBuffered: Bool
+
+    public static let standardOutput = OutputStream(fd: 1, lineBuffered: isatty(0) != 0)
+
+    init(fd: Int32, lineBuffered: Bool) {
+        self.fd = fd
+        self.lineBuffered = lineBuffered
+        buffer.reserveCapacity(1 << 16)
+    }
+
+    public func write(_ text: String) {
+        buffer.append(contentsOf: text.utf8)
+        if lineBuffered || buffer.count >= 1 << 16 { flush() }
+    }
+
+    public func flush() {
+        var offset = 0
+        while offset < buffer.count {
+            let n = buffer.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                buffer.removeAll(keepingCapacity: true)
+                return
+            }
+            offset += n
+        }
+        buffer.removeAll(keepingCapacity: true)
+    }
+}
+
+/// Writes a line to standard error (diagnostics and progress, never data).
+public func printError(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+/// Runs a command's body, printing its error and exiting with its code.
+public func runCommand(_ body: () throws -> Void) -> Never {
+    do {
+        try body()
+        OutputStream.standardOutput.flush()
+        exit(ExitCode.success.rawValue)
+    } catch let error as CLIError {
+        OutputStream.standardOutput.flush()
+        printError("error: \(error.description)")
+        exit(error.exitCode.rawValue)
+    } catch {
+        OutputStream.standardOutput.flush()
+        printError("error: \(error)")
+        exit(ExitCode.failure.rawValue)
+    }
+}
+
+/// Reads standard input line by line (LF or CRLF), without the terminator.
+public func forEachStandardInputLine(_ body: (String) throws -> Void) rethrows {
+    while let line = readLine(strippingNewline: true) {
+        try body(line.hasSuffix("\r") ? String(line.dropLast()) : line)
+    }
+}
+
+/// Dispatches `arguments[0]` to one of `commands`; prints the overview on
+/// `--help`, no arguments, or an unknown command.
+public func dispatch(program: String, summary: String, arguments: [String],
+                     commands: [(spec: CommandSpec, run: (ParsedArguments) throws -> Void)]) throws {
+    func overview() -> String {
+        var out = "\(summary)\n\nUsage: \(program) <command> [options]\n\nCommands:\n"
+        let width = commands.map(\.spec.name.count).max() ?? 0
+        for command in commands {
+            out += "  \(command.spec.name)" + String(repeating: " ", count: width - command.spec.name.count)
+                + "  \(command.spec.summary)\n"
+        }
+        out += "\nRun '\(program) <command> --help' for a command's options.\n"
+        return out
+    }
+    guard let name = arguments.first else {
+        printError(overview())
+        throw CLIError.usage("\(program): no command given")
+    }
+    if name == "--help" || name == "-h" || name == "help" {
+        OutputStream.standardOutput.write(overview())
+        return
+    }
+    guard let command = commands.first(where: { $0.spec.name == name }) else {
+        throw CLIError.usage("\(program): unknown command \"\(name)\"; commands: \(commands.map(\.spec.name).joined(separator: ", "))")
+    }
+    guard let parsed = try command.spec.parse(Array(arguments.dropFirst())) else {
+        OutputStream.standardOutput.write(command.spec.help)
+        return
+    }
+    try command.run(parsed)
+}

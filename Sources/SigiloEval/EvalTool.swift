@@ -1,0 +1,17 @@
+import SigiloCLI
+
+/// The `sigilo-eval` program: evaluation, benchmarks' back end, synthetic data.
+public enum EvalTool {
+    public static func main(_ arguments: [String]) -> Never {
+        runCommand {
+            try dispatch(
+                program: "sigilo-eval",
+                summary: "sigilo-eval: measure Sigilo's intent model and privacy on real and synthetic data.",
+                arguments: arguments,
+                commands: [
+                    (CentralizedCommand.spec, CentralizedCommand.run),
+                ]
+            )
+        }
+    }
+}

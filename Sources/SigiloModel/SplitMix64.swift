@@ -1,0 +1,16 @@
+/// A small, fast, seedable generator (SplitMix64, Steele et al. 2014) for
+/// reproducible shuffling and data splits. Never used for privacy noise or
+/// sampling: those take the secure generator of the privacy module.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9e37_79b9_7f4a_7c15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,18 @@
+import SigiloCLI
+
+/// The `sigilo-tenant` program: runs next to a business's conversation data.
+public enum TenantTool {
+    public static func main(_ arguments: [String]) -> Never {
+        runCommand {
+            try dispatch(
+                program: "sigilo-tenant",
+                summary: "sigilo-tenant: train and classify next to your own conversation data; raw text never leaves.",
+                arguments: arguments,
+                commands: [
+                    (RedactCommand.spec, RedactCommand.run),
+                    (ClassifyCommand.spec, ClassifyCommand.run),
+                ]
+            )
+        }
+    }
+}

@@ -1,0 +1,3 @@
+import SigiloEval
+
+EvalTool.main(Array(CommandLine.arguments.dropFirst()))

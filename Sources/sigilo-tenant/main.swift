@@ -1,0 +1,3 @@
+import SigiloTenant
+
+TenantTool.main(Array(CommandLine.arguments.dropFirst()))
