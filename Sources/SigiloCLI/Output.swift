@@ -23,6 +23,11 @@ public final class OutputStream: @unchecked Sendable {
         if lineBuffered || buffer.count >= 1 << 16 { flush() }
     }
 
+    public func write(bytes: [UInt8]) {
+        buffer.append(contentsOf: bytes)
+        if lineBuffered || buffer.count >= 1 << 16 { flush() }
+    }
+
     public func flush() {
         var offset = 0
         while offset < buffer.count {

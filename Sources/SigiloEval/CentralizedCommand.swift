@@ -52,7 +52,9 @@ enum CentralizedCommand {
         features.charNGrams = try orders(args, "char-ngrams", default: features.charNGrams, limit: 8)
         let featurizer = Featurizer(features)
         let labels = Array(Set(train.map(\.intent))).sorted()
-        let log: (String) -> Void = { if !json { printError("  \($0)") } }
+        // Progress goes to a person at a terminal, never into logs or pipes.
+        let interactive = !json && isatty(2) != 0
+        let log: (String) -> Void = { if interactive { printError("  \($0)") } }
 
         let start = DispatchTime.now().uptimeNanoseconds
         let trainSet = EncodedExamples(texts: train.map(\.text), intents: train.map(\.intent), labels: labels, featurizer: featurizer)

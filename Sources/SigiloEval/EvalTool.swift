@@ -10,6 +10,7 @@ public enum EvalTool {
                 arguments: arguments,
                 commands: [
                     (CentralizedCommand.spec, CentralizedCommand.run),
+                    (SynthCommand.spec, SynthCommand.run),
                 ]
             )
         }

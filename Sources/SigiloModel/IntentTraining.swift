@@ -9,7 +9,8 @@ public struct EncodedExamples: Sendable {
 
     public init(texts: [String], intents: [String], labels: [String], featurizer: Featurizer) {
         let index = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($1, Int32($0)) })
-        features = FeatureMatrix(texts.lazy.map { featurizer.features(of: $0) })
+        var workspace = Featurizer.Workspace()
+        features = FeatureMatrix(texts.lazy.map { featurizer.features(of: $0, workspace: &workspace) })
         self.labels = intents.map { index[$0] ?? -1 }
     }
 

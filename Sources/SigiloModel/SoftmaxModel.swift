@@ -52,9 +52,7 @@ public struct SoftmaxModel: Sendable, Equatable {
                 let w0 = w.baseAddress!
                 for l in 0..<labelCount { o[l] = b[l] }
                 for k in 0..<indices.count {
-                    let row = w0 + Int(indices[k]) * labelCount
-                    let v = values[k]
-                    for l in 0..<labelCount { o[l] += v * row[l] }
+                    Vector.axpy(values[k], w0 + Int(indices[k]) * labelCount, o, labelCount)
                 }
             }
         }
@@ -79,14 +77,14 @@ public struct SoftmaxModel: Sendable, Equatable {
     public func predict(_ x: SparseVector, top k: Int, scratch: inout [Float]) -> Prediction {
         logits(x, into: &scratch)
         Self.softmax(&scratch, temperature: temperature)
+        // Insertion into a short sorted list: k is small, labels are many.
         var top = [(label: Int, probability: Float)]()
-        top.reserveCapacity(k)
-        for (label, p) in scratch.enumerated() {
-            if top.count < k {
-                top.append((label, p)); top.sort { $0.probability > $1.probability }
-            } else if p > top[k - 1].probability {
-                top[k - 1] = (label, p); top.sort { $0.probability > $1.probability }
-            }
+        top.reserveCapacity(k + 1)
+        for (label, p) in scratch.enumerated() where top.count < k || p > top[top.count - 1].probability {
+            var i = top.count
+            while i > 0, top[i - 1].probability < p { i -= 1 }
+            top.insert((label, p), at: i)
+            if top.count > k { top.removeLast() }
         }
         let handoff = top[0].probability < handoffThreshold || handoffLabels.contains(top[0].label)
         return Prediction(top: top, decision: handoff ? .handoff : .answer)

@@ -87,8 +87,7 @@ public enum SoftmaxTrainer {
                                 let v = dropBelow > 0 && (rng.next() >> 40) < dropBelow ? 0 : x.values[k] / keep
                                 kept[k - lo] = v
                                 guard v != 0 else { continue }
-                                let row = w0 + Int(x.indices[k]) * labelCount
-                                for l in 0..<labelCount { g[l] += v * row[l] }
+                                Vector.axpy(v, w0 + Int(x.indices[k]) * labelCount, g.baseAddress!, labelCount)
                             }
                             for l in 0..<labelCount { g[l] = b[l] + scale * g[l] }
                             lossGradient(g, label: Int(y[r]), loss: options.loss)
@@ -96,9 +95,7 @@ public enum SoftmaxTrainer {
                             scale *= 1 - lr * options.l2
                             let stepSize = lr / scale
                             for k in lo..<hi where kept[k - lo] != 0 {
-                                let row = w0 + Int(x.indices[k]) * labelCount
-                                let v = kept[k - lo] * stepSize
-                                for l in 0..<labelCount { row[l] -= v * g[l] }
+                                Vector.axpy(-kept[k - lo] * stepSize, g.baseAddress!, w0 + Int(x.indices[k]) * labelCount, labelCount)
                             }
                             for l in 0..<labelCount { b[l] -= lr * g[l] }
                         }

@@ -31,29 +31,40 @@ enum ClassifyCommand {
         let out = OutputStream.standardOutput
         var scratch = [Float](repeating: 0, count: model.labelCount)
         let k2 = min(k, model.labelCount)
-        // Label strings are escaped once, not per message.
-        let escaped = model.labels.map { label -> String in var s = ""; JSON.escape(label, into: &s); return s }
-        var line = ""
+        // Label strings are escaped once, not per message; lines are built as bytes.
+        let escaped = model.labels.map { label -> [UInt8] in var s = ""; JSON.escape(label, into: &s); return Array(s.utf8) }
+        var line = [UInt8]()
+        var workspace = Featurizer.Workspace()
         forEachStandardInputLine { text in
-            let prediction = model.predict(featurizer.features(of: text), top: k2, scratch: &scratch)
+            let x = featurizer.features(of: text, workspace: &workspace)
+            let prediction = model.predict(x, top: k2, scratch: &scratch)
             line.removeAll(keepingCapacity: true)
-            line += "{\"intent\":" + escaped[prediction.label]
-            line += ",\"confidence\":" + format(prediction.confidence)
-            line += ",\"top\":["
+            line += #"{"intent":"#.utf8
+            line += escaped[prediction.label]
+            line += #","confidence":"#.utf8
+            appendProbability(prediction.confidence, to: &line)
+            line += #","top":["#.utf8
             for (i, entry) in prediction.top.enumerated() {
-                if i > 0 { line += "," }
-                line += "{\"intent\":" + escaped[entry.label] + ",\"probability\":" + format(entry.probability) + "}"
+                if i > 0 { line.append(UInt8(ascii: ",")) }
+                line += #"{"intent":"#.utf8
+                line += escaped[entry.label]
+                line += #","probability":"#.utf8
+                appendProbability(entry.probability, to: &line)
+                line.append(UInt8(ascii: "}"))
             }
-            line += "],\"decision\":\"" + prediction.decision.rawValue + "\"}\n"
-            out.write(line)
+            line += #"],"decision":""#.utf8
+            line += prediction.decision.rawValue.utf8
+            line += "\"}\n".utf8
+            out.write(bytes: line)
         }
     }
 
-    /// Probabilities with four decimals: enough for a decision, stable in diffs.
-    static func format(_ p: Float) -> String {
-        let scaled = Int((Double(p) * 10000).rounded())
-        if scaled >= 10000 { return "1" }
-        let digits = String(scaled)
-        return "0." + String(repeating: "0", count: 4 - digits.count) + digits
+    /// Probabilities with four decimals ("0.9978"): enough for a decision, stable in diffs.
+    static func appendProbability(_ p: Float, to line: inout [UInt8]) {
+        let scaled = min(10000, max(0, Int((Double(p) * 10000).rounded())))
+        line.append(UInt8(ascii: scaled == 10000 ? "1" : "0"))
+        line.append(UInt8(ascii: "."))
+        let fraction = scaled % 10000
+        for divisor in [1000, 100, 10, 1] { line.append(UInt8(ascii: "0") + UInt8(fraction / divisor % 10)) }
     }
 }

@@ -29,6 +29,11 @@ public enum FeatureHash {
         return h
     }
 
+    /// Plain FNV-1a 64 of `bytes` (no tag, no finaliser), for reference vectors.
+    public static func fnv1a64(_ bytes: some Sequence<UInt8>) -> UInt64 {
+        bytes.reduce(offsetBasis) { step($0, $1) }
+    }
+
     /// The 64-bit hash of a tagged byte string (before masking).
     public static func hash(tag: UInt8, _ bytes: some Sequence<UInt8>) -> UInt64 {
         var h = step(offsetBasis, tag)

@@ -28,7 +28,7 @@ public struct FeatureConfiguration: Equatable, Sendable {
     public var bucketCount: Int { 1 << bucketBits }
 }
 
-/// A sparse vector: sorted, distinct indices and their values.
+/// A sparse vector: distinct indices and their values.
 public struct SparseVector: Equatable, Sendable {
     public var indices: [Int32]
     public var values: [Float]
@@ -53,24 +53,43 @@ public struct Featurizer: Sendable {
         self.configuration = configuration
     }
 
+    /// Scratch buffers reused across messages, so a featuriser in a loop
+    /// allocates only the vectors it returns.
+    public struct Workspace {
+        var tokens = [Range<Int>]()
+        var starts = [Int]()
+        var buckets = [UInt32]()
+        var slots = [UInt32]()
+        var counts = [UInt16]()
+        var firstSeen = [Int32]()
+
+        public init() {}
+    }
+
     /// Features of a raw message (redacted first).
     public func features(of text: String) -> SparseVector {
-        featuresOfNormalized(normalizer.normalizedUTF8(redactor.redact(text)))
+        var workspace = Workspace()
+        return features(of: text, workspace: &workspace)
+    }
+
+    /// Features of a raw message, reusing `workspace` between calls.
+    public func features(of text: String, workspace: inout Workspace) -> SparseVector {
+        featuresOfNormalized(normalizer.normalizedUTF8(redactor.redact(text)), workspace: &workspace)
     }
 
     /// Features of text that is already redacted and normalised.
-    public func featuresOfNormalized(_ bytes: [UInt8]) -> SparseVector {
-        var buckets = [UInt32]()
-        buckets.reserveCapacity(bytes.count * 4 + 16)
-        bytes.withUnsafeBufferPointer { hashNGrams(of: $0, into: &buckets) }
-        return Self.sublinearNormalized(&buckets)
+    public func featuresOfNormalized(_ bytes: [UInt8], workspace: inout Workspace) -> SparseVector {
+        workspace.buckets.removeAll(keepingCapacity: true)
+        bytes.withUnsafeBufferPointer { hashNGrams(of: $0, workspace: &workspace) }
+        return Self.sublinearNormalized(&workspace)
     }
 
-    /// Appends the bucket of every n-gram of the text to `buckets`.
-    func hashNGrams(of bytes: UnsafeBufferPointer<UInt8>, into buckets: inout [UInt32]) {
+    /// Fills `workspace.buckets` with the bucket of every n-gram of the text.
+    func hashNGrams(of bytes: UnsafeBufferPointer<UInt8>, workspace: inout Workspace) {
         let mask = UInt64(configuration.bucketCount - 1)
-        var tokens = [Range<Int>]()
-        Tokenizer.tokenize(bytes, into: &tokens)
+        workspace.tokens.removeAll(keepingCapacity: true)
+        Tokenizer.tokenize(bytes, into: &workspace.tokens)
+        let tokens = workspace.tokens
         let words = configuration.wordNGrams
         let chars = configuration.charNGrams
 
@@ -82,12 +101,15 @@ public struct Featurizer: Sendable {
                 guard index < tokens.count else { break }
                 if n > 1 { h = FeatureHash.step(h, 0x20) }
                 for i in tokens[index] { h = FeatureHash.step(h, bytes[i]) }
-                if n >= words.lowerBound { buckets.append(UInt32(truncatingIfNeeded: FeatureHash.fmix64(h) & mask)) }
+                if n >= words.lowerBound { workspace.buckets.append(UInt32(truncatingIfNeeded: FeatureHash.fmix64(h) & mask)) }
             }
         }
 
         // Character n-grams of " token ", counted in scalars, hashed over bytes.
-        var starts = [Int]() // byte offset of every scalar of the padded token, plus the end
+        // Byte offset of every scalar of the padded token, plus the end.
+        var starts = [Int]()
+        swap(&starts, &workspace.starts) // take the buffer out: no copy-on-write
+        defer { swap(&starts, &workspace.starts) }
         for token in tokens {
             starts.removeAll(keepingCapacity: true)
             starts.append(-1) // the leading pad
@@ -108,34 +130,51 @@ public struct Featurizer: Sendable {
                     }
                     n += 1
                     position += 1
-                    if n >= chars.lowerBound { buckets.append(UInt32(truncatingIfNeeded: FeatureHash.fmix64(h) & mask)) }
+                    if n >= chars.lowerBound { workspace.buckets.append(UInt32(truncatingIfNeeded: FeatureHash.fmix64(h) & mask)) }
                 }
             }
         }
     }
 
-    /// Counts equal buckets, weighs each by 1 + ln(count) and scales to unit L2 norm.
-    static func sublinearNormalized(_ buckets: inout [UInt32]) -> SparseVector {
-        guard !buckets.isEmpty else { return SparseVector() }
-        buckets.sort()
+    /// Counts equal buckets, weighs each by 1 + ln(count) and scales to unit
+    /// L2 norm. Indices come out distinct, in order of first occurrence.
+    ///
+    /// Counting uses a small open-addressing table sized to the message (not
+    /// to B), so a message costs O(n-grams) whatever the bucket count.
+    static func sublinearNormalized(_ workspace: inout Workspace) -> SparseVector {
+        guard !workspace.buckets.isEmpty else { return SparseVector() }
+        var capacity = 16
+        while capacity < 2 * workspace.buckets.count { capacity <<= 1 }
+        let mask = capacity - 1
+        let shift = UInt32(32 - capacity.trailingZeroBitCount)
+        // .max marks an empty slot (buckets are below 2^24).
+        workspace.slots.removeAll(keepingCapacity: true)
+        workspace.slots.append(contentsOf: repeatElement(UInt32.max, count: capacity))
+        workspace.counts.removeAll(keepingCapacity: true)
+        workspace.counts.append(contentsOf: repeatElement(0, count: capacity))
+        workspace.firstSeen.removeAll(keepingCapacity: true)
+        var slots = [UInt32](), counts = [UInt16](), firstSeen = [Int32]()
+        swap(&slots, &workspace.slots); swap(&counts, &workspace.counts); swap(&firstSeen, &workspace.firstSeen)
+        defer { swap(&slots, &workspace.slots); swap(&counts, &workspace.counts); swap(&firstSeen, &workspace.firstSeen) }
+        for bucket in workspace.buckets {
+            var slot = Int((bucket &* 0x9e37_79b1) >> shift)
+            while slots[slot] != bucket && slots[slot] != .max { slot = (slot + 1) & mask }
+            if slots[slot] == .max { slots[slot] = bucket; firstSeen.append(Int32(slot)) }
+            counts[slot] &+= counts[slot] == .max ? 0 : 1
+        }
         var indices = [Int32]()
         var values = [Float]()
-        indices.reserveCapacity(buckets.count)
-        values.reserveCapacity(buckets.count)
-        var i = 0
+        indices.reserveCapacity(firstSeen.count)
+        values.reserveCapacity(firstSeen.count)
         var sumSquares: Float = 0
-        while i < buckets.count {
-            var j = i + 1
-            while j < buckets.count, buckets[j] == buckets[i] { j += 1 }
-            let value = 1 + logf(Float(j - i))
-            indices.append(Int32(buckets[i]))
+        for slot in firstSeen {
+            let value = 1 + logf(Float(counts[Int(slot)]))
+            indices.append(Int32(slots[Int(slot)]))
             values.append(value)
             sumSquares += value * value
-            i = j
         }
         let scale = 1 / sumSquares.squareRoot()
         for k in values.indices { values[k] *= scale }
         return SparseVector(indices: indices, values: values)
     }
 }
-

@@ -35,11 +35,23 @@ public struct Redactor: Sendable {
 
     /// The redacted text and how many spans of each kind were replaced.
     public func redactWithCounts(_ text: String) -> (text: String, counts: [PersonalDataKind: Int]) {
+        // Every kind of personal data needs a digit, "@", "." or ":"; most
+        // messages have none of them and are returned without decoding.
+        var hasDigit = false, hasAt = false, hasDot = false
+        for byte in text.utf8 {
+            switch byte {
+            case 0x30...0x39: hasDigit = true
+            case 0x40: hasAt = true
+            case 0x2e, 0x3a: hasDot = true
+            default: break
+            }
+        }
+        guard hasDigit || hasAt || hasDot else { return (text, [:]) }
         let scalars = Array(text.unicodeScalars)
         var spans = [Span]()
-        findEmails(scalars, into: &spans)
-        findURLs(scalars, into: &spans)
-        findNumbers(scalars, into: &spans)
+        if hasAt { findEmails(scalars, into: &spans) }
+        if hasDot { findURLs(scalars, into: &spans) }
+        if hasDigit { findNumbers(scalars, into: &spans) }
         if spans.isEmpty { return (text, [:]) }
         spans.sort { $0.range.lowerBound < $1.range.lowerBound }
 
@@ -68,7 +80,7 @@ extension Unicode.Scalar {
     var isASCIIDigit: Bool { value >= 0x30 && value <= 0x39 }
     var isASCIILetter: Bool { (value | 0x20) >= 0x61 && (value | 0x20) <= 0x7a }
     var isLetterLike: Bool { isASCIILetter || (value > 0x7f && properties.isAlphabetic) }
-    var isWhitespaceLike: Bool { properties.isWhitespace }
+    var isWhitespaceLike: Bool { value < 0x80 ? value == 0x20 || (value >= 0x09 && value <= 0x0d) : properties.isWhitespace }
 }
 
 // MARK: - E-mail addresses and URLs
@@ -115,6 +127,8 @@ extension Redactor {
             while end < t.count, !t[end].isWhitespaceLike { end += 1 }
             let chunkStart = i
             i = end
+            // Only chunks with a dot can be addresses ("https://x" has one too, or "www.").
+            guard t[chunkStart..<end].contains(".") else { continue }
             // Strip punctuation that ends the sentence or wraps the link.
             var start = chunkStart
             while start < end, "([{\"'<".unicodeScalars.contains(t[start]) { start += 1 }

@@ -1,0 +1,78 @@
+import Testing
+@testable import SigiloModel
+import SigiloText
+
+@Suite struct ModelFileTests {
+    /// A small trained model: 2^8 buckets, 3 labels (about 3 KB on disk).
+    static func smallModel() -> SoftmaxModel {
+        let features = FeatureConfiguration(bucketBits: 8)
+        let labels = ["cancelar", "oos", "saudacao"]
+        let data = EncodedExamples(
+            texts: ["oi", "bom dia", "quero cancelar", "cancela tudo", "qual a capital da franca", "me conta uma piada"],
+            intents: ["saudacao", "saudacao", "cancelar", "cancelar", "oos", "oos"],
+            labels: labels, featurizer: Featurizer(features))
+        var model = SoftmaxTrainer.train(data.features, labels: data.labels,
+                                         model: SoftmaxModel(features: features, labels: labels, handoffLabels: [1]),
+                                         options: TrainingOptions(epochs: 5))
+        model.temperature = 0.5
+        model.handoffThreshold = 0.4
+        return model
+    }
+
+    @Test func roundTrip() throws {
+        let model = Self.smallModel()
+        let decoded = try ModelFile.decode(ModelFile.encode(model))
+        #expect(decoded == model)
+    }
+
+    @Test func everyTruncationIsRejected() {
+        let bytes = ModelFile.encode(Self.smallModel())
+        for length in 0..<bytes.count {
+            #expect(throws: ModelFileError.self, "cut at \(length)") { try ModelFile.decode(Array(bytes[0..<length])) }
+        }
+    }
+
+    @Test func everyFlippedByteIsRejected() {
+        let bytes = ModelFile.encode(Self.smallModel())
+        for offset in bytes.indices {
+            var corrupted = bytes
+            corrupted[offset] ^= 0x01
+            #expect(throws: ModelFileError.self, "flip at \(offset)") { try ModelFile.decode(corrupted) }
+        }
+    }
+
+    @Test func errorsAreSpecific() {
+        let bytes = ModelFile.encode(Self.smallModel())
+        func code(_ b: [UInt8]) -> ModelFileError.Code? {
+            do { _ = try ModelFile.decode(b); return nil } catch let e as ModelFileError { return e.code } catch { return nil }
+        }
+        #expect(code(Array("hello world, not a model".utf8)) == .notAModel)
+        #expect(code(Array(bytes.dropLast(10))) == .truncated)
+        var flipped = bytes
+        flipped[bytes.count / 2] ^= 0xff
+        #expect(code(flipped) == .checksumMismatch)
+        #expect(code(bytes + [0]) == .malformed)
+    }
+
+    @Test func futureFormatVersionIsRefusedByName() throws {
+        // Re-sign a file whose version field says 2: checksum valid, version not.
+        var bytes = ModelFile.encode(Self.smallModel())
+        bytes[8] = 2
+        let body = Array(bytes[0..<(bytes.count - 32)])
+        bytes.replaceSubrange((bytes.count - 32)..., with: SigiloCryptoSHA.hash(body))
+        #expect(throws: ModelFileError.self) { try ModelFile.decode(bytes) }
+        do { _ = try ModelFile.decode(bytes) } catch let e as ModelFileError {
+            #expect(e.code == .unsupportedVersion)
+            #expect(e.description.contains("version 2"))
+        }
+    }
+
+    @Test func nonFiniteWeightIsRefusedEvenWithValidChecksum() throws {
+        var model = Self.smallModel()
+        model.weights[7] = .nan
+        #expect(throws: ModelFileError.self) { try ModelFile.decode(ModelFile.encode(model)) }
+    }
+}
+
+import SigiloCrypto
+typealias SigiloCryptoSHA = SigiloCrypto.SHA256

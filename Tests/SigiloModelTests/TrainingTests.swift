@@ -1,0 +1,111 @@
+import Foundation
+import Testing
+@testable import SigiloModel
+import SigiloText
+
+@Suite struct TrainingTests {
+    static let texts = [
+        "oi tudo bem", "bom dia", "boa tarde pessoal", "ola", "oi oi",
+        "quero cancelar meu plano", "cancela por favor", "como cancelo", "desejo cancelar", "cancelar assinatura",
+        "cade meu pedido", "meu pedido nao chegou", "status do pedido", "pedido atrasado", "onde esta o pedido",
+    ]
+    static let intents = Array(repeating: "saudacao", count: 5) + Array(repeating: "cancelar", count: 5)
+        + Array(repeating: "status_pedido", count: 5)
+    static let labels = ["cancelar", "saudacao", "status_pedido"]
+    static let features = FeatureConfiguration(bucketBits: 10)
+
+    static func data() -> EncodedExamples {
+        EncodedExamples(texts: texts, intents: intents, labels: labels, featurizer: Featurizer(features))
+    }
+
+    @Test(arguments: TrainingLoss.allCases)
+    func learnsAndGeneralisesOnATinyTask(_ loss: TrainingLoss) {
+        let data = Self.data()
+        let model = SoftmaxTrainer.train(data.features, labels: data.labels,
+                                         model: SoftmaxModel(features: Self.features, labels: Self.labels),
+                                         options: TrainingOptions(loss: loss, epochs: 30))
+        #expect(Metrics.evaluate(model, on: data).accuracy == 1)
+        let unseen = EncodedExamples(texts: ["oi bom dia", "quero cancelar", "meu pedido"],
+                                     intents: ["saudacao", "cancelar", "status_pedido"],
+                                     labels: Self.labels, featurizer: Featurizer(Self.features))
+        #expect(Metrics.evaluate(model, on: unseen).accuracy == 1)
+    }
+
+    @Test func sameSeedSameModelDifferentSeedDifferentModel() {
+        let data = Self.data()
+        let blank = SoftmaxModel(features: Self.features, labels: Self.labels)
+        let a = SoftmaxTrainer.train(data.features, labels: data.labels, model: blank, options: TrainingOptions(seed: 7))
+        let b = SoftmaxTrainer.train(data.features, labels: data.labels, model: blank, options: TrainingOptions(seed: 7))
+        let c = SoftmaxTrainer.train(data.features, labels: data.labels, model: blank, options: TrainingOptions(seed: 8))
+        #expect(a.weights == b.weights)
+        #expect(a.bias == b.bias)
+        #expect(a.weights != c.weights)
+    }
+
+    @Test func predictionsAreProbabilitiesSortedByConfidence() {
+        let data = Self.data()
+        let model = SoftmaxTrainer.train(data.features, labels: data.labels,
+                                         model: SoftmaxModel(features: Self.features, labels: Self.labels),
+                                         options: TrainingOptions(epochs: 10))
+        let prediction = model.predict(Featurizer(Self.features).features(of: "cancelar"), top: 3)
+        #expect(prediction.top.count == 3)
+        #expect(prediction.top.map(\.probability) == prediction.top.map(\.probability).sorted(by: >))
+        #expect(abs(prediction.top.map(\.probability).reduce(0, +) - 1) < 1e-5)
+        #expect(model.labels[prediction.label] == "cancelar")
+    }
+
+    @Test func handoffByThresholdAndByLabel() {
+        var model = SoftmaxModel(features: Self.features, labels: Self.labels)
+        model.bias = [0, 0, 0] // uniform: confidence 1/3
+        let x = SparseVector()
+        #expect(model.predict(x).decision == .answer)
+        model.handoffThreshold = 0.5
+        #expect(model.predict(x).decision == .handoff)
+        model.handoffThreshold = 0
+        model.bias = [5, 0, 0]
+        model.handoffLabels = [0]
+        #expect(model.predict(x).decision == .handoff)
+    }
+}
+
+@Suite struct CalibrationTests {
+    @Test func temperatureShrinksOverconfidentLogits() {
+        // Logits 10x too sharp for labels that are right 70% of the time.
+        var logits = [[Float]]()
+        var labels = [Int]()
+        for i in 0..<1000 {
+            logits.append([10, 0])
+            labels.append(i % 10 < 7 ? 0 : 1)
+        }
+        let t = Calibration.fitTemperature(logits: logits, labels: labels)
+        // Best: softmax(10/T) = 0.7  =>  T = 10 / ln(0.7/0.3).
+        #expect(abs(t - 10 / Float(log(0.7 / 0.3))) < 0.05)
+    }
+
+    @Test func thresholdSeparatesConfidentRightFromUnsureWrong() {
+        let outcomes = (0..<100).map { i in
+            Calibration.Outcome(confidence: i < 50 ? 0.9 : 0.3, correct: i < 50, predictedHandoff: false, goldHandoff: false)
+        }
+        let threshold = Calibration.handoffThreshold(outcomes)
+        #expect(threshold > 0.3 && threshold <= 0.9)
+    }
+
+    @Test func noThresholdWhenEverythingIsRight() {
+        let outcomes = (0..<10).map { _ in Calibration.Outcome(confidence: 0.4, correct: true, predictedHandoff: false, goldHandoff: false) }
+        #expect(Calibration.handoffThreshold(outcomes) == 0)
+    }
+}
+
+@Suite struct MetricsTests {
+    @Test func scoresInScopeOutOfScopeAndMacroF1() {
+        // Labels: 0 = a, 1 = b, 2 = oos.
+        let m = Metrics.score(predicted: [0, 0, 1, 2, 0, 2], gold: [0, 1, 1, 2, 2, -1],
+                              handedOff: [false, false, false, false, true, false], labelCount: 3, outOfScope: 2)
+        #expect(m.accuracy == 3.0 / 6)
+        #expect(m.accuracyInScope == 2.0 / 4) // gold a, b, b, unknown
+        #expect(m.oosRecall == 0.5)
+        #expect(m.oosRecallWithHandoff == 1)
+        // F1: a: p 1/3 r 1 -> 0.5; b: p 1 r 1/2 -> 2/3; oos: p 1/2 r 1/2 -> 1/2.
+        #expect(abs(m.macroF1 - (0.5 + 2.0 / 3 + 0.5) / 3) < 1e-12)
+    }
+}
