@@ -25,10 +25,11 @@ let package = Package(
         // Pure logic.
         .target(name: "SigiloText"),
         .target(name: "SigiloModel", dependencies: ["SigiloText", "SigiloCrypto"]),
+        .target(name: "SigiloPrivacy", dependencies: ["COpenSSL"]),
         .target(name: "SigiloCLI"),
 
         // Command implementations (libraries, so tests reach them directly).
-        .target(name: "SigiloEval", dependencies: ["SigiloText", "SigiloModel", "SigiloCLI"]),
+        .target(name: "SigiloEval", dependencies: ["SigiloText", "SigiloModel", "SigiloPrivacy", "SigiloCLI"]),
         .target(name: "SigiloTenant", dependencies: ["SigiloText", "SigiloModel", "SigiloCLI"]),
 
         // Thin executables.
@@ -37,12 +38,22 @@ let package = Package(
 
         .testTarget(name: "SigiloTextTests", dependencies: ["SigiloText"]),
         .testTarget(name: "SigiloModelTests", dependencies: ["SigiloModel", "SigiloText", "SigiloCrypto"]),
+        .testTarget(name: "SigiloPrivacyTests", dependencies: ["SigiloPrivacy"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["SigiloModel", "SigiloCLI", "sigilo-eval", "sigilo-tenant"]
         ),
     ]
 )
+
+// The numeric kernels (accountants, FFT, samplers, training) are 10-50x slower
+// unoptimised, which would push `swift test` past its time budget; they are
+// built with -O even in debug builds (tests still reach internals through
+// @testable, which debug builds enable).
+let optimisedInDebug: Set<String> = ["SigiloText", "SigiloModel", "SigiloPrivacy"]
+for target in package.targets where optimisedInDebug.contains(target.name) {
+    target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(["-O"], .when(configuration: .debug))]
+}
 
 // Strictness once, for every target.
 for target in package.targets where target.type != .system {

@@ -11,6 +11,9 @@ public enum EvalTool {
                 commands: [
                     (CentralizedCommand.spec, CentralizedCommand.run),
                     (SynthCommand.spec, SynthCommand.run),
+                    (PrivacyCommands.epsilonSpec, PrivacyCommands.runEpsilon),
+                    (PrivacyCommands.calibrateSpec, PrivacyCommands.runCalibrate),
+                    (BenchPrivacyCommand.spec, BenchPrivacyCommand.run),
                 ]
             )
         }

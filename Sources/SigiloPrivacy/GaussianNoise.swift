@@ -1,0 +1,85 @@
+import Foundation
+
+/// The Gaussian mechanism on a grid: a sum of clipped updates is rounded to
+/// multiples of step = C·2^-k and integer discrete-Gaussian noise of standard
+/// deviation σ = z·2^k steps is added to every coordinate. The release is the
+/// integer vector times the step; converting it to floats afterwards is
+/// post-processing.
+///
+/// Accounting. Rounding each coordinate to the nearest grid point moves it by
+/// at most half a step, so two neighbouring sums (one customer, L2 norm <= C,
+/// apart) differ on the grid by at most 2^k + √d steps in L2 norm. The
+/// accountant is therefore charged the effective multiplier
+/// z_eff = σ / (2^k + √d), never the nominal z; k is chosen so that √d/2^k
+/// is below 1/1000, costing at most 0.1% of the noise's value.
+///
+/// Why the continuous-Gaussian accountants apply. The discrete Gaussian has
+/// Rényi divergence at most αΔ²/(2σ²) for integer shifts of norm Δ (Canonne,
+/// Kamath, Steinke 2020), which at integer orders makes the Poisson-subsampling
+/// bound of Zhu and Wang (2019) coincide term by term with the RDP formula of
+/// the subsampled Gaussian used by `RDPAccountant`. For the PLD accountant:
+/// with σ >= 2^10 grid steps, Poisson summation puts the discrete and the
+/// continuous privacy-loss distributions within a factor 1 ± e^(-2π²σ²) of
+/// each other, far below any δ we report.
+public struct GaussianNoise: Sendable {
+    public let clipNorm: Double
+    public let noiseMultiplier: Double
+    public let dimension: Int
+    /// Grid step = clipNorm / 2^gridBits.
+    public let gridBits: Int
+    let sampler: DiscreteGaussianSampler
+
+    /// Validates C > 0, z > 0 (finite) and d >= 1, and picks the grid.
+    public init(clipNorm: Double, noiseMultiplier: Double, dimension: Int) throws {
+        guard clipNorm.isFinite, clipNorm > 0 else { throw PrivacyParameterError("clip norm must be a finite number > 0, got \(clipNorm)") }
+        guard noiseMultiplier.isFinite, noiseMultiplier > 0, noiseMultiplier < 1e4 else {
+            throw PrivacyParameterError("noise multiplier must be in (0, 10000), got \(noiseMultiplier)")
+        }
+        guard dimension >= 1, dimension <= 1 << 32 else { throw PrivacyParameterError("dimension must be in 1...2^32, got \(dimension)") }
+        self.clipNorm = clipNorm
+        self.noiseMultiplier = noiseMultiplier
+        self.dimension = dimension
+        gridBits = max(10, Int((log2(1000 * Double(dimension).squareRoot())).rounded(.up)))
+        // σ² in grid steps, rounded up (more noise, never less).
+        let sigma = noiseMultiplier * Double(1 << gridBits)
+        sampler = DiscreteGaussianSampler(sigmaSquared: UInt128((sigma * sigma).rounded(.up)))
+    }
+
+    /// The grid step in update units.
+    public var step: Double { clipNorm / Double(1 << gridBits) }
+
+    /// The noise multiplier the accountant must be charged (<= the nominal one).
+    public var effectiveNoiseMultiplier: Double {
+        Double(isqrt(sampler.sigmaSquared)) / (Double(1 << gridBits) + Double(dimension).squareRoot())
+    }
+
+    /// Rounds `sum` to the grid and adds noise, using the secure generator.
+    public func privatize(_ sum: inout [Float], using rng: SecureRandom) throws {
+        var generator = rng
+        try privatize(&sum, generator: &generator)
+    }
+
+    /// As `privatize(_:using:)`; generic so that tests can pass a seeded generator.
+    func privatize<R: RandomNumberGenerator>(_ sum: inout [Float], generator: inout R) throws {
+        let grid = try noisyGrid(sum, generator: &generator)
+        let s = step
+        for i in sum.indices { sum[i] = Float(Double(grid[i]) * s) }
+    }
+
+    /// The released integers: round(sum / step) + N_Z(0, σ²), coordinate by coordinate.
+    func noisyGrid<R: RandomNumberGenerator>(_ sum: [Float], generator: inout R) throws -> [Int64] {
+        guard sum.count == dimension else { throw PrivacyParameterError("update has \(sum.count) values, mechanism expects \(dimension)") }
+        let inverse = 1 / step
+        var bits = RandomBits(generator)
+        defer { generator = bits.generator }
+        var out = [Int64](repeating: 0, count: sum.count)
+        for i in sum.indices {
+            let v = Double(sum[i])
+            guard v.isFinite else { throw PrivacyParameterError("value \(i) of the sum is not finite") }
+            let scaled = (v * inverse).rounded()
+            guard abs(scaled) < 0x1p62 else { throw PrivacyParameterError("value \(i) of the sum (\(v)) is too large for the grid") }
+            out[i] = Int64(scaled) &+ sampler.sample(using: &bits)
+        }
+        return out
+    }
+}

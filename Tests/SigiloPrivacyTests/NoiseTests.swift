@@ -1,0 +1,231 @@
+import Foundation
+import Testing
+@testable import SigiloPrivacy
+
+/// A seeded generator for tests only (SplitMix64); production code cannot take one.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9e37_79b9_7f4a_7c15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        return z ^ (z >> 31)
+    }
+}
+
+@Suite struct DiscreteGaussianTests {
+    static let samples = 1_000_000
+
+    @Test func smallSigmaMatchesTheExactMassFunction() {
+        // σ² = 4: chi-square over x in -8...8 plus both tails, 10^6 samples.
+        let sampler = DiscreteGaussianSampler(sigmaSquared: 4)
+        var rng = SeededGenerator(seed: 11)
+        var counts = [Int: Int]()
+        for _ in 0..<Self.samples { counts[Int(sampler.sample(using: &rng)), default: 0] += 1 }
+        let weights = (-60...60).map { exp(-Double($0 * $0) / 8) }
+        let total = weights.reduce(0, +)
+        func p(_ x: Int) -> Double { exp(-Double(x * x) / 8) / total }
+        var chi2 = 0.0
+        for x in -8...8 {
+            let expected = p(x) * Double(Self.samples)
+            let observed = Double(counts[x, default: 0])
+            chi2 += (observed - expected) * (observed - expected) / expected
+        }
+        let tailExpected = (9...60).reduce(0.0) { $0 + p($1) } * Double(Self.samples)
+        for tail in [counts.filter { $0.key > 8 }, counts.filter { $0.key < -8 }] {
+            let observed = Double(tail.values.reduce(0, +))
+            chi2 += (observed - tailExpected) * (observed - tailExpected) / tailExpected
+        }
+        // 18 degrees of freedom: P(χ² > 60) < 1e-6 for a correct sampler.
+        #expect(chi2 < 60, "chi-square \(chi2)")
+        // Symmetry and the mean.
+        let mean = counts.reduce(0.0) { $0 + Double($1.key * $1.value) } / Double(Self.samples)
+        #expect(abs(mean) < 5 * 2 / Double(Self.samples).squareRoot())
+    }
+
+    /// σ = 1000 exercises the 64-bit acceptance path, σ = 2^21 (what a 4M-value
+    /// update's grid uses) the 128-bit one.
+    @Test(arguments: [UInt128(1_000_000), UInt128(1) << 42])
+    func largeSigmaMomentsTailsAndKolmogorovSmirnov(_ sigmaSquared: UInt128) {
+        let sigma = Double(sigmaSquared).squareRoot()
+        let sampler = DiscreteGaussianSampler(sigmaSquared: sigmaSquared)
+        var rng = SeededGenerator(seed: 12)
+        var values = [Double]()
+        values.reserveCapacity(Self.samples)
+        for _ in 0..<Self.samples { values.append(Double(sampler.sample(using: &rng))) }
+        let n = Double(values.count)
+        let mean = values.reduce(0, +) / n
+        let variance = values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / n
+        #expect(abs(mean) < 5 * sigma / n.squareRoot())
+        #expect(abs(variance / (sigma * sigma) - 1) < 0.01)
+        // Tails: P(|X| > 3σ) = 0.0026998 for the Gaussian.
+        let beyond3 = Double(values.filter { abs($0) > 3 * sigma }.count) / n
+        #expect(abs(beyond3 - 0.0026998) < 0.0003)
+        let beyond4 = values.filter { abs($0) > 4 * sigma }.count
+        #expect(beyond4 > 20 && beyond4 < 110) // expected 63
+        // Kolmogorov-Smirnov against N(0, σ²) (discreteness adds at most ~4e-4).
+        values.sort()
+        var d = 0.0
+        for (i, v) in values.enumerated() where i % 97 == 0 || i == values.count - 1 {
+            let cdf = normalCDF((v + 0.5) / sigma)
+            d = max(d, abs(Double(i + 1) / n - cdf))
+        }
+        #expect(d < 0.0025, "KS statistic \(d)")
+    }
+
+    @Test func outputDependsOnlyOnTheNoise() throws {
+        // The same generator state gives the same integer noise whatever the input.
+        let mechanism = try GaussianNoise(clipNorm: 1, noiseMultiplier: 1.1, dimension: 1000)
+        let a = (0..<1000).map { Float(sin(Double($0))) * 0.01 }
+        let b = (0..<1000).map { Float($0 % 7) * 0.3 }
+        var r1 = SeededGenerator(seed: 5), r2 = SeededGenerator(seed: 5)
+        let na = try mechanism.noisyGrid(a, generator: &r1)
+        let nb = try mechanism.noisyGrid(b, generator: &r2)
+        let inverse = 1 / mechanism.step
+        let noiseA = zip(na, a).map { $0 - Int64((Double($1) * inverse).rounded()) }
+        let noiseB = zip(nb, b).map { $0 - Int64((Double($1) * inverse).rounded()) }
+        #expect(noiseA == noiseB)
+        #expect(Set(noiseA).count > 900) // and it is noise
+    }
+
+    @Test func gridMechanismChargesTheRoundingAndReleasesGridValues() throws {
+        let mechanism = try GaussianNoise(clipNorm: 0.5, noiseMultiplier: 1.0, dimension: 4_000_000)
+        #expect(mechanism.effectiveNoiseMultiplier <= 1.0)
+        #expect(mechanism.effectiveNoiseMultiplier > 0.999)
+        var values = [Float](repeating: 0.25, count: 16)
+        let small = try GaussianNoise(clipNorm: 1, noiseMultiplier: 2, dimension: 16)
+        var rng = SeededGenerator(seed: 9)
+        try small.privatize(&values, generator: &rng)
+        for v in values { #expect((Double(v) / small.step).rounded() == Double(v) / small.step) }
+        let sd = (values.map { Double($0 - 0.25) * Double($0 - 0.25) }.reduce(0, +) / 16).squareRoot()
+        #expect(sd > 0.5 && sd < 4) // z·C = 2
+    }
+
+    @Test func badInputIsRefused() throws {
+        #expect(throws: PrivacyParameterError.self) { try GaussianNoise(clipNorm: 0, noiseMultiplier: 1, dimension: 3) }
+        #expect(throws: PrivacyParameterError.self) { try GaussianNoise(clipNorm: 1, noiseMultiplier: .nan, dimension: 3) }
+        let mechanism = try GaussianNoise(clipNorm: 1, noiseMultiplier: 1, dimension: 3)
+        var rng = SeededGenerator(seed: 1)
+        #expect(throws: PrivacyParameterError.self) { try mechanism.noisyGrid([1, .nan, 2], generator: &rng) }
+        #expect(throws: PrivacyParameterError.self) { try mechanism.noisyGrid([1, 2], generator: &rng) }
+    }
+
+    @Test func secureRandomIsNotConstantAndCopiesShareOneStream() {
+        let rng = SecureRandom()
+        let copy = rng
+        let a = (0..<10_000).map { _ in rng.next() }
+        let b = (0..<10_000).map { _ in copy.next() }
+        #expect(Set(a).count == 10_000)
+        #expect(Set(a).isDisjoint(with: b))
+        let ones = a.reduce(0) { $0 + $1.nonzeroBitCount }
+        #expect(abs(Double(ones) / 640_000 - 0.5) < 0.01)
+    }
+}
+
+@Suite struct ClippingTests {
+    @Test func clipsTheWholeUpdateBiasIncluded() throws {
+        var tensors: [[Float]] = [[3, 0], [0, 4]] // norm 5 across both tensors
+        let before = try Clipping.clip(&tensors, to: 1)
+        #expect(before == 5)
+        #expect(try Clipping.norm(tensors) <= 1)
+        #expect(abs(tensors[0][0] - 0.6) < 1e-6 && abs(tensors[1][1] - 0.8) < 1e-6)
+        var small: [[Float]] = [[0.1, 0.2]]
+        try Clipping.clip(&small, to: 1)
+        #expect(small == [[0.1, 0.2]])
+    }
+
+    @Test func neverExceedsTheClipNormOnManyRandomVectors() throws {
+        var rng = SeededGenerator(seed: 3)
+        for _ in 0..<200 {
+            var t: [[Float]] = [(0..<257).map { _ in Float.random(in: -10...10, using: &rng) }, [Float.random(in: -100...100, using: &rng)]]
+            let c = Double.random(in: 0.001...5, using: &rng)
+            try Clipping.clip(&t, to: c)
+            #expect(try Clipping.norm(t) <= c)
+        }
+    }
+
+    @Test func nonFiniteIsAnErrorNotAClip() {
+        var t: [[Float]] = [[1, .infinity]]
+        #expect(throws: PrivacyParameterError.self) { try Clipping.clip(&t, to: 1) }
+        var n: [[Float]] = [[.nan]]
+        #expect(throws: PrivacyParameterError.self) { try Clipping.clip(&n, to: 1) }
+        var ok: [[Float]] = [[1]]
+        #expect(throws: PrivacyParameterError.self) { try Clipping.clip(&ok, to: 0) }
+    }
+}
+
+@Suite struct LedgerTests {
+    @Test func chargesAnswersBeforeChargingAndRoundTrips() throws {
+        var ledger = try PrivacyLedger(delta: 1e-5)
+        // The calibrated multiplier for ε = 8 over 300 rounds (pfl quotes it rounded, as 1.286).
+        let z = try NoiseCalibration.noiseMultiplier(epsilon: 8, delta: 1e-5, sampleRate: 0.1, steps: 300)
+        let round = try SubsampledGaussian(sampleRate: 0.1, noiseMultiplier: z)
+        for i in 0..<299 { try ledger.charge(round: "r\(i)", round, at: Date(timeIntervalSince1970: Double(i))) }
+        // Round 300 still fits ε = 8 (calibrated); a 301st would not.
+        #expect(try ledger.wouldExceed(8, adding: round) == false)
+        try ledger.charge(round: "r299", round, at: Date(timeIntervalSince1970: 299))
+        #expect(try ledger.wouldExceed(8, adding: round) == true)
+        #expect(try ledger.epsilon() <= 8)
+        #expect(throws: PrivacyParameterError.self) { try ledger.charge(round: "r5", round, at: Date()) }
+        let decoded = try PrivacyLedger.decode(ledger.encoded())
+        #expect(decoded == ledger)
+    }
+
+    @Test func corruptedLedgersAreRefused() throws {
+        #expect(throws: PrivacyParameterError.self) { try PrivacyLedger.decode(Data("{}".utf8)) }
+        let bad = #"{"delta":1e-5,"entries":[{"round":"a","sampleRate":2,"noiseMultiplier":1,"time":"2026-11-29T00:00:00Z"}]}"#
+        #expect(throws: PrivacyParameterError.self) { try PrivacyLedger.decode(Data(bad.utf8)) }
+        let twice = #"{"delta":1e-5,"entries":[{"round":"a","sampleRate":0.1,"noiseMultiplier":1,"time":"2026-11-29T00:00:00Z"},{"round":"a","sampleRate":0.1,"noiseMultiplier":1,"time":"2026-11-29T00:00:00Z"}]}"#
+        #expect(throws: PrivacyParameterError.self) { try PrivacyLedger.decode(Data(twice.utf8)) }
+        #expect(throws: PrivacyParameterError.self) { try PrivacyLedger(delta: 0) }
+    }
+}
+
+@Suite struct AdaptiveClippingTests {
+    /// Log-normal update norms: median e^0 = 1, so the 0.5-quantile is 1 and the 0.8-quantile e^(0.8416·0.6).
+    func norms(_ count: Int, _ rng: inout SeededGenerator) -> [Double] {
+        (0..<count).map { _ in
+            let u1 = Double.random(in: Double.ulpOfOne..<1, using: &rng), u2 = Double.random(in: 0..<1, using: &rng)
+            return exp(0.6 * (-2 * log(u1)).squareRoot() * cos(2 * .pi * u2))
+        }
+    }
+
+    @Test(arguments: [0.01, 1.0, 100.0])
+    func convergesToTheMedianWithin100Rounds(_ start: Double) throws {
+        // η = 0.2 moves ln C by at most η/2 per round towards the median: ln 100 takes ~46 rounds.
+        for (quantile, truth) in [(0.5, 1.0)] {
+            var clipping = try AdaptiveClipping(initialClipNorm: start, targetQuantile: quantile, learningRate: 0.2, countNoise: 500.0 / 20)
+            var rng = SeededGenerator(seed: 21)
+            for _ in 0..<100 { clipping.update(norms: norms(500, &rng), expectedCount: 500, generator: &rng) }
+            #expect(abs(clipping.clipNorm / truth - 1) < 0.05, "from \(start), quantile \(quantile): \(clipping.clipNorm) vs \(truth)")
+        }
+    }
+
+    @Test func tracksAnotherQuantile() throws {
+        let truth = exp(0.8416 * 0.6) // the 0.8-quantile
+        var clipping = try AdaptiveClipping(initialClipNorm: 1, targetQuantile: 0.8, learningRate: 0.2, countNoise: 500.0 / 20)
+        var rng = SeededGenerator(seed: 22)
+        for _ in 0..<100 { clipping.update(norms: norms(500, &rng), expectedCount: 500, generator: &rng) }
+        #expect(abs(clipping.clipNorm / truth - 1) < 0.05, "\(clipping.clipNorm) vs \(truth)")
+    }
+
+    @Test func shrinksWhenEverythingIsUnclippedAndGrowsWhenEverythingIsClipped() throws {
+        // The inverted indicator (counting clipped updates) fails both directions.
+        var rng = SeededGenerator(seed: 2)
+        var big = try AdaptiveClipping(initialClipNorm: 10, countNoise: 1)
+        big.update(norms: Array(repeating: 0.1, count: 100), expectedCount: 100, generator: &rng)
+        #expect(big.clipNorm < 10)
+        var small = try AdaptiveClipping(initialClipNorm: 0.01, countNoise: 1)
+        small.update(norms: Array(repeating: 5, count: 100), expectedCount: 100, generator: &rng)
+        #expect(small.clipNorm > 0.01)
+    }
+
+    @Test func countNoiseIsChargedToTheAccountant() throws {
+        let clipping = try AdaptiveClipping(initialClipNorm: 1, countNoise: 5)
+        let combined = clipping.combinedNoiseMultiplier(updateNoiseMultiplier: 1.0)
+        #expect(combined < 1.0)
+        #expect(abs(combined - 1 / (1 + 1.0 / 100).squareRoot()) < 1e-12)
+    }
+}
