@@ -43,7 +43,7 @@ public struct AdaptiveClipping: Sendable {
     /// sensitivity 1) with exact discrete-Gaussian noise.
     func noisyCenteredCount<R: RandomNumberGenerator>(unclippedBits: [Bool], generator: inout R) -> Double {
         let twice = unclippedBits.reduce(0) { $0 + ($1 ? 1 : -1) }
-        let sampler = DiscreteGaussianSampler(sigmaSquared: UInt128((4 * countNoise * countNoise).rounded(.up)))
+        let sampler = DiscreteGaussianSampler(sigma: UInt64((2 * countNoise).rounded(.up)))
         return Double(Int64(twice) + sampler.sample(using: &generator)) / 2
     }
 

@@ -20,7 +20,7 @@ struct SeededGenerator: RandomNumberGenerator {
 
     @Test func smallSigmaMatchesTheExactMassFunction() {
         // σ² = 4: chi-square over x in -8...8 plus both tails, 10^6 samples.
-        let sampler = DiscreteGaussianSampler(sigmaSquared: 4)
+        let sampler = DiscreteGaussianSampler(sigma: 2)
         var rng = SeededGenerator(seed: 11)
         var counts = [Int: Int]()
         for _ in 0..<Self.samples { counts[Int(sampler.sample(using: &rng)), default: 0] += 1 }
@@ -45,12 +45,11 @@ struct SeededGenerator: RandomNumberGenerator {
         #expect(abs(mean) < 5 * 2 / Double(Self.samples).squareRoot())
     }
 
-    /// σ = 1000 exercises the 64-bit acceptance path, σ = 2^21 (what a 4M-value
-    /// update's grid uses) the 128-bit one.
-    @Test(arguments: [UInt128(1_000_000), UInt128(1) << 42])
-    func largeSigmaMomentsTailsAndKolmogorovSmirnov(_ sigmaSquared: UInt128) {
-        let sigma = Double(sigmaSquared).squareRoot()
-        let sampler = DiscreteGaussianSampler(sigmaSquared: sigmaSquared)
+    /// σ = 1000 and σ = 2^21 steps (what a 4M-value update's grid uses).
+    @Test(arguments: [UInt64(1000), UInt64(1) << 21])
+    func largeSigmaMomentsTailsAndKolmogorovSmirnov(_ sigmaSteps: UInt64) {
+        let sigma = Double(sigmaSteps)
+        let sampler = DiscreteGaussianSampler(sigma: sigmaSteps)
         var rng = SeededGenerator(seed: 12)
         var values = [Double]()
         values.reserveCapacity(Self.samples)
@@ -227,5 +226,19 @@ struct SeededGenerator: RandomNumberGenerator {
         let combined = clipping.combinedNoiseMultiplier(updateNoiseMultiplier: 1.0)
         #expect(combined < 1.0)
         #expect(abs(combined - 1 / (1 + 1.0 / 100).squareRoot()) < 1e-12)
+    }
+}
+
+@Suite struct ExactBernoulliTests {
+    @Test func wideBernoulliMatchesItsProbability() {
+        var bits = RandomBits(SeededGenerator(seed: 4))
+        // p = 1/3 with a 100-bit denominator; exp(-1/2) through the wide path.
+        let d = UInt128(3) << 98
+        let hits = (0..<200_000).filter { _ in bernoulli(numerator: UInt128(1) << 98, denominator: d, using: &bits) }.count
+        #expect(abs(Double(hits) / 200_000 - 1.0 / 3) < 0.005)
+        let e = (0..<200_000).filter { _ in bernoulliExpMinusWide(numerator: UInt128(1) << 90, denominator: UInt128(1) << 91, using: &bits) }.count
+        #expect(abs(Double(e) / 200_000 - exp(-0.5)) < 0.005)
+        let narrow = (0..<200_000).filter { _ in bernoulliExpMinus(numerator: 5, denominator: 2, using: &bits) }.count
+        #expect(abs(Double(narrow) / 200_000 - exp(-2.5)) < 0.003)
     }
 }
