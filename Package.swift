@@ -26,6 +26,7 @@ let package = Package(
         .target(name: "SigiloText"),
         .target(name: "SigiloModel", dependencies: ["SigiloText", "SigiloCrypto"]),
         .target(name: "SigiloPrivacy", dependencies: ["COpenSSL"]),
+        .target(name: "SigiloProtocol", dependencies: ["SigiloCrypto"]),
         .target(name: "SigiloCLI"),
 
         // Command implementations (libraries, so tests reach them directly).
@@ -39,6 +40,8 @@ let package = Package(
         .testTarget(name: "SigiloTextTests", dependencies: ["SigiloText"]),
         .testTarget(name: "SigiloModelTests", dependencies: ["SigiloModel", "SigiloText", "SigiloCrypto"]),
         .testTarget(name: "SigiloPrivacyTests", dependencies: ["SigiloPrivacy"]),
+        .testTarget(name: "SigiloCryptoTests", dependencies: ["SigiloCrypto"]),
+        .testTarget(name: "SigiloProtocolTests", dependencies: ["SigiloProtocol", "SigiloCrypto"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["SigiloModel", "SigiloCLI", "sigilo-eval", "sigilo-tenant"]

@@ -1,0 +1,91 @@
+import SigiloCrypto
+
+/// The signed-request scheme (protocol/PROTOCOL.md, "Signed requests").
+///
+/// Every request carries five headers; the signature covers the method, the
+/// path with its query, the key id, the timestamp, the nonce and the body's
+/// SHA-256, so none of them can be changed or replayed elsewhere.
+public enum RequestSigning {
+    public static let keyIdHeader = "sigilo-key-id"
+    public static let timestampHeader = "sigilo-timestamp"
+    public static let nonceHeader = "sigilo-nonce"
+    public static let contentHeader = "sigilo-content-sha256"
+    public static let signatureHeader = "sigilo-signature"
+    /// Accepted clock difference between tenant and coordinator, in seconds.
+    public static let defaultSkewWindow: Int64 = 300
+
+    /// The exact bytes that are signed.
+    public static func canonicalMessage(method: String, path: String, keyId: String, timestamp: Int64,
+                                        nonce: String, contentSHA256: String) -> [UInt8] {
+        Array("sigilo-request-v1\n\(method)\n\(path)\n\(keyId)\n\(timestamp)\n\(nonce)\n\(contentSHA256)".utf8)
+    }
+
+    /// The headers to send with a request signed by `key`.
+    public static func sign(method: String, path: String, body: [UInt8], keyId: String, key: Ed25519.KeyPair,
+                            timestamp: Int64, nonce: [UInt8]) throws -> [(String, String)] {
+        precondition(nonce.count == 16, "a nonce is 16 random bytes")
+        let content = Hex.encode(SHA256.hash(body))
+        let nonceHex = Hex.encode(nonce)
+        let signature = try key.sign(canonicalMessage(method: method, path: path, keyId: keyId, timestamp: timestamp,
+                                                      nonce: nonceHex, contentSHA256: content))
+        return [(keyIdHeader, keyId), (timestampHeader, String(timestamp)), (nonceHeader, nonceHex),
+                (contentHeader, content), (signatureHeader, Hex.encode(signature))]
+    }
+
+    /// The parts of a received request that verification looks at.
+    public struct Credentials: Equatable, Sendable {
+        public var keyId: String
+        public var timestamp: Int64
+        public var nonce: String
+        public var contentSHA256: String
+        public var signature: [UInt8]
+    }
+
+    /// Reads and checks the form of the five headers (`header` returns a
+    /// header's value by lower-case name). Does not verify anything yet.
+    public static func credentials(_ header: (String) -> String?) throws -> Credentials {
+        func required(_ name: String) throws -> String {
+            guard let value = header(name) else { throw ProtocolError(.missingHeader, "missing header \(name)") }
+            return value
+        }
+        let keyId = try required(keyIdHeader)
+        guard (1...64).contains(keyId.utf8.count), keyId.utf8.allSatisfy({ $0 == 0x2d || $0 == 0x5f || (0x30...0x39).contains($0) || (0x61...0x7a).contains($0) }) else {
+            throw ProtocolError(.malformedHeader, "\(keyIdHeader) must be 1-64 characters of a-z, 0-9, '-' or '_'")
+        }
+        let rawTimestamp = try required(timestampHeader)
+        guard let timestamp = Int64(rawTimestamp), timestamp > 0 else {
+            throw ProtocolError(.malformedHeader, "\(timestampHeader) must be Unix seconds, got \"\(rawTimestamp.prefix(32))\"")
+        }
+        let nonce = try required(nonceHeader)
+        guard nonce.utf8.count == 32, Hex.decode(nonce) != nil, nonce == nonce.lowercased() else {
+            throw ProtocolError(.malformedHeader, "\(nonceHeader) must be 32 lower-case hex digits")
+        }
+        let content = try required(contentHeader)
+        guard content.utf8.count == 64, Hex.decode(content) != nil, content == content.lowercased() else {
+            throw ProtocolError(.malformedHeader, "\(contentHeader) must be 64 lower-case hex digits")
+        }
+        let rawSignature = try required(signatureHeader)
+        guard rawSignature.utf8.count == 128, let signature = Hex.decode(rawSignature) else {
+            throw ProtocolError(.malformedHeader, "\(signatureHeader) must be 128 hex digits")
+        }
+        return Credentials(keyId: keyId, timestamp: timestamp, nonce: nonce, contentSHA256: content, signature: signature)
+    }
+
+    /// Verifies freshness, the body digest and the signature, cheapest first.
+    /// Replay (a nonce seen before) is the caller's check: it owns the store.
+    public static func verify(_ c: Credentials, method: String, path: String, body: [UInt8], publicKey: [UInt8],
+                              now: Int64, skewWindow: Int64 = defaultSkewWindow) throws {
+        guard abs(now - c.timestamp) <= skewWindow else {
+            throw ProtocolError(.staleTimestamp, "request timestamp is \(c.timestamp - now) s from the coordinator's clock (window ±\(skewWindow) s)")
+        }
+        let digest = SHA256.hash(body)
+        guard constantTimeEqual(digest, Hex.decode(c.contentSHA256)!) else {
+            throw ProtocolError(.bodyDigestMismatch, "body does not match \(contentHeader)")
+        }
+        let message = canonicalMessage(method: method, path: path, keyId: c.keyId, timestamp: c.timestamp,
+                                       nonce: c.nonce, contentSHA256: c.contentSHA256)
+        guard Ed25519.verify(signature: c.signature, message: message, publicKey: publicKey) else {
+            throw ProtocolError(.badSignature, "signature does not verify for key \(c.keyId)")
+        }
+    }
+}

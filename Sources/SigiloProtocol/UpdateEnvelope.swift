@@ -1,0 +1,102 @@
+import SigiloCrypto
+
+/// A tenant's contribution to one round, as it travels (protocol/PROTOCOL.md, "Update").
+///
+/// Only what aggregation needs leaves the tenant: the (clipped, summed and,
+/// with tenant placement, noised) update vector, the round and model version
+/// it answers, and the tenant's public weight (the expected number of sampled
+/// customers, q times its declared population; never the observed count).
+public struct UpdateEnvelope: Equatable, Sendable {
+    public static let magic = Array("SGLUPDAT".utf8)
+    public static let formatVersion: UInt16 = 1
+    public static let headerBytes = 80
+
+    public enum Encoding: UInt16, Sendable { case float32 = 1 }
+
+    public struct Flags: OptionSet, Equatable, Sendable {
+        public let rawValue: UInt32
+        public init(rawValue: UInt32) { self.rawValue = rawValue }
+        /// The tenant added the round's Gaussian noise (placement "tenant").
+        public static let tenantNoised = Flags(rawValue: 1)
+        static let known: Flags = [.tenantNoised]
+    }
+
+    public var round: UInt64
+    public var modelVersion: UInt64
+    public var flags: Flags
+    /// Expected number of sampled customers (q x declared population).
+    public var weight: Double
+    public var values: [Float]
+
+    public init(round: UInt64, modelVersion: UInt64, flags: Flags, weight: Double, values: [Float]) {
+        self.round = round
+        self.modelVersion = modelVersion
+        self.flags = flags
+        self.weight = weight
+        self.values = values
+    }
+
+    /// The wire bytes: 80-byte header, then the values as little-endian float32.
+    public func encoded() -> [UInt8] {
+        var payload = [UInt8]()
+        payload.reserveCapacity(values.count * 4)
+        for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { payload.append(contentsOf: $0) } }
+        var out = Self.magic
+        out.reserveCapacity(Self.headerBytes + payload.count)
+        func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+        put(Self.formatVersion)
+        put(Encoding.float32.rawValue)
+        put(flags.rawValue)
+        put(round)
+        put(modelVersion)
+        put(UInt64(values.count))
+        put(weight.bitPattern)
+        out.append(contentsOf: SHA256.hash(payload))
+        out.append(contentsOf: payload)
+        return out
+    }
+
+    /// Decodes and validates wire bytes. `maximumDimension` bounds what a
+    /// sender can make the receiver allocate.
+    public static func decode(_ bytes: [UInt8], maximumDimension: Int) throws -> UpdateEnvelope {
+        guard bytes.count >= headerBytes else {
+            throw ProtocolError(.malformedUpdate, "update is \(bytes.count) bytes, shorter than its \(headerBytes)-byte header")
+        }
+        guard Array(bytes[0..<8]) == magic else { throw ProtocolError(.malformedUpdate, "update does not start with \"SGLUPDAT\"") }
+        func read<T: FixedWidthInteger>(_: T.Type, _ offset: Int) -> T {
+            var v: T = 0
+            for i in 0..<MemoryLayout<T>.size { v |= T(bytes[offset + i]) << (8 * i) }
+            return v
+        }
+        let version = read(UInt16.self, 8)
+        guard version == formatVersion else {
+            throw ProtocolError(.unsupportedVersion, "update format version \(version); this coordinator reads \(formatVersion)")
+        }
+        let encoding = read(UInt16.self, 10)
+        guard encoding == Encoding.float32.rawValue else { throw ProtocolError(.malformedUpdate, "unknown value encoding \(encoding)") }
+        let flags = Flags(rawValue: read(UInt32.self, 12))
+        guard flags.isSubset(of: .known) else { throw ProtocolError(.malformedUpdate, "unknown flag bits 0x\(String(flags.rawValue, radix: 16))") }
+        let round = read(UInt64.self, 16), modelVersion = read(UInt64.self, 24)
+        let dimension = read(UInt64.self, 32)
+        guard dimension >= 1, dimension <= UInt64(maximumDimension) else {
+            throw ProtocolError(.malformedUpdate, "dimension \(dimension) outside 1...\(maximumDimension)")
+        }
+        let weight = Double(bitPattern: read(UInt64.self, 40))
+        guard weight.isFinite, weight >= 0 else { throw ProtocolError(.nonFiniteValue, "weight \(weight) is not a finite number >= 0") }
+        let expected = headerBytes + Int(dimension) * 4
+        guard bytes.count == expected else {
+            throw ProtocolError(.malformedUpdate, "update of dimension \(dimension) must be \(expected) bytes, got \(bytes.count)")
+        }
+        let payload = bytes[headerBytes...]
+        guard constantTimeEqual(SHA256.hash(payload), Array(bytes[48..<80])) else {
+            throw ProtocolError(.checksumMismatch, "update payload does not match its SHA-256")
+        }
+        var values = [Float](repeating: 0, count: Int(dimension))
+        for i in 0..<Int(dimension) {
+            let v = Float(bitPattern: read(UInt32.self, headerBytes + 4 * i))
+            guard v.isFinite else { throw ProtocolError(.nonFiniteValue, "update value \(i) is not finite") }
+            values[i] = v
+        }
+        return UpdateEnvelope(round: round, modelVersion: modelVersion, flags: flags, weight: weight, values: values)
+    }
+}

@@ -1,0 +1,37 @@
+import Testing
+import SigiloCrypto
+
+@Suite struct CryptoTests {
+    @Test func ed25519MatchesRFC8032TestVector1() throws {
+        // RFC 8032, section 7.1, TEST 1 (empty message).
+        let key = try Ed25519.KeyPair(privateKey: Hex.decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")!)
+        #expect(Hex.encode(key.publicKey) == "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+        let signature = try key.sign([])
+        #expect(Hex.encode(signature) == "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b")
+        #expect(Ed25519.verify(signature: signature, message: [], publicKey: key.publicKey))
+    }
+
+    @Test func tamperedMessagesAndSignaturesFail() throws {
+        let key = try Ed25519.KeyPair.generate()
+        let message = Array("POST /v1/rounds/1/updates".utf8)
+        let signature = try key.sign(message)
+        #expect(Ed25519.verify(signature: signature, message: message, publicKey: key.publicKey))
+        var badMessage = message; badMessage[0] ^= 1
+        #expect(!Ed25519.verify(signature: signature, message: badMessage, publicKey: key.publicKey))
+        var badSignature = signature; badSignature[10] ^= 1
+        #expect(!Ed25519.verify(signature: badSignature, message: message, publicKey: key.publicKey))
+        #expect(!Ed25519.verify(signature: Array(signature.prefix(63)), message: message, publicKey: key.publicKey))
+        #expect(!Ed25519.verify(signature: signature, message: message, publicKey: try Ed25519.KeyPair.generate().publicKey))
+        #expect(throws: CryptoError.self) { try Ed25519.KeyPair(privateKey: [1, 2, 3]) }
+    }
+
+    @Test func sha256AndConstantTimeCompare() {
+        #expect(SHA256.hex(SHA256.hash(Array("abc".utf8))) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(constantTimeEqual([1, 2, 3], [1, 2, 3]))
+        #expect(!constantTimeEqual([1, 2, 3], [1, 2, 4]))
+        #expect(!constantTimeEqual([1, 2], [1, 2, 3]))
+        #expect(Hex.decode("0aFf") == [0x0a, 0xff])
+        #expect(Hex.decode("0g") == nil)
+        #expect(Hex.decode("abc") == nil)
+    }
+}

@@ -1,0 +1,133 @@
+import Foundation
+import Testing
+import SigiloCrypto
+@testable import SigiloProtocol
+
+/// The Swift implementation against protocol/vectors.json, written by an
+/// independent Python implementation (tools/gen-protocol-vectors.py).
+@Suite struct ProtocolVectorTests {
+    nonisolated(unsafe) static let vectors: [String: Any] = { // read-only after initialisation
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let data = try! Data(contentsOf: root.appendingPathComponent("protocol/vectors.json"))
+        return try! JSONSerialization.jsonObject(with: data) as! [String: Any]
+    }()
+
+    static func testKey() throws -> Ed25519.KeyPair {
+        let key = vectors["test_key"] as! [String: String]
+        return try Ed25519.KeyPair(privateKey: Hex.decode(key["private_seed_hex"]!)!)
+    }
+
+    @Test func updateEncodingIsByteForByte() throws {
+        let u = Self.vectors["update"] as! [String: Any]
+        let envelope = UpdateEnvelope(round: UInt64(u["round"] as! Int), modelVersion: UInt64(u["model_version"] as! Int),
+                                      flags: .init(rawValue: UInt32(u["flags"] as! Int)), weight: u["weight"] as! Double,
+                                      values: (u["values"] as! [Double]).map { Float($0) })
+        #expect(Hex.encode(envelope.encoded()) == u["encoded_hex"] as! String)
+        #expect(try UpdateEnvelope.decode(Hex.decode(u["encoded_hex"] as! String)!, maximumDimension: 10) == envelope)
+    }
+
+    @Test func signedRequestsAreByteForByte() throws {
+        let key = try Self.testKey()
+        #expect(Hex.encode(key.publicKey) == (Self.vectors["test_key"] as! [String: String])["public_key_hex"])
+        for r in Self.vectors["requests"] as! [[String: Any]] {
+            let body = Hex.decode(r["body_hex"] as! String)!
+            let headers = try RequestSigning.sign(method: r["method"] as! String, path: r["path"] as! String, body: body,
+                                                  keyId: r["key_id"] as! String, key: key, timestamp: Int64(r["timestamp"] as! Int),
+                                                  nonce: Hex.decode(r["nonce"] as! String)!)
+            let byName = Dictionary(uniqueKeysWithValues: headers)
+            #expect(byName["sigilo-content-sha256"] == r["content_sha256"] as? String)
+            #expect(byName["sigilo-signature"] == r["signature"] as? String)
+            let message = RequestSigning.canonicalMessage(method: r["method"] as! String, path: r["path"] as! String,
+                                                          keyId: r["key_id"] as! String, timestamp: Int64(r["timestamp"] as! Int),
+                                                          nonce: r["nonce"] as! String, contentSHA256: r["content_sha256"] as! String)
+            #expect(String(decoding: message, as: UTF8.self) == r["canonical_message"] as! String)
+            // And the verifier accepts it.
+            let credentials = try RequestSigning.credentials { byName[$0] }
+            try RequestSigning.verify(credentials, method: r["method"] as! String, path: r["path"] as! String, body: body,
+                                      publicKey: key.publicKey, now: Int64(r["timestamp"] as! Int) + 10)
+        }
+    }
+}
+
+@Suite struct RequestVerificationTests {
+    let key = try! Ed25519.KeyPair.generate()
+    let body = Array("{\"x\":1}".utf8)
+    let now: Int64 = 1_800_000_000
+
+    func headers(path: String = "/v1/plan", timestamp: Int64? = nil, body: [UInt8]? = nil) throws -> [String: String] {
+        Dictionary(uniqueKeysWithValues: try RequestSigning.sign(method: "POST", path: path, body: body ?? self.body, keyId: "tenant-1",
+                                                                 key: key, timestamp: timestamp ?? now, nonce: Array(repeating: 7, count: 16)))
+    }
+
+    func verify(_ h: [String: String], method: String = "POST", path: String = "/v1/plan", body: [UInt8]? = nil, publicKey: [UInt8]? = nil) throws {
+        try RequestSigning.verify(RequestSigning.credentials { h[$0] }, method: method, path: path, body: body ?? self.body,
+                                  publicKey: publicKey ?? key.publicKey, now: now)
+    }
+
+    func code(_ body: () throws -> Void) -> ProtocolError.Code? {
+        do { try body(); return nil } catch let e as ProtocolError { return e.code } catch { return nil }
+    }
+
+    @Test func acceptsAValidRequest() throws {
+        try verify(try headers())
+    }
+
+    @Test func refusesEveryTamperingWithItsOwnCode() throws {
+        let h = try headers()
+        #expect(code { try verify(h, method: "GET") } == .badSignature)
+        #expect(code { try verify(h, path: "/v1/rounds/1/updates") } == .badSignature)
+        #expect(code { try verify(h, body: Array("{\"x\":2}".utf8)) } == .bodyDigestMismatch)
+        #expect(code { try verify(h, publicKey: try Ed25519.KeyPair.generate().publicKey) } == .badSignature)
+        #expect(code { try verify(try headers(timestamp: now - 301)) } == .staleTimestamp)
+        #expect(code { try verify(try headers(timestamp: now + 301)) } == .staleTimestamp)
+        var otherKeyId = h; otherKeyId["sigilo-key-id"] = "tenant-2"
+        #expect(code { try verify(otherKeyId) } == .badSignature)
+        var otherNonce = h; otherNonce["sigilo-nonce"] = String(repeating: "0", count: 32)
+        #expect(code { try verify(otherNonce) } == .badSignature)
+    }
+
+    @Test(arguments: ["sigilo-key-id", "sigilo-timestamp", "sigilo-nonce", "sigilo-content-sha256", "sigilo-signature"])
+    func missingOrMalformedHeadersAreNamed(_ name: String) throws {
+        var missing = try headers()
+        missing[name] = nil
+        #expect(code { try verify(missing) } == .missingHeader)
+        var malformed = try headers()
+        malformed[name] = "Not Valid!"
+        #expect(code { try verify(malformed) } == .malformedHeader)
+    }
+}
+
+@Suite struct UpdateEnvelopeTests {
+    let envelope = UpdateEnvelope(round: 3, modelVersion: 2, flags: [], weight: 4.5, values: [1, -2, 0.25])
+
+    func code(_ bytes: [UInt8], maximumDimension: Int = 100) -> ProtocolError.Code? {
+        do { _ = try UpdateEnvelope.decode(bytes, maximumDimension: maximumDimension); return nil } catch let e as ProtocolError { return e.code } catch { return nil }
+    }
+
+    @Test func everyTruncationAndEveryFlippedByteIsRejected() {
+        let bytes = envelope.encoded()
+        for length in 0..<bytes.count { #expect(code(Array(bytes[0..<length])) != nil, "cut at \(length)") }
+        for offset in bytes.indices {
+            var corrupted = bytes
+            corrupted[offset] ^= 0x04
+            // Flips in round/model version/weight fields decode to different, valid values; all else must fail.
+            if (16..<32).contains(offset) || (40..<48).contains(offset) { continue }
+            #expect(code(corrupted) != nil, "flip at \(offset)")
+        }
+    }
+
+    @Test func specificRefusals() {
+        var bytes = envelope.encoded()
+        #expect(code(bytes, maximumDimension: 2) == .malformedUpdate)
+        bytes[8] = 2
+        #expect(code(bytes) == .unsupportedVersion)
+        let nan = UpdateEnvelope(round: 1, modelVersion: 1, flags: [], weight: 1, values: [1, .nan]).encoded()
+        #expect(code(nan) == .nonFiniteValue)
+        let negativeWeight = UpdateEnvelope(round: 1, modelVersion: 1, flags: [], weight: -1, values: [1]).encoded()
+        #expect(code(negativeWeight) == .nonFiniteValue)
+        var unknownFlag = envelope.encoded()
+        unknownFlag[13] = 1
+        #expect(code(unknownFlag) == .malformedUpdate)
+        #expect(code(envelope.encoded() + [0, 0, 0, 0]) == .malformedUpdate)
+    }
+}
