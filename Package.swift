@@ -27,6 +27,7 @@ let package = Package(
         .target(name: "SigiloModel", dependencies: ["SigiloText", "SigiloCrypto"]),
         .target(name: "SigiloPrivacy", dependencies: ["COpenSSL"]),
         .target(name: "SigiloProtocol", dependencies: ["SigiloCrypto"]),
+        .target(name: "SigiloHTTP"),
         .target(name: "SigiloCLI"),
 
         // Command implementations (libraries, so tests reach them directly).
@@ -41,6 +42,7 @@ let package = Package(
         .testTarget(name: "SigiloModelTests", dependencies: ["SigiloModel", "SigiloText", "SigiloCrypto"]),
         .testTarget(name: "SigiloPrivacyTests", dependencies: ["SigiloPrivacy"]),
         .testTarget(name: "SigiloCryptoTests", dependencies: ["SigiloCrypto"]),
+        .testTarget(name: "SigiloHTTPTests", dependencies: ["SigiloHTTP"]),
         .testTarget(name: "SigiloProtocolTests", dependencies: ["SigiloProtocol", "SigiloCrypto"]),
         .testTarget(
             name: "EndToEndTests",

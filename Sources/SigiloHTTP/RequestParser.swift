@@ -1,0 +1,198 @@
+/// Limits that keep a misbehaving client from exhausting the server.
+public struct HTTPLimits: Sendable {
+    public var maximumHeaderBytes: Int = 16 * 1024
+    public var maximumHeaderCount: Int = 64
+    public var maximumBodyBytes: Int = 64 * 1024 * 1024
+
+    public init(maximumHeaderBytes: Int = 16 * 1024, maximumHeaderCount: Int = 64, maximumBodyBytes: Int = 64 * 1024 * 1024) {
+        self.maximumHeaderBytes = maximumHeaderBytes
+        self.maximumHeaderCount = maximumHeaderCount
+        self.maximumBodyBytes = maximumBodyBytes
+    }
+}
+
+/// Why a request was refused before it reached a handler; carries its status.
+public struct HTTPParseError: Error, Equatable, Sendable, CustomStringConvertible {
+    public let status: Int
+    public let code: String
+    public let message: String
+    public var description: String { "\(status) \(code): \(message)" }
+}
+
+/// An HTTP/1.1 request parser as a pure state machine: bytes in, events out,
+/// no I/O. The connection handler feeds whatever the socket delivered and
+/// acts on the result; tests feed byte sequences directly.
+///
+/// Supported: request line, headers, `Content-Length` bodies, keep-alive
+/// (HTTP/1.1 default, `Connection: close` to end). Refused: chunked or any
+/// `Transfer-Encoding` (501), HTTP versions other than 1.1 and 1.0 (505),
+/// oversized headers (431) or bodies (413), malformed syntax (400).
+public struct RequestParser: Sendable {
+    public enum Result: Equatable, Sendable {
+        /// More bytes are needed.
+        case needMore
+        /// A complete request; parsing continues with the bytes after it.
+        case request(HTTPRequest)
+        /// The connection must answer with this error and close.
+        case failure(HTTPParseError)
+    }
+
+    enum State: Sendable {
+        case head
+        case body(HTTPRequest, remaining: Int)
+        case failed
+    }
+
+    public let limits: HTTPLimits
+    private var state: State = .head
+    private var buffer: [UInt8] = []
+
+    public init(limits: HTTPLimits = HTTPLimits()) {
+        self.limits = limits
+    }
+
+    /// Bytes received but not yet part of a returned request.
+    public var bufferedBytes: Int { buffer.count }
+
+    /// Whether the parser is between requests with nothing buffered (an idle connection).
+    public var isIdle: Bool {
+        if case .head = state { return buffer.isEmpty }
+        return false
+    }
+
+    /// Adds received bytes.
+    public mutating func feed(_ bytes: some Sequence<UInt8>) {
+        buffer.append(contentsOf: bytes)
+    }
+
+    /// The next event: call repeatedly until `.needMore` (pipelined requests).
+    public mutating func next() -> Result {
+        switch state {
+        case .failed:
+            return .failure(HTTPParseError(status: 400, code: "bad_request", message: "connection already failed"))
+        case .body(let request, let remaining):
+            guard buffer.count >= remaining else { return .needMore }
+            var complete = request
+            complete.body = Array(buffer[0..<remaining])
+            buffer.removeFirst(remaining)
+            state = .head
+            return .request(complete)
+        case .head:
+            guard let end = headEnd() else {
+                if buffer.count > limits.maximumHeaderBytes {
+                    return fail(431, "header_too_large", "request head exceeds \(limits.maximumHeaderBytes) bytes")
+                }
+                return .needMore
+            }
+            guard end <= limits.maximumHeaderBytes else {
+                return fail(431, "header_too_large", "request head exceeds \(limits.maximumHeaderBytes) bytes")
+            }
+            let head = Array(buffer[0..<end])
+            buffer.removeFirst(end + 4)
+            switch parseHead(head) {
+            case .failure(let error):
+                state = .failed
+                return .failure(error)
+            case .success(let (request, length)):
+                if length == 0 { return .request(request) }
+                state = .body(request, remaining: length)
+                return next()
+            }
+        }
+    }
+
+    private mutating func fail(_ status: Int, _ code: String, _ message: String) -> Result {
+        state = .failed
+        return .failure(HTTPParseError(status: status, code: code, message: message))
+    }
+
+    /// Index of the CRLFCRLF that ends the head, if buffered.
+    private func headEnd() -> Int? {
+        guard buffer.count >= 4 else { return nil }
+        var i = 0
+        let limit = min(buffer.count - 3, limits.maximumHeaderBytes + 1)
+        while i < limit {
+            if buffer[i] == 13, buffer[i + 1] == 10, buffer[i + 2] == 13, buffer[i + 3] == 10 { return i }
+            i += 1
+        }
+        return nil
+    }
+
+    private static func isToken(_ b: UInt8) -> Bool {
+        // RFC 9110 tchar
+        switch b {
+        case 0x30...0x39, 0x41...0x5a, 0x61...0x7a: return true
+        default: return "!#$%&'*+-.^_`|~".utf8.contains(b)
+        }
+    }
+
+    private func parseHead(_ head: [UInt8]) -> Swift.Result<(HTTPRequest, Int), HTTPParseError> {
+        func bad(_ message: String) -> Swift.Result<(HTTPRequest, Int), HTTPParseError> {
+            .failure(HTTPParseError(status: 400, code: "bad_request", message: message))
+        }
+        var lines = [ArraySlice<UInt8>]()
+        var start = 0
+        var i = 0
+        while i < head.count {
+            if head[i] == 13 {
+                guard i + 1 < head.count, head[i + 1] == 10 else { return bad("bare CR in request head") }
+                lines.append(head[start..<i]); i += 2; start = i; continue
+            }
+            if head[i] == 10 { return bad("bare LF in request head") }
+            i += 1
+        }
+        lines.append(head[start..<head.count])
+        let requestLine = lines[0]
+        let parts = requestLine.split(separator: 0x20, omittingEmptySubsequences: false)
+        guard parts.count == 3, !parts[0].isEmpty, parts[0].allSatisfy(Self.isToken) else {
+            return bad("malformed request line")
+        }
+        let method = String(decoding: parts[0], as: UTF8.self)
+        guard parts[1].first == UInt8(ascii: "/"), parts[1].count <= 2048,
+              parts[1].allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
+            return bad("request target must be an absolute path of printable ASCII (at most 2048 bytes)")
+        }
+        let target = String(decoding: parts[1], as: UTF8.self)
+        let version = String(decoding: parts[2], as: UTF8.self)
+        guard version == "HTTP/1.1" || version == "HTTP/1.0" else {
+            if version.hasPrefix("HTTP/") {
+                return .failure(HTTPParseError(status: 505, code: "version_not_supported", message: "\(version.prefix(16)) is not supported"))
+            }
+            return bad("malformed HTTP version")
+        }
+        var headers = [(name: String, value: String)]()
+        for line in lines.dropFirst() {
+            guard headers.count < limits.maximumHeaderCount else {
+                return .failure(HTTPParseError(status: 431, code: "too_many_headers", message: "more than \(limits.maximumHeaderCount) headers"))
+            }
+            guard let colon = line.firstIndex(of: 0x3a), colon > line.startIndex,
+                  line[line.startIndex..<colon].allSatisfy(Self.isToken) else {
+                return bad("malformed header line")
+            }
+            let name = String(decoding: line[line.startIndex..<colon], as: UTF8.self).lowercased()
+            var value = line[(colon + 1)...]
+            while let f = value.first, f == 0x20 || f == 0x09 { value = value.dropFirst() }
+            while let l = value.last, l == 0x20 || l == 0x09 { value = value.dropLast() }
+            guard value.allSatisfy({ $0 == 0x09 || ($0 >= 0x20 && $0 != 0x7f) }) else { return bad("control character in header \(name)") }
+            headers.append((name, String(decoding: value, as: UTF8.self)))
+        }
+        if headers.contains(where: { $0.name == "transfer-encoding" }) {
+            return .failure(HTTPParseError(status: 501, code: "transfer_encoding_not_supported", message: "send bodies with Content-Length"))
+        }
+        let lengths = headers.filter { $0.name == "content-length" }.map(\.value)
+        var length = 0
+        if let first = lengths.first {
+            guard Set(lengths).count == 1, !first.isEmpty, first.utf8.count <= 12, first.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+                  let parsed = Int(first) else {
+                return bad("invalid Content-Length")
+            }
+            length = parsed
+        }
+        guard length <= limits.maximumBodyBytes else {
+            return .failure(HTTPParseError(status: 413, code: "body_too_large", message: "body of \(length) bytes exceeds \(limits.maximumBodyBytes)"))
+        }
+        let connection = headers.first { $0.name == "connection" }?.value.lowercased()
+        let keepAlive = version == "HTTP/1.1" ? connection != "close" : connection == "keep-alive"
+        return .success((HTTPRequest(method: method, target: target, headers: headers, body: [], keepAlive: keepAlive), length))
+    }
+}
