@@ -27,6 +27,7 @@ let package = Package(
         .target(name: "SigiloModel", dependencies: ["SigiloText", "SigiloCrypto"]),
         .target(name: "SigiloPrivacy", dependencies: ["COpenSSL"]),
         .target(name: "SigiloProtocol", dependencies: ["SigiloCrypto"]),
+        .target(name: "SigiloFederation", dependencies: ["SigiloPrivacy"]),
         .target(name: "SigiloHTTP"),
         .target(name: "SigiloCLI"),
 
@@ -43,6 +44,7 @@ let package = Package(
         .testTarget(name: "SigiloPrivacyTests", dependencies: ["SigiloPrivacy"]),
         .testTarget(name: "SigiloCryptoTests", dependencies: ["SigiloCrypto"]),
         .testTarget(name: "SigiloHTTPTests", dependencies: ["SigiloHTTP"]),
+        .testTarget(name: "SigiloFederationTests", dependencies: ["SigiloFederation", "SigiloPrivacy"]),
         .testTarget(name: "SigiloProtocolTests", dependencies: ["SigiloProtocol", "SigiloCrypto"]),
         .testTarget(
             name: "EndToEndTests",
@@ -55,7 +57,7 @@ let package = Package(
 // unoptimised, which would push `swift test` past its time budget; they are
 // built with -O even in debug builds (tests still reach internals through
 // @testable, which debug builds enable).
-let optimisedInDebug: Set<String> = ["SigiloText", "SigiloModel", "SigiloPrivacy"]
+let optimisedInDebug: Set<String> = ["SigiloText", "SigiloModel", "SigiloPrivacy", "SigiloFederation"]
 for target in package.targets where optimisedInDebug.contains(target.name) {
     target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(["-O"], .when(configuration: .debug))]
 }

@@ -1,0 +1,100 @@
+import Foundation
+import SigiloPrivacy
+
+/// The running sum of a round: each accepted update is added once and then
+/// forgotten, so memory is one vector whatever the number of tenants, and no
+/// individual update is ever kept.
+public struct RoundSum: Sendable, Equatable {
+    public private(set) var values: [Float]
+    public private(set) var weight: Double
+    public private(set) var count: Int
+
+    public init(dimension: Int) {
+        values = [Float](repeating: 0, count: dimension)
+        weight = 0
+        count = 0
+    }
+
+    public init(values: [Float], weight: Double, count: Int) {
+        self.values = values
+        self.weight = weight
+        self.count = count
+    }
+
+    /// Adds one validated update.
+    public mutating func add(_ update: [Float], weight w: Double) {
+        precondition(update.count == values.count)
+        values.withUnsafeMutableBufferPointer { sum in
+            update.withUnsafeBufferPointer { u in
+                for i in 0..<u.count { sum[i] += u[i] }
+            }
+        }
+        weight += w
+        count += 1
+    }
+}
+
+/// The bound no honest update's L2 norm can exceed: every declared customer
+/// sampled and clipped to C, plus the tenant's noise (z·C per coordinate)
+/// beyond 10 standard deviations of its norm.
+public func updateNormBound(population: Double, clipNorm: Double, noiseMultiplier: Double, tenantNoised: Bool, dimension: Int) -> Double {
+    let signal = population * clipNorm
+    guard tenantNoised else { return signal * (1 + 1e-6) }
+    let sigma = noiseMultiplier * clipNorm
+    return signal + sigma * (Double(dimension).squareRoot() + 10)
+}
+
+/// The server optimiser's step: model <- model + step(average update).
+public struct ServerOptimizerState: Sendable, Equatable {
+    public var momentum: [Float]
+    public var secondMoment: [Float]
+
+    public init(dimension: Int) {
+        momentum = [Float](repeating: 0, count: dimension)
+        secondMoment = [Float](repeating: 0, count: dimension)
+    }
+
+    public init(momentum: [Float], secondMoment: [Float]) {
+        self.momentum = momentum
+        self.secondMoment = secondMoment
+    }
+
+    /// Applies `average` (the round's mean update) to `model` per `settings`.
+    public mutating func apply(_ average: [Float], to model: inout [Float], settings: Plan.ServerOptimizer) {
+        let lr = Float(settings.learningRate)
+        switch settings.kind {
+        case .fedavg:
+            for i in model.indices { model[i] += lr * average[i] }
+        case .fedavgm:
+            let beta = Float(settings.momentum)
+            for i in model.indices {
+                momentum[i] = beta * momentum[i] + average[i]
+                model[i] += lr * momentum[i]
+            }
+        case .fedadam:
+            let b1 = Float(settings.momentum), b2 = Float(settings.beta2), tau = Float(settings.epsilon)
+            for i in model.indices {
+                momentum[i] = b1 * momentum[i] + (1 - b1) * average[i]
+                secondMoment[i] = b2 * secondMoment[i] + (1 - b2) * average[i] * average[i]
+                model[i] += lr * momentum[i] / (secondMoment[i].squareRoot() + tau)
+            }
+        }
+    }
+}
+
+/// Closing a round: central noise if the plan says so, division by the
+/// expected number of sampled customers (never the observed count), then the
+/// server optimiser's step. Returns the new model vector.
+public func closeRound(sum: RoundSum, model: [Float], plan: Plan, optimizer: inout ServerOptimizerState,
+                       centralNoise: (inout [Float]) throws -> Void) throws -> [Float] {
+    var total = sum.values
+    if plan.placement == .central { try centralNoise(&total) }
+    // With no expected customers there is nothing to average: the model stays.
+    guard sum.weight > 0 else { return model }
+    let scale = Float(1 / sum.weight)
+    var average = total
+    for i in average.indices { average[i] *= scale }
+    var next = model
+    optimizer.apply(average, to: &next, settings: plan.serverOptimizer)
+    return next
+}

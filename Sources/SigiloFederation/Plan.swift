@@ -1,0 +1,104 @@
+import Foundation
+
+/// Why a plan was refused: names the field.
+public struct PlanError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// What the coordinator runs: taxonomy, model shape, privacy parameters,
+/// round schedule and server optimiser (protocol/PLAN.md documents the file).
+public struct Plan: Codable, Equatable, Sendable {
+    public enum Placement: String, Codable, Sendable { case tenant, central }
+
+    public struct ServerOptimizer: Codable, Equatable, Sendable {
+        public enum Kind: String, Codable, Sendable { case fedavg, fedavgm, fedadam }
+        public var kind: Kind
+        public var learningRate: Double
+        public var momentum: Double
+        public var beta2: Double
+        public var epsilon: Double
+
+        public init(kind: Kind = .fedavgm, learningRate: Double = 1, momentum: Double = 0.9, beta2: Double = 0.99, epsilon: Double = 1e-3) {
+            self.kind = kind
+            self.learningRate = learningRate
+            self.momentum = momentum
+            self.beta2 = beta2
+            self.epsilon = epsilon
+        }
+    }
+
+    public var labels: [String]
+    public var bucketBits: Int
+    public var clipNorm: Double
+    public var noiseMultiplier: Double
+    public var sampleRate: Double
+    public var delta: Double
+    /// The plan's privacy budget: no round opens that would take ε above it.
+    public var maximumEpsilon: Double
+    public var placement: Placement
+    public var minimumTenants: Int
+    public var roundSeconds: Double
+    public var serverOptimizer: ServerOptimizer
+
+    public init(labels: [String], bucketBits: Int = 12, clipNorm: Double = 1, noiseMultiplier: Double = 1, sampleRate: Double = 0.1,
+                delta: Double = 1e-6, maximumEpsilon: Double = 8, placement: Placement = .tenant, minimumTenants: Int = 2,
+                roundSeconds: Double = 600, serverOptimizer: ServerOptimizer = ServerOptimizer()) {
+        self.labels = labels
+        self.bucketBits = bucketBits
+        self.clipNorm = clipNorm
+        self.noiseMultiplier = noiseMultiplier
+        self.sampleRate = sampleRate
+        self.delta = delta
+        self.maximumEpsilon = maximumEpsilon
+        self.placement = placement
+        self.minimumTenants = minimumTenants
+        self.roundSeconds = roundSeconds
+        self.serverOptimizer = serverOptimizer
+    }
+
+    /// Number of model parameters: B x labels weights plus one bias per label.
+    public var dimension: Int { (1 << bucketBits) * labels.count + labels.count }
+
+    /// Checks every field; the error names the first one that is wrong.
+    public func validate() throws {
+        guard (1...4096).contains(labels.count) else { throw PlanError("labels: need 1...4096 labels, got \(labels.count)") }
+        guard Set(labels).count == labels.count else { throw PlanError("labels: duplicates are not allowed") }
+        if let bad = labels.first(where: { $0.isEmpty || $0.utf8.count > 256 }) { throw PlanError("labels: \"\(bad)\" must be 1-256 bytes") }
+        guard (8...20).contains(bucketBits) else { throw PlanError("bucketBits: must be in 8...20, got \(bucketBits)") }
+        guard clipNorm.isFinite, clipNorm > 0 else { throw PlanError("clipNorm: must be a finite number > 0, got \(clipNorm)") }
+        guard noiseMultiplier.isFinite, noiseMultiplier > 0 else { throw PlanError("noiseMultiplier: must be a finite number > 0, got \(noiseMultiplier)") }
+        guard sampleRate.isFinite, sampleRate > 0, sampleRate <= 1 else { throw PlanError("sampleRate: must be in (0, 1], got \(sampleRate)") }
+        guard delta.isFinite, delta > 0, delta < 1 else { throw PlanError("delta: must be in (0, 1), got \(delta)") }
+        guard maximumEpsilon.isFinite, maximumEpsilon > 0 else { throw PlanError("maximumEpsilon: must be a finite number > 0, got \(maximumEpsilon)") }
+        guard minimumTenants >= 1 else { throw PlanError("minimumTenants: must be >= 1, got \(minimumTenants)") }
+        guard roundSeconds.isFinite, roundSeconds >= 1, roundSeconds <= 7 * 86400 else { throw PlanError("roundSeconds: must be in 1...604800, got \(roundSeconds)") }
+        let o = serverOptimizer
+        guard o.learningRate.isFinite, o.learningRate > 0 else { throw PlanError("serverOptimizer.learningRate: must be > 0, got \(o.learningRate)") }
+        guard o.momentum >= 0, o.momentum < 1 else { throw PlanError("serverOptimizer.momentum: must be in [0, 1), got \(o.momentum)") }
+        guard o.beta2 >= 0, o.beta2 < 1 else { throw PlanError("serverOptimizer.beta2: must be in [0, 1), got \(o.beta2)") }
+        guard o.epsilon.isFinite, o.epsilon > 0 else { throw PlanError("serverOptimizer.epsilon: must be > 0, got \(o.epsilon)") }
+    }
+
+    /// Decodes and validates a plan file (JSON).
+    public static func decode(_ data: Data) throws -> Plan {
+        let plan: Plan
+        do { plan = try JSONDecoder().decode(Plan.self, from: data) } catch let error as DecodingError {
+            throw PlanError("plan file: \(Self.describe(error))")
+        }
+        try plan.validate()
+        return plan
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            context.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+        }
+        switch error {
+        case .keyNotFound(let key, let context): return "missing field \(path(context).isEmpty ? "" : path(context) + ".")\(key.stringValue)"
+        case .typeMismatch(_, let context), .valueNotFound(_, let context): return "\(path(context)): wrong type"
+        case .dataCorrupted(let context): return path(context).isEmpty ? "not valid JSON" : "\(path(context)): invalid value"
+        @unknown default: return "invalid"
+        }
+    }
+}

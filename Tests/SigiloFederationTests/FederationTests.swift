@@ -1,0 +1,121 @@
+import Foundation
+import Testing
+@testable import SigiloFederation
+
+@Suite struct RoundMachineTests {
+    func opened(_ tenants: Set<String> = ["a", "b", "c"], minimum: Int = 2) throws -> RoundMachine {
+        var m = RoundMachine()
+        _ = try m.open(id: 1, modelVersion: 5, tenants: tenants, minimumTenants: minimum, now: 100, duration: 60)
+        return m
+    }
+
+    @Test func closesWhenEveryActiveTenantHasSubmitted() throws {
+        var m = try opened()
+        #expect(try m.submitted(tenant: "a", round: 1, now: 101) == .none)
+        #expect(try m.submitted(tenant: "b", round: 1, now: 102) == .none)
+        guard case .close(let r) = try m.submitted(tenant: "c", round: 1, now: 103) else { Issue.record("expected close"); return }
+        #expect(r.submitted == ["a", "b", "c"])
+    }
+
+    @Test func deadlineClosesWithEnoughTenantsAndAbandonsWithout() throws {
+        var m = try opened()
+        _ = try m.submitted(tenant: "a", round: 1, now: 101)
+        #expect(m.tick(now: 159) == .none)
+        guard case .abandon = m.tick(now: 160) else { Issue.record("expected abandon with 1 of minimum 2"); return }
+        var n = try opened()
+        _ = try n.submitted(tenant: "a", round: 1, now: 101)
+        _ = try n.submitted(tenant: "b", round: 1, now: 102)
+        guard case .close = n.tick(now: 161) else { Issue.record("expected close at the deadline"); return }
+    }
+
+    @Test func revocationNoLongerHoldsTheRoundOpen() throws {
+        var m = try opened()
+        _ = try m.submitted(tenant: "a", round: 1, now: 101)
+        _ = try m.submitted(tenant: "b", round: 1, now: 102)
+        guard case .close = m.revoked(tenant: "c", now: 103) else { Issue.record("expected close after c was revoked"); return }
+    }
+
+    @Test func refusesWrongRoundsStrangersDuplicatesAndASecondOpenRound() throws {
+        var m = try opened()
+        #expect(throws: RoundMachine.MachineError.wrongRound(expected: 1, got: 2)) { try m.admit(tenant: "a", round: 2) }
+        #expect(throws: RoundMachine.MachineError.notExpected("z")) { try m.admit(tenant: "z", round: 1) }
+        _ = try m.submitted(tenant: "a", round: 1, now: 101)
+        #expect(throws: RoundMachine.MachineError.duplicate("a")) { try m.submitted(tenant: "a", round: 1, now: 102) }
+        #expect(throws: RoundMachine.MachineError.roundAlreadyOpen(1)) {
+            try m.open(id: 2, modelVersion: 6, tenants: ["a"], minimumTenants: 1, now: 103, duration: 10)
+        }
+        m.finished()
+        #expect(throws: RoundMachine.MachineError.noOpenRound) { try m.admit(tenant: "a", round: 1) }
+    }
+}
+
+@Suite struct AggregationTests {
+    let plan = Plan(labels: ["a", "b"], bucketBits: 8, placement: .tenant, serverOptimizer: .init(kind: .fedavg))
+
+    @Test func averagesOverTheExpectedNotTheObservedCount() throws {
+        var sum = RoundSum(dimension: 3)
+        sum.add([1, 2, 3], weight: 2.5)
+        sum.add([3, 2, 1], weight: 2.5)
+        var optimizer = ServerOptimizerState(dimension: 3)
+        let next = try closeRound(sum: sum, model: [0, 0, 0], plan: plan, optimizer: &optimizer) { _ in Issue.record("no central noise for tenant placement") }
+        #expect(next == [0.8, 0.8, 0.8]) // (4, 4, 4) / 5 expected customers, not / 2 updates
+    }
+
+    @Test func centralPlacementNoisesTheSumOnce() throws {
+        var central = plan
+        central.placement = .central
+        var sum = RoundSum(dimension: 2)
+        sum.add([1, 1], weight: 1)
+        var calls = 0
+        var optimizer = ServerOptimizerState(dimension: 2)
+        let next = try closeRound(sum: sum, model: [0, 0], plan: central, optimizer: &optimizer) { values in
+            calls += 1
+            values[0] += 10
+        }
+        #expect(calls == 1)
+        #expect(next == [11, 1])
+    }
+
+    @Test func optimisersStepInTheUpdatesDirection() {
+        for kind in [Plan.ServerOptimizer.Kind.fedavg, .fedavgm, .fedadam] {
+            var state = ServerOptimizerState(dimension: 2)
+            var model: [Float] = [0, 0]
+            for _ in 0..<3 { state.apply([1, -1], to: &model, settings: .init(kind: kind, learningRate: 0.1)) }
+            #expect(model[0] > 0 && model[1] < 0, "\(kind)")
+        }
+        // Momentum accumulates: three steps of FedAvgM go further than three of FedAvg.
+        var avg = ServerOptimizerState(dimension: 1), mom = ServerOptimizerState(dimension: 1)
+        var a: [Float] = [0], m: [Float] = [0]
+        for _ in 0..<3 {
+            avg.apply([1], to: &a, settings: .init(kind: .fedavg, learningRate: 1))
+            mom.apply([1], to: &m, settings: .init(kind: .fedavgm, learningRate: 1, momentum: 0.9))
+        }
+        #expect(m[0] > a[0])
+    }
+
+    @Test func normBoundAdmitsHonestUpdatesOnly() {
+        let bound = updateNormBound(population: 10, clipNorm: 1, noiseMultiplier: 1, tenantNoised: true, dimension: 10_000)
+        #expect(bound > 10 + 100) // signal + sqrt(d) noise
+        #expect(bound < 10 + 100 + 11)
+        #expect(updateNormBound(population: 10, clipNorm: 1, noiseMultiplier: 1, tenantNoised: false, dimension: 10_000) < 10.001)
+    }
+}
+
+@Suite struct PlanTests {
+    @Test func decodesValidatesAndNamesTheBadField() throws {
+        let good = try JSONEncoder().encode(Plan(labels: ["saudacao", "cancelar"]))
+        #expect(try Plan.decode(good).labels == ["saudacao", "cancelar"])
+        func message(_ json: String) -> String {
+            do { _ = try Plan.decode(Data(json.utf8)); return "" } catch { return "\(error)" }
+        }
+        var plan = try JSONSerialization.jsonObject(with: good) as! [String: Any]
+        plan["sampleRate"] = 1.5
+        #expect(message(String(decoding: try JSONSerialization.data(withJSONObject: plan), as: UTF8.self)).contains("sampleRate"))
+        plan["sampleRate"] = 0.1
+        plan.removeValue(forKey: "clipNorm")
+        #expect(message(String(decoding: try JSONSerialization.data(withJSONObject: plan), as: UTF8.self)).contains("clipNorm"))
+        #expect(message("{not json").contains("not valid JSON"))
+        #expect(throws: PlanError.self) { try Plan(labels: ["a", "a"]).validate() }
+        #expect(throws: PlanError.self) { try Plan(labels: ["a"], noiseMultiplier: .nan).validate() }
+    }
+}
