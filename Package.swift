@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "sigilo-tenant", targets: ["sigilo-tenant"]),
         .executable(name: "sigilo-eval", targets: ["sigilo-eval"]),
+        .executable(name: "sigilo-coordinator", targets: ["sigilo-coordinator"]),
     ],
     targets: [
         // System libraries: never hand-write a cryptographic primitive.
@@ -19,6 +20,11 @@ let package = Package(
             name: "COpenSSL",
             pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]
+        ),
+        .systemLibrary(
+            name: "CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
         ),
         .target(name: "SigiloCrypto", dependencies: ["COpenSSL"]),
 
@@ -33,11 +39,17 @@ let package = Package(
 
         // Command implementations (libraries, so tests reach them directly).
         .target(name: "SigiloEval", dependencies: ["SigiloText", "SigiloModel", "SigiloPrivacy", "SigiloCLI"]),
+        .target(name: "SigiloClient", dependencies: ["SigiloCrypto", "SigiloProtocol", "SigiloFederation", "SigiloPrivacy"]),
         .target(name: "SigiloTenant", dependencies: ["SigiloText", "SigiloModel", "SigiloCLI"]),
+        .target(
+            name: "SigiloCoordinator",
+            dependencies: ["CSQLite", "SigiloCrypto", "SigiloModel", "SigiloPrivacy", "SigiloProtocol", "SigiloFederation", "SigiloHTTP", "SigiloCLI"]
+        ),
 
         // Thin executables.
         .executableTarget(name: "sigilo-eval", dependencies: ["SigiloEval"]),
         .executableTarget(name: "sigilo-tenant", dependencies: ["SigiloTenant"]),
+        .executableTarget(name: "sigilo-coordinator", dependencies: ["SigiloCoordinator"]),
 
         .testTarget(name: "SigiloTextTests", dependencies: ["SigiloText"]),
         .testTarget(name: "SigiloModelTests", dependencies: ["SigiloModel", "SigiloText", "SigiloCrypto"]),
@@ -48,7 +60,8 @@ let package = Package(
         .testTarget(name: "SigiloProtocolTests", dependencies: ["SigiloProtocol", "SigiloCrypto"]),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["SigiloModel", "SigiloCLI", "sigilo-eval", "sigilo-tenant"]
+            dependencies: ["SigiloModel", "SigiloCLI", "SigiloClient", "SigiloProtocol", "SigiloCrypto", "SigiloFederation",
+                           "SigiloPrivacy", "sigilo-eval", "sigilo-tenant", "sigilo-coordinator"]
         ),
     ]
 )

@@ -11,6 +11,17 @@ public struct RoundMachine: Sendable, Equatable {
         public var expected: Set<String>
         public var submitted: Set<String>
         public var minimumTenants: Int
+
+        public init(id: UInt64, modelVersion: UInt64, openedAt: Double, deadline: Double, expected: Set<String>,
+                    submitted: Set<String>, minimumTenants: Int) {
+            self.id = id
+            self.modelVersion = modelVersion
+            self.openedAt = openedAt
+            self.deadline = deadline
+            self.expected = expected
+            self.submitted = submitted
+            self.minimumTenants = minimumTenants
+        }
     }
 
     public enum State: Sendable, Equatable {

@@ -1,0 +1,146 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import SigiloCrypto
+import SigiloFederation
+import SigiloPrivacy
+import SigiloProtocol
+
+/// A refusal or failure talking to the coordinator.
+public struct ClientError: Error, CustomStringConvertible, Sendable {
+    public let status: Int?
+    public let code: String
+    public let message: String
+    public var description: String { status.map { "\($0) \(code): \(message)" } ?? "\(code): \(message)" }
+
+    public init(status: Int?, code: String, message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+}
+
+/// The tenant side of protocol/PROTOCOL.md: signs every request with the
+/// tenant's Ed25519 key. Synchronous by design: the tenant CLI does one thing
+/// at a time.
+public final class CoordinatorClient: @unchecked Sendable {
+    public let baseURL: URL
+    public private(set) var keyId: String
+    let key: Ed25519.KeyPair
+    let session: URLSession
+    let clock: () -> Int64
+
+    public init(baseURL: URL, keyId: String, key: Ed25519.KeyPair, timeout: Double = 30,
+                clock: @escaping () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
+        self.baseURL = baseURL
+        self.keyId = keyId
+        self.key = key
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.timeoutIntervalForRequest = timeout
+        session = URLSession(configuration: configuration)
+        self.clock = clock
+    }
+
+    /// The key pair (tests build forged and stale clients from it).
+    public var keyForTests: Ed25519.KeyPair { key }
+
+    public struct Response: Sendable {
+        public var status: Int
+        public var headers: [String: String]
+        public var body: [UInt8]
+    }
+
+    /// Sends one signed request; error statuses become `ClientError`s with the server's code.
+    public func send(_ method: String, _ path: String, body: [UInt8] = [], contentType: String? = nil) throws -> Response {
+        var request = URLRequest(url: URL(string: path, relativeTo: baseURL)!)
+        request.httpMethod = method
+        let rng = SecureRandom()
+        let nonce = (0..<16).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        for (name, value) in try RequestSigning.sign(method: method, path: path, body: body, keyId: keyId, key: key, timestamp: clock(), nonce: nonce) {
+            request.setValue(value, forHTTPHeaderField: name)
+        }
+        if let contentType { request.setValue(contentType, forHTTPHeaderField: "Content-Type") }
+        if !body.isEmpty { request.httpBody = Data(body) }
+        final class Box: @unchecked Sendable { var result: Result<(Data, HTTPURLResponse), any Error>? }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        session.dataTask(with: request) { data, response, error in
+            if let error { box.result = .failure(error) } else if let http = response as? HTTPURLResponse {
+                box.result = .success((data ?? Data(), http))
+            }
+            done.signal()
+        }.resume()
+        done.wait()
+        switch box.result {
+        case .failure(let error)?:
+            throw ClientError(status: nil, code: "unreachable", message: "\(baseURL.absoluteString): \(error.localizedDescription)")
+        case nil:
+            throw ClientError(status: nil, code: "unreachable", message: "no response from \(baseURL.absoluteString)")
+        case .success(let (data, http))?:
+            var headers = [String: String]()
+            for (k, v) in http.allHeaderFields { if let k = k as? String, let v = v as? String { headers[k.lowercased()] = v } }
+            guard (200..<300).contains(http.statusCode) else {
+                let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+                throw ClientError(status: http.statusCode, code: object?["error"] as? String ?? "http_\(http.statusCode)",
+                                  message: object?["message"] as? String ?? String(decoding: data.prefix(200), as: UTF8.self))
+            }
+            return Response(status: http.statusCode, headers: headers, body: Array(data))
+        }
+    }
+
+    /// Enrols this client's key with a one-time token; remembers the tenant id.
+    @discardableResult
+    public func enroll(token: String) throws -> String {
+        let body = Array("{\"token\":\"\(token.filter { $0.isLetter || $0.isNumber || $0 == "_" })\",\"public_key\":\"\(Hex.encode(key.publicKey))\"}".utf8)
+        let saved = keyId
+        keyId = "enroll"
+        defer { if keyId == "enroll" { keyId = saved } }
+        let response = try send("POST", "/v1/enroll", body: body, contentType: "application/json")
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any], let id = object["tenant_id"] as? String else {
+            throw ClientError(status: response.status, code: "bad_response", message: "enrolment answer has no tenant_id")
+        }
+        keyId = id
+        return id
+    }
+
+    public func plan() throws -> Plan {
+        do { return try Plan.decode(Data(try send("GET", "/v1/plan").body)) } catch let e as PlanError {
+            throw ClientError(status: nil, code: "bad_plan", message: e.description)
+        }
+    }
+
+    public struct RoundInfo: Sendable, Equatable {
+        public var round: UInt64
+        public var modelVersion: UInt64
+        public var submitted: Bool
+        public var dimension: Int
+    }
+
+    /// The open round, or nil.
+    public func currentRound() throws -> RoundInfo? {
+        let response = try send("GET", "/v1/rounds/current")
+        guard response.status == 200 else { return nil }
+        guard let o = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any],
+              let round = o["round"] as? Int, let version = o["model_version"] as? Int, let dimension = o["dimension"] as? Int else {
+            throw ClientError(status: 200, code: "bad_response", message: "round answer is malformed")
+        }
+        return RoundInfo(round: UInt64(round), modelVersion: UInt64(version), submitted: o["submitted"] as? Bool ?? false, dimension: dimension)
+    }
+
+    /// A model file, verified against the SHA-256 the coordinator sent with it.
+    public func model(version: UInt64) throws -> [UInt8] {
+        let response = try send("GET", "/v1/models/\(version)")
+        guard let expected = response.headers["sigilo-model-sha256"], constantTimeEqual(Array(expected.utf8), Array(Hex.encode(SHA256.hash(response.body)).utf8)) else {
+            throw ClientError(status: response.status, code: "model_digest_mismatch", message: "model \(version) does not match its SHA-256")
+        }
+        return response.body
+    }
+
+    /// Submits an update; returns whether the coordinator saw it as a duplicate.
+    public func submit(_ update: UpdateEnvelope) throws -> Bool {
+        let response = try send("POST", "/v1/rounds/\(update.round)/updates", body: update.encoded(), contentType: "application/octet-stream")
+        let object = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any]
+        return object?["duplicate"] as? Bool ?? false
+    }
+}

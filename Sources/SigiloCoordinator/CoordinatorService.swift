@@ -1,0 +1,504 @@
+import Foundation
+import SigiloCrypto
+import SigiloFederation
+import SigiloModel
+import SigiloPrivacy
+import SigiloProtocol
+import SigiloText
+
+/// A refusal by the coordinator: the HTTP status, a stable code and a message.
+public struct CoordinatorError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let status: Int
+    public let code: String
+    public let message: String
+
+    public init(_ status: Int, _ code: String, _ message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code): \(message)" }
+}
+
+/// The coordinator's state and rules, independent of HTTP: enrolment, plan,
+/// rounds, validation and aggregation of updates, model versions, ledger.
+///
+/// Every state change is one SQLite transaction; an update is acknowledged
+/// only after its contribution to the running sum is committed. Individual
+/// updates are never stored: only the sum and a digest for de-duplication.
+/// One lock serialises all access (SQLite is used single-threaded).
+public final class CoordinatorService: @unchecked Sendable {
+    static let schemaVersion = 1
+    public static let databaseName = "coordinator.sqlite"
+
+    let database: Database
+    private let lock = NSLock()
+    private var machine = RoundMachine()
+    /// The open round's running sum, mirrored in the database.
+    private var sum: RoundSum?
+    let maximumDimension: Int
+
+    /// Opens (creating and migrating if needed) the state in `directory`.
+    public init(directory: URL, maximumDimension: Int = 1 << 24) throws {
+        self.maximumDimension = maximumDimension
+        database = try Database(path: directory.appendingPathComponent(Self.databaseName).path)
+        try migrate()
+        try restoreOpenRound()
+    }
+
+    private func migrate() throws {
+        let version = try database.userVersion
+        guard version <= Self.schemaVersion else {
+            throw DatabaseError("state was written by a newer Sigilo (schema \(version); this build knows \(Self.schemaVersion))")
+        }
+        if version < 1 {
+            try database.transaction {
+                try database.execute("""
+                CREATE TABLE tenants(id TEXT PRIMARY KEY, name TEXT NOT NULL, public_key BLOB NOT NULL UNIQUE,
+                    status TEXT NOT NULL CHECK(status IN ('active', 'revoked')), enrolled_at REAL NOT NULL, revoked_at REAL);
+                CREATE TABLE enrollment_tokens(token_hash BLOB PRIMARY KEY, tenant_name TEXT NOT NULL, created_at REAL NOT NULL,
+                    expires_at REAL NOT NULL, used_at REAL);
+                CREATE TABLE plans(id INTEGER PRIMARY KEY, body TEXT NOT NULL, created_at REAL NOT NULL);
+                CREATE TABLE models(version INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, parent INTEGER, round INTEGER,
+                    epsilon REAL NOT NULL, created_at REAL NOT NULL, file BLOB NOT NULL);
+                CREATE TABLE rounds(id INTEGER PRIMARY KEY, model_version INTEGER NOT NULL,
+                    state TEXT NOT NULL CHECK(state IN ('open', 'closed', 'abandoned')), opened_at REAL NOT NULL,
+                    deadline REAL NOT NULL, closed_at REAL, expected TEXT NOT NULL, minimum_tenants INTEGER NOT NULL,
+                    sample_rate REAL NOT NULL, noise_multiplier REAL NOT NULL, sum BLOB, weight REAL NOT NULL DEFAULT 0,
+                    updates INTEGER NOT NULL DEFAULT 0);
+                CREATE TABLE submissions(round_id INTEGER NOT NULL REFERENCES rounds(id), tenant_id TEXT NOT NULL,
+                    digest TEXT NOT NULL, accepted_at REAL NOT NULL, PRIMARY KEY(round_id, tenant_id));
+                CREATE TABLE ledger(round_id INTEGER PRIMARY KEY, sample_rate REAL NOT NULL, noise_multiplier REAL NOT NULL,
+                    charged_at REAL NOT NULL);
+                CREATE TABLE nonces(key_id TEXT NOT NULL, nonce TEXT NOT NULL, seen_at REAL NOT NULL, PRIMARY KEY(key_id, nonce));
+                CREATE TABLE optimizer(id INTEGER PRIMARY KEY CHECK(id = 1), momentum BLOB NOT NULL, second BLOB NOT NULL);
+                PRAGMA user_version = 1;
+                """)
+            }
+        }
+    }
+
+    /// After a restart, the open round continues with exactly the committed updates.
+    private func restoreOpenRound() throws {
+        var restored: (RoundMachine.Round, RoundSum)?
+        try database.run("SELECT id, model_version, opened_at, deadline, expected, minimum_tenants, sum, weight, updates FROM rounds WHERE state = 'open'") { row in
+            let expected = Set(row.text(4).split(separator: ",").map(String.init))
+            let round = RoundMachine.Round(id: UInt64(row.integer(0)), modelVersion: UInt64(row.integer(1)), openedAt: row.real(2),
+                                           deadline: row.real(3), expected: expected, submitted: [], minimumTenants: Int(row.integer(5)))
+            restored = (round, RoundSum(values: Self.floats(row.blob(6)), weight: row.real(7), count: Int(row.integer(8))))
+        }
+        guard var (round, restoredSum) = restored else { return }
+        try database.run("SELECT tenant_id FROM submissions WHERE round_id = ?", [.integer(Int64(round.id))]) { round.submitted.insert($0.text(0)) }
+        machine = RoundMachine(state: .open(round))
+        sum = restoredSum
+    }
+
+    // MARK: - Tenants
+
+    /// A one-time enrolment token for a new tenant, valid for `lifetime` seconds.
+    /// Only its SHA-256 is stored; the token itself is shown once.
+    public func invite(name: String, now: Double, lifetime: Double = 86400) throws -> String {
+        guard !name.isEmpty, name.utf8.count <= 128 else { throw CoordinatorError(400, "bad_name", "tenant name must be 1-128 bytes") }
+        var raw = [UInt8](repeating: 0, count: 24)
+        let rng = SecureRandom()
+        for i in 0..<raw.count { raw[i] = UInt8(truncatingIfNeeded: rng.next()) }
+        let token = "sgt_" + Hex.encode(raw)
+        try locked {
+            try database.run("INSERT INTO enrollment_tokens(token_hash, tenant_name, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                             [.blob(SHA256.hash(Array(token.utf8))), .text(name), .real(now), .real(now + lifetime)])
+        }
+        return token
+    }
+
+    /// Binds `publicKey` to a new tenant, consuming the token.
+    public func enroll(token: String, publicKey: [UInt8], now: Double) throws -> String {
+        guard publicKey.count == Ed25519.publicKeyBytes else { throw CoordinatorError(400, "bad_public_key", "public key must be 32 bytes") }
+        return try locked {
+            try database.transaction {
+                var found: (name: String, expires: Double, used: Bool)?
+                try database.run("SELECT tenant_name, expires_at, used_at FROM enrollment_tokens WHERE token_hash = ?",
+                                 [.blob(SHA256.hash(Array(token.utf8)))]) { found = ($0.text(0), $0.real(1), !$0.isNull(2)) }
+                guard let found, !found.used, found.expires > now else {
+                    throw CoordinatorError(401, "bad_token", "enrolment token is unknown, used or expired")
+                }
+                var exists = false
+                try database.run("SELECT 1 FROM tenants WHERE public_key = ?", [.blob(publicKey)]) { _ in exists = true }
+                guard !exists else { throw CoordinatorError(409, "key_in_use", "this public key is already enrolled") }
+                var next = 1
+                try database.run("SELECT COUNT(*) FROM tenants") { next = Int($0.integer(0)) + 1 }
+                let id = "tenant-\(next)"
+                try database.run("INSERT INTO tenants(id, name, public_key, status, enrolled_at) VALUES (?, ?, ?, 'active', ?)",
+                                 [.text(id), .text(found.name), .blob(publicKey), .real(now)])
+                try database.run("UPDATE enrollment_tokens SET used_at = ? WHERE token_hash = ?", [.real(now), .blob(SHA256.hash(Array(token.utf8)))])
+                return id
+            }
+        }
+    }
+
+    /// Revokes a tenant: its next request is refused; it no longer holds a round open.
+    public func revoke(tenant id: String, now: Double) throws {
+        try locked {
+            let changed = try database.run("UPDATE tenants SET status = 'revoked', revoked_at = ? WHERE id = ? AND status = 'active'", [.real(now), .text(id)])
+            guard changed == 1 else { throw CoordinatorError(404, "unknown_tenant", "no active tenant \(id)") }
+            try perform(machine.revoked(tenant: id, now: now), now: now)
+        }
+    }
+
+    public struct TenantInfo: Sendable, Equatable {
+        public var id: String
+        public var name: String
+        public var status: String
+        public var enrolledAt: Double
+    }
+
+    /// Every tenant, without secrets.
+    public func tenants() throws -> [TenantInfo] {
+        try locked {
+            var out = [TenantInfo]()
+            try database.run("SELECT id, name, status, enrolled_at FROM tenants ORDER BY enrolled_at") {
+                out.append(TenantInfo(id: $0.text(0), name: $0.text(1), status: $0.text(2), enrolledAt: $0.real(3)))
+            }
+            return out
+        }
+    }
+
+    /// The public key of an active tenant (nil: unknown; error: revoked).
+    func activeKey(_ id: String) throws -> [UInt8]? {
+        var result: (key: [UInt8], status: String)?
+        try database.run("SELECT public_key, status FROM tenants WHERE id = ?", [.text(id)]) { result = ($0.blob(0), $0.text(1)) }
+        guard let result else { return nil }
+        guard result.status == "active" else { throw CoordinatorError(403, "revoked", "tenant \(id) is revoked") }
+        return result.key
+    }
+
+    /// Authenticates a signed request: key, freshness, digest, signature, then replay.
+    /// For enrolment (`enrollmentKey` given) the request is signed with the key being enrolled.
+    public func authenticate(method: String, target: String, body: [UInt8], header: (String) -> String?,
+                             now: Double, enrollmentKey: [UInt8]? = nil) throws -> String {
+        let credentials: RequestSigning.Credentials
+        do { credentials = try RequestSigning.credentials(header) } catch let e as ProtocolError {
+            throw CoordinatorError(e.httpStatus, e.code.rawValue, e.message)
+        }
+        return try locked {
+            let key: [UInt8]
+            if let enrollmentKey {
+                guard credentials.keyId == "enroll" else { throw CoordinatorError(400, "malformed_header", "enrolment requests use key id \"enroll\"") }
+                key = enrollmentKey
+            } else {
+                guard let known = try activeKey(credentials.keyId) else {
+                    throw CoordinatorError(401, "unknown_key", "no tenant \(credentials.keyId)")
+                }
+                key = known
+            }
+            do {
+                try RequestSigning.verify(credentials, method: method, path: target, body: body, publicKey: key, now: Int64(now))
+            } catch let e as ProtocolError {
+                throw CoordinatorError(e.httpStatus, e.code.rawValue, e.message)
+            }
+            // Replay: a nonce is accepted once per key within the skew window (kept twice as long).
+            let window = Double(RequestSigning.defaultSkewWindow)
+            try database.run("DELETE FROM nonces WHERE seen_at < ?", [.real(now - 2 * window)])
+            var seen = false
+            try database.run("SELECT 1 FROM nonces WHERE key_id = ? AND nonce = ?", [.text(credentials.keyId), .text(credentials.nonce)]) { _ in seen = true }
+            guard !seen else { throw CoordinatorError(401, "replayed_nonce", "nonce already used") }
+            try database.run("INSERT INTO nonces(key_id, nonce, seen_at) VALUES (?, ?, ?)", [.text(credentials.keyId), .text(credentials.nonce), .real(now)])
+            return credentials.keyId
+        }
+    }
+
+    // MARK: - Plan and models
+
+    /// The current plan, if any.
+    public func plan() throws -> Plan? {
+        try locked { try currentPlan() }
+    }
+
+    func currentPlan() throws -> Plan? {
+        var body: String?
+        try database.run("SELECT body FROM plans ORDER BY id DESC LIMIT 1") { body = $0.text(0) }
+        return try body.map { try Plan.decode(Data($0.utf8)) }
+    }
+
+    /// Installs a plan. The first plan publishes model version 1 (all zeros);
+    /// a later plan must keep the model's shape.
+    public func setPlan(_ plan: Plan, now: Double) throws {
+        try plan.validate()
+        try locked {
+            if case .open(let r) = machine.state {
+                throw CoordinatorError(409, "round_open", "round \(r.id) is open; change the plan between rounds")
+            }
+            let body = String(decoding: try JSONEncoder().encode(plan), as: UTF8.self)
+            try database.transaction {
+                if let old = try currentPlan(), old.labels != plan.labels || old.bucketBits != plan.bucketBits {
+                    throw CoordinatorError(409, "shape_change", "labels and bucketBits cannot change once a model exists")
+                }
+                try database.run("INSERT INTO plans(body, created_at) VALUES (?, ?)", [.text(body), .real(now)])
+                if try latestModelVersion() == nil {
+                    let model = SoftmaxModel(features: FeatureConfiguration(bucketBits: plan.bucketBits), labels: plan.labels)
+                    try publish(model: model, parent: nil, round: nil, epsilon: 0, now: now)
+                    let zeros = Self.bytes([Float](repeating: 0, count: plan.dimension))
+                    try database.run("INSERT OR REPLACE INTO optimizer(id, momentum, second) VALUES (1, ?, ?)", [.blob(zeros), .blob(zeros)])
+                }
+            }
+        }
+    }
+
+    func latestModelVersion() throws -> UInt64? {
+        var version: UInt64?
+        try database.run("SELECT MAX(version) FROM models") { if !$0.isNull(0) { version = UInt64($0.integer(0)) } }
+        return version
+    }
+
+    private func publish(model: SoftmaxModel, parent: UInt64?, round: UInt64?, epsilon: Double, now: Double) throws {
+        let file = ModelFile.encode(model)
+        let version = (try latestModelVersion() ?? 0) + 1
+        try database.run("INSERT INTO models(version, sha256, parent, round, epsilon, created_at, file) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         [.integer(Int64(version)), .text(Hex.encode(SHA256.hash(file))), parent.map { .integer(Int64($0)) } ?? .null,
+                          round.map { .integer(Int64($0)) } ?? .null, .real(epsilon), .real(now), .blob(file)])
+    }
+
+    /// A model file and its SHA-256 (hex).
+    public func model(version: UInt64) throws -> (file: [UInt8], sha256: String)? {
+        try locked {
+            var result: ([UInt8], String)?
+            try database.run("SELECT file, sha256 FROM models WHERE version = ?", [.integer(Int64(version))]) { result = ($0.blob(0), $0.text(1)) }
+            return result
+        }
+    }
+
+    // MARK: - Rounds
+
+    /// The noise multiplier rounds are charged with: the grid mechanism's effective one.
+    func chargedNoiseMultiplier(_ plan: Plan) throws -> Double {
+        try GaussianNoise(clipNorm: plan.clipNorm, noiseMultiplier: plan.noiseMultiplier, dimension: plan.dimension).effectiveNoiseMultiplier
+    }
+
+    /// The plan's ledger, as charged so far.
+    func ledger(_ plan: Plan) throws -> PrivacyLedger {
+        var ledger = try PrivacyLedger(delta: plan.delta)
+        var rows = [(UInt64, Double, Double, Double)]()
+        try database.run("SELECT round_id, sample_rate, noise_multiplier, charged_at FROM ledger ORDER BY round_id") {
+            rows.append((UInt64($0.integer(0)), $0.real(1), $0.real(2), $0.real(3)))
+        }
+        for (id, q, z, time) in rows {
+            try ledger.charge(round: String(id), SubsampledGaussian(sampleRate: q, noiseMultiplier: z), at: Date(timeIntervalSince1970: time))
+        }
+        return ledger
+    }
+
+    /// Time passes: closes or abandons a round at its deadline, and opens the
+    /// next round when none is open, enough tenants are active and the plan's
+    /// budget allows it. Returns the reason when no round could be opened.
+    @discardableResult
+    public func maintain(now: Double) throws -> String? {
+        try locked {
+            try perform(machine.tick(now: now), now: now)
+            guard case .idle = machine.state else { return nil }
+            guard let plan = try currentPlan(), let version = try latestModelVersion() else { return "no plan" }
+            var active = Set<String>()
+            try database.run("SELECT id FROM tenants WHERE status = 'active'") { active.insert($0.text(0)) }
+            guard active.count >= plan.minimumTenants else { return "waiting for tenants (\(active.count) of \(plan.minimumTenants))" }
+            let round = try SubsampledGaussian(sampleRate: plan.sampleRate, noiseMultiplier: try chargedNoiseMultiplier(plan))
+            guard try !ledger(plan).wouldExceed(plan.maximumEpsilon, adding: round) else {
+                return "privacy budget exhausted: another round would exceed epsilon \(plan.maximumEpsilon)"
+            }
+            var next: UInt64 = 1
+            try database.run("SELECT MAX(id) FROM rounds") { if !$0.isNull(0) { next = UInt64($0.integer(0)) + 1 } }
+            let opened = try machine.open(id: next, modelVersion: version, tenants: active, minimumTenants: plan.minimumTenants,
+                                          now: now, duration: plan.roundSeconds)
+            do {
+                try database.run("""
+                    INSERT INTO rounds(id, model_version, state, opened_at, deadline, expected, minimum_tenants, sample_rate, noise_multiplier, sum)
+                    VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?)
+                    """, [.integer(Int64(opened.id)), .integer(Int64(version)), .real(now), .real(opened.deadline),
+                          .text(active.sorted().joined(separator: ",")), .integer(Int64(plan.minimumTenants)),
+                          .real(plan.sampleRate), .real(round.noiseMultiplier), .blob(Self.bytes([Float](repeating: 0, count: plan.dimension)))])
+            } catch {
+                machine.finished()
+                throw error
+            }
+            sum = RoundSum(dimension: plan.dimension)
+            return nil
+        }
+    }
+
+    public struct RoundInfo: Sendable, Equatable {
+        public var id: UInt64
+        public var modelVersion: UInt64
+        public var deadline: Double
+        public var dimension: Int
+        public var submitted: Bool
+    }
+
+    /// The open round, as `tenant` sees it.
+    public func currentRound(for tenant: String) throws -> RoundInfo? {
+        try locked {
+            guard case .open(let r) = machine.state, let plan = try currentPlan() else { return nil }
+            return RoundInfo(id: r.id, modelVersion: r.modelVersion, deadline: r.deadline, dimension: plan.dimension,
+                             submitted: r.submitted.contains(tenant))
+        }
+    }
+
+    /// Validates and adds one update. Returns true when it was a duplicate of
+    /// an already acknowledged submission (acknowledged again, not counted).
+    public func submit(tenant: String, round id: UInt64, body: [UInt8], now: Double) throws -> Bool {
+        try locked {
+            guard let plan = try currentPlan() else { throw CoordinatorError(409, "no_plan", "no plan is set") }
+            let envelope: UpdateEnvelope
+            do { envelope = try UpdateEnvelope.decode(body, maximumDimension: min(maximumDimension, plan.dimension)) } catch let e as ProtocolError {
+                throw CoordinatorError(e.httpStatus, e.code.rawValue, e.message)
+            }
+            let digest = Hex.encode(SHA256.hash(body))
+            var previous: String?
+            try database.run("SELECT digest FROM submissions WHERE round_id = ? AND tenant_id = ?", [.integer(Int64(id)), .text(tenant)]) { previous = $0.text(0) }
+            if let previous {
+                guard previous == digest else { throw CoordinatorError(409, "already_submitted", "a different update was already accepted for round \(id)") }
+                return true
+            }
+            guard envelope.round == id else { throw CoordinatorError(409, "wrong_round", "update is for round \(envelope.round), posted to round \(id)") }
+            do { try machine.admit(tenant: tenant, round: id) } catch let e as RoundMachine.MachineError {
+                switch e {
+                case .noOpenRound: throw CoordinatorError(409, "wrong_round", "no round is open")
+                case .wrongRound(let expected, _): throw CoordinatorError(409, "wrong_round", "round \(expected) is open, not \(id)")
+                case .notExpected: throw CoordinatorError(403, "not_in_round", "tenant \(tenant) is not part of round \(id)")
+                case .duplicate, .roundAlreadyOpen: throw CoordinatorError(409, "already_submitted", "already submitted to round \(id)")
+                }
+            }
+            guard case .open(let round) = machine.state, var running = sum else { throw CoordinatorError(409, "wrong_round", "no round is open") }
+            guard envelope.modelVersion == round.modelVersion else {
+                throw CoordinatorError(409, "wrong_model_version", "round \(id) trains model version \(round.modelVersion), update is from \(envelope.modelVersion)")
+            }
+            guard envelope.values.count == plan.dimension else {
+                throw CoordinatorError(400, "wrong_dimension", "update has \(envelope.values.count) values, the plan's model has \(plan.dimension)")
+            }
+            let tenantNoised = envelope.flags.contains(.tenantNoised)
+            guard tenantNoised == (plan.placement == .tenant) else {
+                throw CoordinatorError(400, "wrong_placement", "the plan places noise at the \(plan.placement.rawValue); the update says otherwise")
+            }
+            let population = envelope.weight / plan.sampleRate
+            let norm = envelope.values.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+            let bound = updateNormBound(population: population, clipNorm: plan.clipNorm, noiseMultiplier: plan.noiseMultiplier,
+                                        tenantNoised: tenantNoised, dimension: plan.dimension)
+            guard norm <= bound else {
+                throw CoordinatorError(422, "norm_bound_exceeded", "update norm \(norm) exceeds \(bound), the most a valid update for weight \(envelope.weight) can have")
+            }
+            running.add(envelope.values, weight: envelope.weight)
+            try database.transaction {
+                try database.run("INSERT INTO submissions(round_id, tenant_id, digest, accepted_at) VALUES (?, ?, ?, ?)",
+                                 [.integer(Int64(id)), .text(tenant), .text(digest), .real(now)])
+                try database.run("UPDATE rounds SET sum = ?, weight = ?, updates = ? WHERE id = ?",
+                                 [.blob(Self.bytes(running.values)), .real(running.weight), .integer(Int64(running.count)), .integer(Int64(id))])
+            }
+            sum = running
+            let action = try machine.submitted(tenant: tenant, round: id, now: now)
+            try perform(action, now: now)
+            return false
+        }
+    }
+
+    /// Carries out a close or an abandon, each in one transaction.
+    private func perform(_ action: RoundMachine.Action, now: Double) throws {
+        switch action {
+        case .none:
+            return
+        case .abandon(let round):
+            try database.run("UPDATE rounds SET state = 'abandoned', closed_at = ?, sum = NULL WHERE id = ?", [.real(now), .integer(Int64(round.id))])
+            machine.finished()
+            sum = nil
+        case .close(let round):
+            guard let plan = try currentPlan(), let running = sum, let current = try model(versionUnlocked: round.modelVersion) else { return }
+            var optimizerState = ServerOptimizerState(dimension: plan.dimension)
+            try database.run("SELECT momentum, second FROM optimizer WHERE id = 1") {
+                optimizerState = ServerOptimizerState(momentum: Self.floats($0.blob(0)), secondMoment: Self.floats($0.blob(1)))
+            }
+            let noise = try GaussianNoise(clipNorm: plan.clipNorm, noiseMultiplier: plan.noiseMultiplier, dimension: plan.dimension)
+            let next = try closeRound(sum: running, model: current.weights + current.bias, plan: plan, optimizer: &optimizerState) { values in
+                try noise.privatize(&values, using: SecureRandom())
+            }
+            var model = current
+            let split = current.weights.count
+            model.weights = Array(next[0..<split])
+            model.bias = Array(next[split...])
+            let charged = try SubsampledGaussian(sampleRate: plan.sampleRate, noiseMultiplier: try chargedNoiseMultiplier(plan))
+            var ledger = try ledger(plan)
+            try ledger.charge(round: String(round.id), charged, at: Date(timeIntervalSince1970: now))
+            let epsilon = try ledger.epsilon()
+            try database.transaction {
+                try database.run("UPDATE rounds SET state = 'closed', closed_at = ?, sum = NULL WHERE id = ?", [.real(now), .integer(Int64(round.id))])
+                try database.run("INSERT INTO ledger(round_id, sample_rate, noise_multiplier, charged_at) VALUES (?, ?, ?, ?)",
+                                 [.integer(Int64(round.id)), .real(charged.sampleRate), .real(charged.noiseMultiplier), .real(now)])
+                try database.run("UPDATE optimizer SET momentum = ?, second = ? WHERE id = 1",
+                                 [.blob(Self.bytes(optimizerState.momentum)), .blob(Self.bytes(optimizerState.secondMoment))])
+                try publish(model: model, parent: round.modelVersion, round: round.id, epsilon: epsilon, now: now)
+            }
+            machine.finished()
+            sum = nil
+        }
+    }
+
+    private func model(versionUnlocked version: UInt64) throws -> SoftmaxModel? {
+        var file: [UInt8]?
+        try database.run("SELECT file FROM models WHERE version = ?", [.integer(Int64(version))]) { file = $0.blob(0) }
+        return try file.map { try ModelFile.decode($0) }
+    }
+
+    // MARK: - Status
+
+    public struct Status: Sendable, Equatable {
+        public var tenantsActive: Int
+        public var tenantsRevoked: Int
+        public var modelVersion: UInt64?
+        public var roundsClosed: Int
+        public var roundsAbandoned: Int
+        public var openRound: UInt64?
+        public var epsilon: Double
+        public var delta: Double?
+        public var maximumEpsilon: Double?
+    }
+
+    public func status() throws -> Status {
+        try locked {
+            var s = Status(tenantsActive: 0, tenantsRevoked: 0, modelVersion: try latestModelVersion(), roundsClosed: 0, roundsAbandoned: 0,
+                           openRound: nil, epsilon: 0, delta: nil, maximumEpsilon: nil)
+            try database.run("SELECT status, COUNT(*) FROM tenants GROUP BY status") {
+                if $0.text(0) == "active" { s.tenantsActive = Int($0.integer(1)) } else { s.tenantsRevoked = Int($0.integer(1)) }
+            }
+            try database.run("SELECT state, COUNT(*) FROM rounds GROUP BY state") {
+                switch $0.text(0) {
+                case "closed": s.roundsClosed = Int($0.integer(1))
+                case "abandoned": s.roundsAbandoned = Int($0.integer(1))
+                default: break
+                }
+            }
+            if case .open(let r) = machine.state { s.openRound = r.id }
+            if let plan = try currentPlan() {
+                s.epsilon = try ledger(plan).epsilon()
+                s.delta = plan.delta
+                s.maximumEpsilon = plan.maximumEpsilon
+            }
+            return s
+        }
+    }
+
+    // MARK: - Helpers
+
+    func locked<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body()
+    }
+
+    static func bytes(_ values: [Float]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: values.count * 4)
+        out.withUnsafeMutableBytes { dst in values.withUnsafeBytes { dst.copyMemory(from: $0) } } // little-endian hosts only
+        return out
+    }
+
+    static func floats(_ bytes: [UInt8]) -> [Float] {
+        let count = bytes.count / 4
+        var out = [Float](repeating: 0, count: count)
+        out.withUnsafeMutableBytes { dst in bytes.withUnsafeBytes { dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<(count * 4)])) } }
+        return out
+    }
+}

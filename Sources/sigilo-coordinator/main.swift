@@ -1,0 +1,3 @@
+import SigiloCoordinator
+
+CoordinatorTool.main(Array(CommandLine.arguments.dropFirst()))

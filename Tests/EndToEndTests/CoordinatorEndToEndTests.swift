@@ -1,0 +1,197 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Testing
+import SigiloClient
+import SigiloCrypto
+import SigiloFederation
+import SigiloPrivacy
+import SigiloProtocol
+
+/// A coordinator process on loopback, stopped with SIGTERM at the end.
+final class RunningCoordinator {
+    let process = Process()
+    let port: UInt16
+    let output = Pipe()
+
+    init(state: URL) throws {
+        process.executableURL = Binary.directory.appendingPathComponent("sigilo-coordinator")
+        process.arguments = ["serve", "--state", state.path, "--listen", "127.0.0.1:0"]
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var line = Data()
+        while !line.contains(0x0a) {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            line.append(chunk)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard let portText = text.split(separator: ":").last?.trimmingCharacters(in: .whitespacesAndNewlines), let port = UInt16(portText) else {
+            throw ClientError(status: nil, code: "no_port", message: "coordinator printed \(text)")
+        }
+        self.port = port
+    }
+
+    var url: URL { URL(string: "http://127.0.0.1:\(port)")! }
+
+    /// SIGTERM, then the exit status.
+    func stop() -> Int32 {
+        process.terminate()
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+}
+
+@Suite(.serialized) struct CoordinatorEndToEndTests {
+    static let labels = ["cancelar", "saudacao", "segunda_via"]
+
+    func update(round: UInt64, model: UInt64, dimension: Int, seed: Int) -> UpdateEnvelope {
+        let values = (0..<dimension).map { Float(sin(Double($0 * 7 + seed))) * 0.01 }
+        return UpdateEnvelope(round: round, modelVersion: model, flags: .tenantNoised, weight: 5, values: values)
+    }
+
+    func waitForRound(_ client: CoordinatorClient, after previous: UInt64 = 0, timeout: Double = 10) throws -> CoordinatorClient.RoundInfo? {
+        let end = Date().addingTimeInterval(timeout)
+        while Date() < end {
+            if let round = try client.currentRound(), round.round > previous { return round }
+            usleep(100_000)
+        }
+        return nil
+    }
+
+    @Test func threeTenantsRoundsBudgetRevocationAndBadInput() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let state = dir.appendingPathComponent("state")
+        #expect(try Binary.run("sigilo-coordinator", ["init", "--state", state.path]).status == 0)
+
+        // A budget that admits exactly three rounds of the charged (effective) noise.
+        var plan = Plan(labels: Self.labels, bucketBits: 8, clipNorm: 1, noiseMultiplier: 1, sampleRate: 0.5, delta: 1e-5,
+                        maximumEpsilon: 1, placement: .tenant, minimumTenants: 3, roundSeconds: 60, serverOptimizer: .init(kind: .fedavg))
+        let charged = try GaussianNoise(clipNorm: 1, noiseMultiplier: 1, dimension: plan.dimension).effectiveNoiseMultiplier
+        let round = try SubsampledGaussian(sampleRate: 0.5, noiseMultiplier: charged)
+        let threeRounds = try PLDAccountant.epsilon(round, steps: 3, delta: 1e-5)
+        let fourRounds = try PLDAccountant.epsilon(round, steps: 4, delta: 1e-5)
+        plan.maximumEpsilon = (threeRounds + fourRounds) / 2
+        let planFile = dir.appendingPathComponent("plan.json")
+        try JSONEncoder().encode(plan).write(to: planFile)
+        let set = try Binary.run("sigilo-coordinator", ["plan", "set", planFile.path, "--state", state.path])
+        #expect(set.status == 0, "\(set.stderr)")
+        let tokens = try (0..<3).map { i in
+            try Binary.run("sigilo-coordinator", ["tenant", "invite", "loja-\(i)", "--state", state.path]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        #expect(tokens.allSatisfy { $0.hasPrefix("sgt_") })
+
+        let server = try RunningCoordinator(state: state)
+        var stopped = false
+        defer { if !stopped { _ = server.stop() } }
+        let clients = try (0..<3).map { _ in CoordinatorClient(baseURL: server.url, keyId: "enroll", key: try Ed25519.KeyPair.generate()) }
+        for (client, token) in zip(clients, tokens) { try client.enroll(token: token) }
+        #expect(Set(clients.map(\.keyId)) == ["tenant-1", "tenant-2", "tenant-3"])
+        // A token works once.
+        let late = CoordinatorClient(baseURL: server.url, keyId: "enroll", key: try Ed25519.KeyPair.generate())
+        #expect(throws: ClientError.self) { try late.enroll(token: tokens[0]) }
+        #expect(try clients[0].plan() == plan)
+
+        // Three rounds: the model version advances with each.
+        var previous: UInt64 = 0
+        for expectedRound in 1...3 {
+            let info = try #require(try waitForRound(clients[0], after: previous))
+            #expect(info.round == UInt64(expectedRound))
+            #expect(info.modelVersion == UInt64(expectedRound))
+            let model = try clients[0].model(version: info.modelVersion)
+            #expect(model.starts(with: Array("SGLMODEL".utf8)))
+            for (i, client) in clients.enumerated() {
+                let u = update(round: info.round, model: info.modelVersion, dimension: info.dimension, seed: i)
+                #expect(try client.submit(u) == false)
+                if i == 0 { #expect(try client.submit(u) == true) } // a retry is acknowledged, not counted twice
+            }
+            previous = info.round
+        }
+        // The fourth round would exceed the budget: it never opens.
+        #expect(try waitForRound(clients[0], after: 3, timeout: 1.5) == nil)
+        let status = try Binary.run("sigilo-coordinator", ["status", "--state", state.path, "--json"])
+        let json = try #require(jsonObject(Substring(status.stdout)))
+        #expect(json["rounds_closed"] as? Int == 3)
+        #expect(json["model_version"] as? Int == 4)
+        let epsilon = try #require(json["epsilon"] as? Double)
+        #expect(abs(epsilon - threeRounds) < 1e-9, "ledger says \(epsilon), accountant \(threeRounds)")
+
+        // Revocation takes effect on the next request.
+        #expect(try Binary.run("sigilo-coordinator", ["tenant", "revoke", "tenant-3", "--state", state.path]).status == 0)
+        do { _ = try clients[2].plan(); Issue.record("a revoked tenant was served") } catch let e as ClientError {
+            #expect(e.status == 403 && e.code == "revoked")
+        }
+
+        #expect(server.stop() == 0) // SIGTERM: graceful, exit 0
+        stopped = true
+    }
+
+    @Test func badInputGetsPrecise4xxAndChangesNothing() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let state = dir.appendingPathComponent("state")
+        _ = try Binary.run("sigilo-coordinator", ["init", "--state", state.path])
+        let plan = Plan(labels: Self.labels, bucketBits: 8, sampleRate: 0.5, delta: 1e-5, maximumEpsilon: 50, minimumTenants: 2, roundSeconds: 60)
+        try JSONEncoder().encode(plan).write(to: dir.appendingPathComponent("plan.json"))
+        _ = try Binary.run("sigilo-coordinator", ["plan", "set", dir.appendingPathComponent("plan.json").path, "--state", state.path])
+        let tokens = try (0..<2).map { try Binary.run("sigilo-coordinator", ["tenant", "invite", "t\($0)", "--state", state.path]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) }
+        let server = try RunningCoordinator(state: state)
+        defer { _ = server.stop() }
+        let a = CoordinatorClient(baseURL: server.url, keyId: "enroll", key: try Ed25519.KeyPair.generate())
+        let b = CoordinatorClient(baseURL: server.url, keyId: "enroll", key: try Ed25519.KeyPair.generate())
+        try a.enroll(token: tokens[0]); try b.enroll(token: tokens[1])
+        let info = try #require(try waitForRound(a))
+        let good = update(round: info.round, model: info.modelVersion, dimension: info.dimension, seed: 1)
+
+        func refusal(_ body: () throws -> Void) -> (Int?, String)? {
+            do { try body(); return nil } catch let e as ClientError { return (e.status, e.code) } catch { return (nil, "\(error)") }
+        }
+        var wrongRound = good; wrongRound.round += 1
+        #expect(refusal { _ = try a.submit(wrongRound) }.map { $0.1 } == "wrong_round")
+        var wrongModel = good; wrongModel.modelVersion += 1
+        #expect(refusal { _ = try a.submit(wrongModel) }.map { $0.1 } == "wrong_model_version")
+        var wrongDimension = good; wrongDimension.values.removeLast()
+        #expect(refusal { _ = try a.submit(wrongDimension) }.map { $0.1 } == "wrong_dimension")
+        var huge = good; huge.values = huge.values.map { _ in 100 }
+        #expect(refusal { _ = try a.submit(huge) }.map { $0.1 } == "norm_bound_exceeded")
+        var nonFinite = good; nonFinite.values[3] = .nan
+        #expect(refusal { _ = try a.submit(nonFinite) }.map { $0.1 } == "non_finite_value")
+        var centralFlag = good; centralFlag.flags = []
+        #expect(refusal { _ = try a.submit(centralFlag) }.map { $0.1 } == "wrong_placement")
+        var truncated = good.encoded(); truncated.removeLast(3)
+        #expect(refusal { _ = try a.send("POST", "/v1/rounds/\(info.round)/updates", body: truncated) }.map { $0.1 } == "malformed_update")
+
+        // Signatures: a stale clock, a forged key, a replayed request.
+        let stale = CoordinatorClient(baseURL: server.url, keyId: a.keyId, key: a.keyForTests, clock: { Int64(Date().timeIntervalSince1970) - 3600 })
+        #expect(refusal { _ = try stale.plan() }.map { $0.1 } == "stale_timestamp")
+        let forger = CoordinatorClient(baseURL: server.url, keyId: a.keyId, key: try Ed25519.KeyPair.generate())
+        #expect(refusal { _ = try forger.plan() }.map { $0.1 } == "bad_signature")
+        let headers = try RequestSigning.sign(method: "GET", path: "/v1/plan", body: [], keyId: a.keyId, key: a.keyForTests,
+                                              timestamp: Int64(Date().timeIntervalSince1970), nonce: Array(repeating: 9, count: 16))
+        var request = URLRequest(url: server.url.appendingPathComponent("v1/plan"))
+        for (n, v) in headers { request.setValue(v, forHTTPHeaderField: n) }
+        #expect(try status(of: request) == 200)
+        #expect(try status(of: request) == 401) // the same nonce again
+
+        // None of that changed the round: both tenants can still submit and it closes once.
+        #expect(try a.submit(good) == false)
+        #expect(try b.submit(update(round: info.round, model: info.modelVersion, dimension: info.dimension, seed: 2)) == false)
+        let next = try #require(try waitForRound(a, after: info.round))
+        #expect(next.modelVersion == info.modelVersion + 1)
+    }
+
+    func status(of request: URLRequest) throws -> Int {
+        final class Box: @unchecked Sendable { var status = 0 }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        URLSession.shared.dataTask(with: request) { _, response, _ in
+            box.status = (response as? HTTPURLResponse)?.statusCode ?? 0
+            done.signal()
+        }.resume()
+        done.wait()
+        return box.status
+    }
+}
