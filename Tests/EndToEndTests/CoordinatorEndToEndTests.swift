@@ -195,3 +195,73 @@ final class RunningCoordinator {
         return box.status
     }
 }
+
+@Suite(.serialized) struct CoordinatorCrashTests {
+    @Test func sigkillLosesNoAcknowledgedUpdateAndRetriesAreNotCountedTwice() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let state = dir.appendingPathComponent("state")
+        _ = try Binary.run("sigilo-coordinator", ["init", "--state", state.path])
+        let plan = Plan(labels: ["a", "b"], bucketBits: 8, sampleRate: 0.5, delta: 1e-5, maximumEpsilon: 50, placement: .tenant,
+                        minimumTenants: 3, roundSeconds: 600, serverOptimizer: .init(kind: .fedavg, learningRate: 1))
+        try JSONEncoder().encode(plan).write(to: dir.appendingPathComponent("plan.json"))
+        _ = try Binary.run("sigilo-coordinator", ["plan", "set", dir.appendingPathComponent("plan.json").path, "--state", state.path])
+        let tokens = try (0..<3).map { try Binary.run("sigilo-coordinator", ["tenant", "invite", "t\($0)", "--state", state.path]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) }
+
+        var server = try RunningCoordinator(state: state)
+        let keys = try (0..<3).map { _ in try Ed25519.KeyPair.generate() }
+        var clients = zip(keys, tokens).map { CoordinatorClient(baseURL: server.url, keyId: "enroll", key: $0.0) }
+        for (client, token) in zip(clients, tokens) { try client.enroll(token: token) }
+        var info: CoordinatorClient.RoundInfo?
+        for _ in 0..<100 where info == nil { info = try clients[0].currentRound(); usleep(100_000) }
+        let round = try #require(info)
+        func values(_ seed: Int) -> [Float] {
+            (0..<round.dimension).map { (j: Int) -> Float in Float((j * 31 + seed * 17) % 13 - 6) * 0.001 }
+        }
+        let updates = (0..<3).map { (i: Int) -> UpdateEnvelope in
+            UpdateEnvelope(round: round.round, modelVersion: round.modelVersion, flags: .tenantNoised, weight: 5, values: values(i))
+        }
+        // Two acknowledged updates, then the process is killed without warning.
+        #expect(try clients[0].submit(updates[0]) == false)
+        #expect(try clients[1].submit(updates[1]) == false)
+        kill(server.process.processIdentifier, SIGKILL)
+        server.process.waitUntilExit()
+
+        // Restart on the same state: the round is still open with exactly those two.
+        server = try RunningCoordinator(state: state)
+        defer { _ = server.stop() }
+        let ids = clients.map(\.keyId)
+        clients = zip(keys, ids).map { CoordinatorClient(baseURL: server.url, keyId: $0.1, key: $0.0) }
+        let restored = try #require(try clients[1].currentRound())
+        #expect(restored.round == round.round && restored.submitted)
+        #expect(try clients[1].submit(updates[1]) == true) // a retry after the crash: acknowledged, not counted
+        #expect(try clients[2].submit(updates[2]) == false)
+
+        // The published model is exactly model + (sum of the three) / expected customers (15).
+        var next: CoordinatorClient.RoundInfo?
+        for _ in 0..<100 where next == nil { next = try clients[0].currentRound(); usleep(100_000) }
+        let file = try clients[0].model(version: round.modelVersion + 1)
+        let floats = Array(file[(file.count - 32 - 4 * round.dimension)..<(file.count - 32)])
+        for i in stride(from: 0, to: round.dimension, by: 97) {
+            var bits: UInt32 = 0
+            for b in 0..<4 { bits |= UInt32(floats[4 * i + b]) << (8 * b) }
+            let got = Float(bitPattern: bits)
+            let expected = (updates[0].values[i] + updates[1].values[i] + updates[2].values[i]) / 15
+            #expect(abs(got - expected) < 1e-7, "parameter \(i): \(got) vs \(expected)")
+        }
+    }
+
+    @Test func healthAndMetricsAnswerWithoutCredentials() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let state = dir.appendingPathComponent("state")
+        _ = try Binary.run("sigilo-coordinator", ["init", "--state", state.path])
+        let server = try RunningCoordinator(state: state)
+        defer { _ = server.stop() }
+        let health = try String(contentsOf: server.url.appendingPathComponent("healthz"), encoding: .utf8)
+        #expect(health == "ok\n")
+        let metrics = try String(contentsOf: server.url.appendingPathComponent("metrics"), encoding: .utf8)
+        #expect(metrics.contains("sigilo_rounds_closed_total 0"))
+        #expect(metrics.contains("sigilo_epsilon_spent 0"))
+    }
+}
