@@ -27,6 +27,7 @@ let package = Package(
             providers: [.apt(["libsqlite3-dev"])]
         ),
         .target(name: "SigiloCrypto", dependencies: ["COpenSSL"]),
+        .target(name: "SigiloSQLite", dependencies: ["CSQLite"]),
 
         // Pure logic.
         .target(name: "SigiloText"),
@@ -40,10 +41,14 @@ let package = Package(
         // Command implementations (libraries, so tests reach them directly).
         .target(name: "SigiloEval", dependencies: ["SigiloText", "SigiloModel", "SigiloPrivacy", "SigiloCLI"]),
         .target(name: "SigiloClient", dependencies: ["SigiloCrypto", "SigiloProtocol", "SigiloFederation", "SigiloPrivacy"]),
-        .target(name: "SigiloTenant", dependencies: ["SigiloText", "SigiloModel", "SigiloCLI"]),
+        .target(
+            name: "SigiloTenant",
+            dependencies: ["SigiloText", "SigiloModel", "SigiloCLI", "SigiloSQLite", "SigiloCrypto", "SigiloPrivacy",
+                           "SigiloProtocol", "SigiloFederation", "SigiloClient"]
+        ),
         .target(
             name: "SigiloCoordinator",
-            dependencies: ["CSQLite", "SigiloCrypto", "SigiloModel", "SigiloPrivacy", "SigiloProtocol", "SigiloFederation", "SigiloHTTP", "SigiloCLI"]
+            dependencies: ["SigiloSQLite", "SigiloCrypto", "SigiloModel", "SigiloPrivacy", "SigiloProtocol", "SigiloFederation", "SigiloHTTP", "SigiloCLI"]
         ),
 
         // Thin executables.

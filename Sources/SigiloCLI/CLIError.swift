@@ -11,6 +11,8 @@ public enum ExitCode: Int32, Sendable {
     case noInput = 66
     /// Writing output failed.
     case ioError = 74
+    /// Nothing to do now; try again later (e.g. no round open).
+    case tempFail = 75
     /// A refusal on policy grounds (e.g. privacy budget).
     case refused = 77
 }

@@ -4,6 +4,7 @@ import SigiloFederation
 import SigiloModel
 import SigiloPrivacy
 import SigiloProtocol
+import SigiloSQLite
 import SigiloText
 
 /// A refusal by the coordinator: the HTTP status, a stable code and a message.

@@ -9,6 +9,8 @@ public enum TenantTool {
                 summary: "sigilo-tenant: train and classify next to your own conversation data; raw text never leaves.",
                 arguments: arguments,
                 commands: [
+                    (initSpec, runInit), (ImportCommand.spec, ImportCommand.run), (consentSpec, runConsent), (forgetSpec, runForget),
+                    (enrollSpec, runEnroll), (roundSpec, runRound), (runSpec, runRun), (privacySpec, runPrivacy), (statusSpec, runStatus),
                     (RedactCommand.spec, RedactCommand.run),
                     (ClassifyCommand.spec, ClassifyCommand.run),
                 ]

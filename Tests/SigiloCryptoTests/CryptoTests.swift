@@ -35,3 +35,26 @@ import SigiloCrypto
         #expect(Hex.decode("abc") == nil)
     }
 }
+
+@Suite struct AEADTests {
+    @Test func sealsOpensAndDetectsEveryAlteration() throws {
+        let key = try AES256GCM(key: Array(repeating: 7, count: 32))
+        let message = Array("meu cpf é <CPF>".utf8)
+        let sealed = try key.seal(message, context: Array("customer".utf8))
+        #expect(try key.open(sealed, context: Array("customer".utf8)) == message)
+        #expect(try key.seal(message) != key.seal(message)) // fresh nonces
+        for i in sealed.indices {
+            var bad = sealed; bad[i] ^= 1
+            #expect(throws: CryptoError.self) { try key.open(bad, context: Array("customer".utf8)) }
+        }
+        #expect(throws: CryptoError.self) { try key.open(sealed, context: Array("other".utf8)) }
+        #expect(throws: CryptoError.self) { try AES256GCM(key: Array(repeating: 8, count: 32)).open(sealed, context: Array("customer".utf8)) }
+        #expect(throws: CryptoError.self) { try AES256GCM(key: [1]) }
+    }
+
+    @Test func hmacMatchesRFC4231TestCase2() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        let mac = HMACSHA256.authenticate(Array("what do ya want for nothing?".utf8), key: Array("Jefe".utf8))
+        #expect(Hex.encode(mac) == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+    }
+}

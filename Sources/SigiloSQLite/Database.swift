@@ -4,16 +4,16 @@ internal import CSQLite
 /// A database failure, with SQLite's own message.
 public struct DatabaseError: Error, CustomStringConvertible, Sendable {
     public let description: String
-    init(_ description: String) { self.description = description }
+    public init(_ description: String) { self.description = description }
 }
 
 /// A thin, strict SQLite wrapper: WAL journal, `synchronous=FULL` (an
 /// acknowledged update survives a crash or a power cut), bound parameters
 /// only, explicit transactions. Not thread-safe: the owner serialises access.
-final class Database {
+public final class Database {
     private var handle: OpaquePointer?
 
-    init(path: String) throws {
+    public init(path: String) throws {
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         guard sqlite3_open_v2(path, &handle, flags, nil) == SQLITE_OK else {
             let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
@@ -29,7 +29,7 @@ final class Database {
     deinit { sqlite3_close_v2(handle) }
 
     /// Runs SQL without parameters (schema, pragmas).
-    func execute(_ sql: String) throws {
+    public func execute(_ sql: String) throws {
         var error: UnsafeMutablePointer<CChar>?
         guard sqlite3_exec(handle, sql, nil, nil, &error) == SQLITE_OK else {
             let message = error.map { String(cString: $0) } ?? "unknown error"
@@ -40,7 +40,7 @@ final class Database {
 
     /// One SQL statement with bound parameters; rows are read with `Row`.
     @discardableResult
-    func run(_ sql: String, _ parameters: [Value] = [], row: ((Row) throws -> Void)? = nil) throws -> Int {
+    public func run(_ sql: String, _ parameters: [Value] = [], row: ((Row) throws -> Void)? = nil) throws -> Int {
         var statement: OpaquePointer?
         guard sqlite3_prepare_v2(handle, sql, -1, &statement, nil) == SQLITE_OK else {
             throw DatabaseError("\(String(cString: sqlite3_errmsg(handle))) (in: \(sql.prefix(60)))")
@@ -68,7 +68,7 @@ final class Database {
     }
 
     /// Runs `body` in one IMMEDIATE transaction: all of it commits, or none.
-    func transaction<T>(_ body: () throws -> T) throws -> T {
+    public func transaction<T>(_ body: () throws -> T) throws -> T {
         try execute("BEGIN IMMEDIATE")
         do {
             let result = try body()
@@ -81,7 +81,7 @@ final class Database {
     }
 
     /// The schema version (`PRAGMA user_version`).
-    var userVersion: Int {
+    public var userVersion: Int {
         get throws {
             var version = 0
             try run("PRAGMA user_version") { version = Int($0.integer(0)) }
@@ -90,7 +90,7 @@ final class Database {
     }
 
     /// A consistent copy of the database into `path` (online backup API).
-    func backup(to path: String) throws {
+    public func backup(to path: String) throws {
         var destination: OpaquePointer?
         guard sqlite3_open(path, &destination) == SQLITE_OK else { throw DatabaseError("cannot create \(path)") }
         defer { sqlite3_close(destination) }
@@ -101,7 +101,7 @@ final class Database {
         guard sqlite3_backup_finish(backup) == SQLITE_OK else { throw DatabaseError("backup failed") }
     }
 
-    enum Value {
+    public enum Value {
         case null
         case integer(Int64)
         case real(Double)
@@ -109,16 +109,16 @@ final class Database {
         case blob([UInt8])
     }
 
-    struct Row {
+    public struct Row {
         let statement: OpaquePointer?
-        func integer(_ column: Int32) -> Int64 { sqlite3_column_int64(statement, column) }
-        func real(_ column: Int32) -> Double { sqlite3_column_double(statement, column) }
-        func isNull(_ column: Int32) -> Bool { sqlite3_column_type(statement, column) == SQLITE_NULL }
-        func text(_ column: Int32) -> String {
+        public func integer(_ column: Int32) -> Int64 { sqlite3_column_int64(statement, column) }
+        public func real(_ column: Int32) -> Double { sqlite3_column_double(statement, column) }
+        public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(statement, column) == SQLITE_NULL }
+        public func text(_ column: Int32) -> String {
             guard let p = sqlite3_column_text(statement, column) else { return "" }
             return String(cString: p)
         }
-        func blob(_ column: Int32) -> [UInt8] {
+        public func blob(_ column: Int32) -> [UInt8] {
             let count = Int(sqlite3_column_bytes(statement, column))
             guard count > 0, let p = sqlite3_column_blob(statement, column) else { return [] }
             return Array(UnsafeRawBufferPointer(start: p, count: count))

@@ -1,0 +1,76 @@
+import Foundation
+import SigiloFederation
+import SigiloModel
+import SigiloPrivacy
+import SigiloProtocol
+import SigiloText
+
+/// One tenant's contribution to a round, computed from its consented
+/// customers: Poisson-sample customers at rate q, train on each sampled
+/// customer's messages from the global model, clip that customer's whole
+/// update (weights and bias) to L2 norm C, sum, and add the round's noise
+/// when the plan places it at the tenant.
+struct LocalRound {
+    /// Local passes over a customer's messages, and their learning rate.
+    static let localEpochs = 2
+    static let localLearningRate: Float = 1.0
+
+    let model: SoftmaxModel
+    let plan: Plan
+
+    /// Draws each customer independently with probability q (Poisson sampling,
+    /// as the accountant assumes) from `rng`.
+    static func poissonSample<R: RandomNumberGenerator>(_ customers: [[UInt8]], rate q: Double, using rng: inout R) -> [[UInt8]] {
+        // Accept when a uniform 64-bit word falls below q·2^64 (exact to 2^-64).
+        let threshold = q >= 1 ? UInt64.max : UInt64((q * 0x1p64).rounded(.down))
+        return customers.filter { _ in q >= 1 || rng.next() < threshold }
+    }
+
+    /// Adds one customer's clipped update into `sum`; returns its norm before clipping.
+    func addCustomerUpdate(messages: [(text: String, intent: String)], featurizer: Featurizer,
+                           workspace: inout Featurizer.Workspace, into sum: inout [Float]) -> Double {
+        let labelCount = model.labelCount
+        let index = Dictionary(uniqueKeysWithValues: model.labels.enumerated().map { ($1, $0) })
+        let examples = messages.compactMap { m -> (SparseVector, Int)? in
+            guard let y = index[m.intent] else { return nil }
+            return (featurizer.features(of: m.text, workspace: &workspace), y)
+        }
+        guard !examples.isEmpty else { return 0 }
+        // The update: changed rows only (sparse), plus the bias.
+        var rows = [Int32: [Float]]()
+        var bias = [Float](repeating: 0, count: labelCount)
+        var scores = [Float](repeating: 0, count: labelCount)
+        for _ in 0..<Self.localEpochs {
+            for (x, y) in examples {
+                model.logits(x, into: &scores)
+                for l in 0..<labelCount { scores[l] += bias[l] }
+                for (j, v) in zip(x.indices, x.values) where rows[j] != nil {
+                    let row = rows[j]!
+                    for l in 0..<labelCount { scores[l] += v * row[l] }
+                }
+                SoftmaxModel.softmax(&scores)
+                scores[y] -= 1
+                let lr = Self.localLearningRate
+                for (j, v) in zip(x.indices, x.values) {
+                    var row = rows[j] ?? [Float](repeating: 0, count: labelCount)
+                    for l in 0..<labelCount { row[l] -= lr * v * scores[l] }
+                    rows[j] = row
+                }
+                for l in 0..<labelCount { bias[l] -= lr * scores[l] }
+            }
+        }
+        // Clip the whole update (every row and the bias) to C.
+        var squares = 0.0
+        for row in rows.values { for v in row { squares += Double(v) * Double(v) } }
+        for v in bias { squares += Double(v) * Double(v) }
+        let norm = squares.squareRoot()
+        let scale = norm > plan.clipNorm ? Float(plan.clipNorm / norm) * (1 - 1e-6) : 1
+        let biasOffset = (1 << plan.bucketBits) * labelCount
+        for (j, row) in rows {
+            let base = Int(j) * labelCount
+            for l in 0..<labelCount { sum[base + l] += scale * row[l] }
+        }
+        for l in 0..<labelCount { sum[biasOffset + l] += scale * bias[l] }
+        return norm
+    }
+}

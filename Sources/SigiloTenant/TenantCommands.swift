@@ -1,0 +1,296 @@
+import Foundation
+import SigiloCLI
+import SigiloClient
+import SigiloCrypto
+import SigiloFederation
+import SigiloModel
+import SigiloPrivacy
+import SigiloProtocol
+import SigiloText
+
+extension TenantTool {
+    static let storeOptions: [OptionSpec] = [
+        .value("state", "DIR", "Tenant state directory (created by init)."),
+        .value("key-file", "FILE", "File holding the store's 32-byte key as 64 hex digits (or set SIGILO_TENANT_KEY)."),
+    ]
+
+    /// The operator's store key, from --key-file or SIGILO_TENANT_KEY (never from the state directory).
+    static func storeKey(_ args: ParsedArguments) throws -> [UInt8] {
+        let text: String
+        if let path = args.string("key-file") {
+            guard let contents = try? String(contentsOf: URL(fileURLWithPath: path), encoding: .utf8) else {
+                throw CLIError(.noInput, "cannot read key file \(path)")
+            }
+            text = contents
+        } else if let env = ProcessInfo.processInfo.environment["SIGILO_TENANT_KEY"] {
+            text = env
+        } else {
+            throw CLIError.usage("\(args.command): give --key-file FILE or set SIGILO_TENANT_KEY (the store's encryption key)")
+        }
+        guard let key = Hex.decode(text.trimmingCharacters(in: .whitespacesAndNewlines)), key.count == 32 else {
+            throw CLIError(.usage, "the store key must be 64 hex digits (32 bytes)")
+        }
+        return key
+    }
+
+    static func openStore(_ args: ParsedArguments) throws -> TenantStore {
+        let path = try args.required("state")
+        return try TenantStore(directory: URL(fileURLWithPath: path), key: try storeKey(args))
+    }
+
+    static func cachedPlan(_ store: TenantStore) throws -> Plan? {
+        guard let json = try store.setting("plan") else { return nil }
+        return try? Plan.decode(Data(json.utf8))
+    }
+
+    static func client(_ store: TenantStore) throws -> CoordinatorClient {
+        guard let url = try store.setting("coordinator").flatMap(URL.init(string:)), let id = try store.setting("tenant_id") else {
+            throw CLIError(.usage, "not enrolled: run 'sigilo-tenant enroll --coordinator URL --token T' first")
+        }
+        return CoordinatorClient(baseURL: url, keyId: id, key: try store.identity())
+    }
+
+    // MARK: init
+
+    static let initSpec = CommandSpec(
+        name: "init", summary: "Create the tenant state directory: identity key pair, encrypted store, local ledger.",
+        usage: "sigilo-tenant init --state DIR --key-file FILE [--max-epsilon E]",
+        options: storeOptions + [.value("max-epsilon", "E", "This tenant's own privacy limit for its customers (default 8).")],
+        discussion: "If the key file does not exist, a new random key is written to it (mode 0600). Keep it outside the state directory.")
+
+    static func runInit(_ args: ParsedArguments) throws {
+        try args.rejectPositional()
+        let path = try args.required("state")
+        let maxEpsilon = try args.double("max-epsilon", where: { $0 > 0 }, expectation: "a number > 0") ?? 8
+        if let keyPath = args.string("key-file"), !FileManager.default.fileExists(atPath: keyPath) {
+            let rng = SecureRandom()
+            let key = (0..<32).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            guard FileManager.default.createFile(atPath: keyPath, contents: Data(Hex.encode(key).utf8), attributes: [.posixPermissions: 0o600]) else {
+                throw CLIError(.ioError, "cannot write key file \(keyPath)")
+            }
+            printError("wrote a new store key to \(keyPath) (mode 0600): back it up; without it the store cannot be read")
+        }
+        try TenantStore.create(directory: URL(fileURLWithPath: path), key: try storeKey(args), maximumEpsilon: maxEpsilon)
+        OutputStream.standardOutput.write("initialised tenant state in \(path)\n")
+    }
+
+    // MARK: consent and erasure
+
+    static let consentSpec = CommandSpec(
+        name: "consent", summary: "Record a customer's consent (grant) or its withdrawal (revoke).",
+        usage: "sigilo-tenant consent grant|revoke CUSTOMER --state DIR --key-file FILE", options: storeOptions)
+
+    static func runConsent(_ args: ParsedArguments) throws {
+        guard args.positional.count == 2, ["grant", "revoke"].contains(args.positional[0]) else {
+            throw CLIError.usage("consent: expected 'grant CUSTOMER' or 'revoke CUSTOMER'")
+        }
+        let store = try openStore(args)
+        try store.setConsent(customer: args.positional[1], granted: args.positional[0] == "grant", now: Date().timeIntervalSince1970)
+        OutputStream.standardOutput.write("consent \(args.positional[0] == "grant" ? "granted" : "revoked") for the customer\n")
+    }
+
+    static let forgetSpec = CommandSpec(
+        name: "forget", summary: "Erase every message of a customer; later imports are refused until consent is granted again.",
+        usage: "sigilo-tenant forget CUSTOMER --state DIR --key-file FILE", options: storeOptions,
+        discussion: "A receipt (time, number of messages) is kept and shown by 'privacy'. Past rounds stay covered by the DP bound.")
+
+    static func runForget(_ args: ParsedArguments) throws {
+        guard args.positional.count == 1 else { throw CLIError.usage("forget: give exactly one CUSTOMER") }
+        let count = try openStore(args).forget(customer: args.positional[0], now: Date().timeIntervalSince1970)
+        OutputStream.standardOutput.write("erased \(count) messages; the customer is excluded from every later round\n")
+    }
+
+    // MARK: enrolment
+
+    static let enrollSpec = CommandSpec(
+        name: "enroll", summary: "Enrol this tenant's key with a coordinator using a one-time token.",
+        usage: "sigilo-tenant enroll --coordinator URL --token T --state DIR --key-file FILE",
+        options: storeOptions + [.value("coordinator", "URL", "Coordinator base URL, e.g. http://127.0.0.1:8443."),
+                                 .value("token", "T", "One-time enrolment token from 'sigilo-coordinator tenant invite'.")])
+
+    static func runEnroll(_ args: ParsedArguments) throws {
+        try args.rejectPositional()
+        let store = try openStore(args)
+        guard let url = URL(string: try args.required("coordinator")), url.scheme == "http" || url.scheme == "https" else {
+            throw CLIError.usage("enroll: --coordinator must be an http(s) URL")
+        }
+        let client = CoordinatorClient(baseURL: url, keyId: "enroll", key: try store.identity())
+        let id: String
+        do { id = try client.enroll(token: try args.required("token")) } catch let e as ClientError {
+            throw CLIError(e.status == nil ? .failure : .refused, "enrolment failed: \(e)")
+        }
+        try store.setSetting("coordinator", url.absoluteString)
+        try store.setSetting("tenant_id", id)
+        OutputStream.standardOutput.write("enrolled as \(id) at \(url.absoluteString)\n")
+    }
+
+    // MARK: rounds
+
+    static let roundSpec = CommandSpec(
+        name: "round", summary: "Take part once in the coordinator's open round with a differentially private update.",
+        usage: "sigilo-tenant round --state DIR --key-file FILE [--max-epsilon E]",
+        options: storeOptions + [.value("max-epsilon", "E", "Refuse rounds that would take this tenant's customers past E (never above the init limit).")],
+        discussion: "Exit codes: 0 submitted or nothing to do, 75 no round open, 77 refused by the local privacy budget, 1 coordinator unreachable or refusing.")
+
+    static func runRound(_ args: ParsedArguments) throws {
+        try args.rejectPositional()
+        let store = try openStore(args)
+        let outcome = try participate(store: store, requestedLimit: try args.double("max-epsilon", where: { $0 > 0 }, expectation: "a number > 0"))
+        OutputStream.standardOutput.write(outcome.message + "\n")
+        if outcome.exitCode != .success { throw CLIError(outcome.exitCode, outcome.message) }
+    }
+
+    struct Outcome {
+        var exitCode: ExitCode
+        var message: String
+    }
+
+    /// The tenant's own limit: the smaller of the plan's budget and its configured one.
+    static func limit(store: TenantStore, plan: Plan?, requested: Double?) throws -> Double {
+        let configured = Double(try store.setting("max_epsilon") ?? "8") ?? 8
+        return [configured, requested ?? .infinity, plan?.maximumEpsilon ?? .infinity].min()!
+    }
+
+    static func chargedMechanism(_ plan: Plan) throws -> SubsampledGaussian {
+        let z = try GaussianNoise(clipNorm: plan.clipNorm, noiseMultiplier: plan.noiseMultiplier, dimension: plan.dimension).effectiveNoiseMultiplier
+        return try SubsampledGaussian(sampleRate: plan.sampleRate, noiseMultiplier: z)
+    }
+
+    static func participate(store: TenantStore, requestedLimit: Double?) throws -> Outcome {
+        let client = try client(store)
+        // Before fetching anything: would the cached plan's next round exceed our limit?
+        if let cached = try cachedPlan(store) {
+            let limit = try limit(store: store, plan: cached, requested: requestedLimit)
+            if try store.ledger(delta: cached.delta).wouldExceed(limit, adding: try chargedMechanism(cached)) {
+                return Outcome(exitCode: .refused, message: "refused: another round would take this tenant's customers past epsilon \(limit)")
+            }
+        }
+        do {
+            guard let info = try client.currentRound() else { return Outcome(exitCode: .tempFail, message: "no round is open") }
+            if info.submitted { return Outcome(exitCode: .success, message: "already submitted to round \(info.round)") }
+            let plan = try client.plan()
+            try store.setSetting("plan", String(decoding: try JSONEncoder().encode(plan), as: UTF8.self))
+            let limit = try limit(store: store, plan: plan, requested: requestedLimit)
+            let mechanism = try chargedMechanism(plan)
+            if try store.ledger(delta: plan.delta).wouldExceed(limit, adding: mechanism) {
+                return Outcome(exitCode: .refused, message: "refused: round \(info.round) would take this tenant's customers past epsilon \(limit)")
+            }
+            let file = try client.model(version: info.modelVersion)
+            let model: SoftmaxModel
+            do { model = try ModelFile.decode(file) } catch { return Outcome(exitCode: .failure, message: "coordinator sent an invalid model: \(error)") }
+            guard model.labels == plan.labels, model.features.bucketBits == plan.bucketBits else {
+                return Outcome(exitCode: .failure, message: "coordinator's model does not match its plan")
+            }
+            try store.cacheModel(version: info.modelVersion, file: file)
+
+            let consented = try store.consentedCustomers()
+            let rng = SecureRandom()
+            var generator = rng
+            let sampled = LocalRound.poissonSample(consented, rate: plan.sampleRate, using: &generator)
+            let round = LocalRound(model: model, plan: plan)
+            let featurizer = Featurizer(model.features)
+            var workspace = Featurizer.Workspace()
+            var sum = [Float](repeating: 0, count: plan.dimension)
+            for customer in sampled {
+                _ = round.addCustomerUpdate(messages: try store.messages(of: customer), featurizer: featurizer, workspace: &workspace, into: &sum)
+            }
+            if plan.placement == .tenant {
+                try GaussianNoise(clipNorm: plan.clipNorm, noiseMultiplier: plan.noiseMultiplier, dimension: plan.dimension).privatize(&sum, using: rng)
+            }
+            // The weight is public, tenant-level: q times the consented population rounded up to two significant digits.
+            let population = Double(consented.count)
+            let magnitude = population < 100 ? 1.0 : pow(10, (log10(population)).rounded(.down) - 1)
+            let declared = (population / magnitude).rounded(.up) * magnitude
+            let envelope = UpdateEnvelope(round: info.round, modelVersion: info.modelVersion,
+                                          flags: plan.placement == .tenant ? .tenantNoised : [], weight: plan.sampleRate * declared, values: sum)
+            // Charged before sending: once bytes leave, the round counts against our customers.
+            let roundKey = "\(client.baseURL.absoluteString)#\(info.round)"
+            try store.charge(round: roundKey, mechanism, delta: plan.delta, now: Date().timeIntervalSince1970)
+            try store.setSetting("last_round", String(info.round))
+            let duplicate = try client.submit(envelope)
+            let epsilon = try store.ledger(delta: plan.delta).epsilon()
+            return Outcome(exitCode: .success, message: "submitted round \(info.round)\(duplicate ? " (already counted)" : ""): \(sampled.count) customers sampled; epsilon spent \(String(format: "%.3f", epsilon)) of \(limit) at delta \(plan.delta)")
+        } catch let e as ClientError {
+            return Outcome(exitCode: .failure, message: "coordinator: \(e)")
+        }
+    }
+
+    static let runSpec = CommandSpec(
+        name: "run", summary: "Keep taking part as rounds open, with backoff, until SIGINT or SIGTERM.",
+        usage: "sigilo-tenant run --state DIR --key-file FILE [--max-epsilon E] [--poll SECONDS]",
+        options: storeOptions + [.value("max-epsilon", "E", "As for 'round'."), .value("poll", "SECONDS", "Initial wait between polls (default 1; doubles up to 30 while idle).")])
+
+    static func runRun(_ args: ParsedArguments) throws {
+        try args.rejectPositional()
+        let store = try openStore(args)
+        let limit = try args.double("max-epsilon", where: { $0 > 0 }, expectation: "a number > 0")
+        let initial = try args.double("poll", where: { $0 > 0 && $0 <= 3600 }, expectation: "seconds in (0, 3600]") ?? 1
+        let stop = DispatchSemaphore(value: 0)
+        signal(SIGINT, SIG_IGN); signal(SIGTERM, SIG_IGN)
+        let sources = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0, queue: .global()) }
+        for s in sources { s.setEventHandler { @Sendable in stop.signal() }; s.resume() }
+        var wait = initial
+        while true {
+            let outcome = try participate(store: store, requestedLimit: limit)
+            switch outcome.exitCode {
+            case .success where outcome.message.hasPrefix("submitted"):
+                OutputStream.standardOutput.write(outcome.message + "\n"); OutputStream.standardOutput.flush()
+                wait = initial
+            case .refused:
+                OutputStream.standardOutput.write(outcome.message + "\n")
+                return // the budget will not come back
+            case .failure:
+                printError(outcome.message)
+                wait = min(30, wait * 2)
+            default:
+                wait = min(30, wait * 2)
+            }
+            if stop.wait(timeout: .now() + wait) == .success { printError("stopping"); return }
+        }
+    }
+
+    // MARK: reports
+
+    static let privacySpec = CommandSpec(
+        name: "privacy", summary: "Privacy spent on this tenant's customers, consent and erasure records.",
+        usage: "sigilo-tenant privacy --state DIR --key-file FILE [--json]", options: storeOptions + [.flag("json", "Print JSON.")])
+
+    static func runPrivacy(_ args: ParsedArguments) throws {
+        try args.rejectPositional()
+        let store = try openStore(args)
+        let plan = try cachedPlan(store)
+        let delta = plan?.delta ?? 1e-6
+        let ledger = try store.ledger(delta: delta)
+        let epsilon = try ledger.epsilon()
+        let limit = try limit(store: store, plan: plan, requested: nil)
+        let counts = try store.counts()
+        let receipts = try store.receipts()
+        if args.flag("json") {
+            OutputStream.standardOutput.write(JSON.object([
+                ("epsilon", .number(epsilon)), ("delta", .number(delta)), ("limit", .number(limit)), ("rounds_joined", .integer(ledger.entries.count)),
+                ("messages", .integer(counts.messages)), ("customers_consented", .integer(counts.customersConsented)),
+                ("customers_without_consent", .integer(counts.customersWithoutConsent)), ("customers_erased", .integer(counts.customersErased)),
+                ("erasures", .array(receipts.map { JSON.object([("erased_at", .number($0.erasedAt)), ("messages", .integer($0.messages))]) })),
+            ]).rendered() + "\n")
+            return
+        }
+        var text = "privacy spent on this tenant's customers: epsilon \(String(format: "%.4f", epsilon)) of \(limit) at delta \(delta) (PLD accountant, \(ledger.entries.count) rounds joined)\n"
+        text += "store: \(counts.messages) messages; customers: \(counts.customersConsented) consented, \(counts.customersWithoutConsent) without consent, \(counts.customersErased) erased\n"
+        for r in receipts {
+            text += "erased \(r.messages) messages of customer \(r.customer) at \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: r.erasedAt)))\n"
+        }
+        OutputStream.standardOutput.write(text)
+    }
+
+    static let statusSpec = CommandSpec(
+        name: "status", summary: "Enrolment, last round and cached model.",
+        usage: "sigilo-tenant status --state DIR --key-file FILE", options: storeOptions)
+
+    static func runStatus(_ args: ParsedArguments) throws {
+        try args.rejectPositional()
+        let store = try openStore(args)
+        let enrolled = try store.setting("tenant_id").map { "enrolled as \($0) at \(try store.setting("coordinator") ?? "?")" } ?? "not enrolled"
+        let model = try store.latestModel().map { "cached global model version \($0.version)" } ?? "no cached model"
+        OutputStream.standardOutput.write("\(enrolled)\nlast round joined: \(try store.setting("last_round") ?? "none")\n\(model)\n")
+    }
+}

@@ -1,0 +1,271 @@
+import Foundation
+import SigiloCLI
+import SigiloCrypto
+import SigiloPrivacy
+import SigiloSQLite
+
+/// The tenant's local state: its conversation store, consent and erasure
+/// records, privacy ledger, cached models and settings, in a directory only
+/// the operator may read.
+///
+/// Message texts and customer identifiers are stored sealed with AES-256-GCM
+/// under the operator's key (the customer's keyed hash is authenticated with
+/// each ciphertext, so sealed values cannot be moved between customers).
+/// Customers and messages are found by HMAC-SHA256 of their identifiers under
+/// a key derived from the same secret: the store never holds an identifier in
+/// the clear, and without the key it cannot be linked to anyone.
+public final class TenantStore {
+    public static let databaseName = "tenant.sqlite"
+    public static let identityName = "identity.key"
+    static let schemaVersion = 1
+    static let keyCheckPlaintext = Array("sigilo-tenant-key-check-v1".utf8)
+
+    let directory: URL
+    let database: Database
+    let cipher: AES256GCM
+    let lookupKey: [UInt8]
+
+    /// Opens an existing state directory with the operator's 32-byte key.
+    public init(directory: URL, key: [UInt8]) throws {
+        self.directory = directory
+        try Self.checkPermissions(directory)
+        guard FileManager.default.fileExists(atPath: directory.appendingPathComponent(Self.databaseName).path) else {
+            throw CLIError(.noInput, "\(directory.path) holds no tenant state; run 'sigilo-tenant init --state \(directory.path) --key-file FILE' first")
+        }
+        cipher = try AES256GCM(key: key)
+        lookupKey = HMACSHA256.authenticate(Array("sigilo-lookup-v1".utf8), key: key)
+        do { database = try Database(path: directory.appendingPathComponent(Self.databaseName).path) } catch {
+            throw CLIError(.dataError, "tenant store in \(directory.path) cannot be opened (corrupted?): \(error)")
+        }
+        try migrate()
+        var check: [UInt8]?
+        do {
+            try database.run("SELECT sealed FROM key_check WHERE id = 1") { check = $0.blob(0) }
+        } catch { throw CLIError(.dataError, "tenant store in \(directory.path) is corrupted: \(error)") }
+        guard let check else { throw CLIError(.dataError, "tenant store in \(directory.path) has no key check: corrupted") }
+        guard (try? cipher.open(check)) == Self.keyCheckPlaintext else {
+            throw CLIError(.refused, "wrong encryption key for the tenant store in \(directory.path)")
+        }
+    }
+
+    /// Creates a state directory (mode 0700) with a new Ed25519 identity (0600) and an empty store.
+    public static func create(directory: URL, key: [UInt8], maximumEpsilon: Double) throws {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: directory.appendingPathComponent(databaseName).path) {
+            throw CLIError(.failure, "\(directory.path) already holds tenant state; refusing to overwrite it")
+        }
+        try fm.createDirectory(at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try fm.setAttributes([.posixPermissions: 0o700], ofItemAtPath: directory.path)
+        let identity = try Ed25519.KeyPair.generate()
+        let identityURL = directory.appendingPathComponent(identityName)
+        guard fm.createFile(atPath: identityURL.path, contents: Data(Hex.encode(identity.privateKey).utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw CLIError(.ioError, "cannot write \(identityURL.path)")
+        }
+        let store = try TenantStore(directory: directory, key: key, creating: true)
+        try store.database.run("INSERT INTO key_check(id, sealed) VALUES (1, ?)", [.blob(try store.cipher.seal(keyCheckPlaintext))])
+        try store.setSetting("max_epsilon", String(maximumEpsilon))
+        for file in try fm.contentsOfDirectory(atPath: directory.path) {
+            try fm.setAttributes([.posixPermissions: 0o600], ofItemAtPath: directory.appendingPathComponent(file).path)
+        }
+    }
+
+    private init(directory: URL, key: [UInt8], creating: Bool) throws {
+        self.directory = directory
+        cipher = try AES256GCM(key: key)
+        lookupKey = HMACSHA256.authenticate(Array("sigilo-lookup-v1".utf8), key: key)
+        database = try Database(path: directory.appendingPathComponent(Self.databaseName).path)
+        try migrate()
+    }
+
+    /// Refuses a directory (or identity file) that group or others can access.
+    static func checkPermissions(_ directory: URL) throws {
+        func mode(_ path: String) -> Int? {
+            (try? FileManager.default.attributesOfItem(atPath: path))?[.posixPermissions] as? Int
+        }
+        guard let dirMode = mode(directory.path) else { throw CLIError(.noInput, "no tenant state directory at \(directory.path)") }
+        guard dirMode & 0o077 == 0 else {
+            throw CLIError(.refused, "\(directory.path) is accessible by group or others (mode \(String(dirMode, radix: 8))); run: chmod 700 \(directory.path)")
+        }
+        let identity = directory.appendingPathComponent(identityName).path
+        if let m = mode(identity), m & 0o077 != 0 {
+            throw CLIError(.refused, "\(identity) is accessible by group or others (mode \(String(m, radix: 8))); run: chmod 600 \(identity)")
+        }
+    }
+
+    private func migrate() throws {
+        let version = try database.userVersion
+        guard version <= Self.schemaVersion else { throw CLIError(.dataError, "tenant store was written by a newer Sigilo (schema \(version))") }
+        guard version < 1 else { return }
+        try database.transaction {
+            try database.execute("""
+            CREATE TABLE key_check(id INTEGER PRIMARY KEY CHECK(id = 1), sealed BLOB NOT NULL);
+            CREATE TABLE settings(name TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE customers(handle BLOB PRIMARY KEY, sealed_id BLOB NOT NULL, consent INTEGER NOT NULL,
+                erased_at REAL, updated_at REAL NOT NULL);
+            CREATE TABLE messages(handle BLOB PRIMARY KEY, customer BLOB NOT NULL REFERENCES customers(handle),
+                sealed_text BLOB NOT NULL, intent TEXT NOT NULL, imported_at REAL NOT NULL);
+            CREATE INDEX messages_by_customer ON messages(customer);
+            CREATE TABLE receipts(id INTEGER PRIMARY KEY, customer BLOB NOT NULL, sealed_id BLOB NOT NULL, erased_at REAL NOT NULL,
+                messages INTEGER NOT NULL);
+            CREATE TABLE ledger(round TEXT PRIMARY KEY, sample_rate REAL NOT NULL, noise_multiplier REAL NOT NULL, delta REAL NOT NULL,
+                charged_at REAL NOT NULL);
+            CREATE TABLE models(version INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, file BLOB NOT NULL);
+            PRAGMA user_version = 1;
+            """)
+        }
+    }
+
+    // MARK: - Identity and settings
+
+    /// The tenant's Ed25519 key pair.
+    public func identity() throws -> Ed25519.KeyPair {
+        let url = directory.appendingPathComponent(Self.identityName)
+        guard let text = try? String(contentsOf: url, encoding: .utf8),
+              let seed = Hex.decode(text.trimmingCharacters(in: .whitespacesAndNewlines)), seed.count == 32 else {
+            throw CLIError(.dataError, "\(url.path) does not hold a 32-byte Ed25519 key in hex")
+        }
+        return try Ed25519.KeyPair(privateKey: seed)
+    }
+
+    public func setting(_ name: String) throws -> String? {
+        var value: String?
+        try database.run("SELECT value FROM settings WHERE name = ?", [.text(name)]) { value = $0.text(0) }
+        return value
+    }
+
+    public func setSetting(_ name: String, _ value: String) throws {
+        try database.run("INSERT INTO settings(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value", [.text(name), .text(value)])
+    }
+
+    // MARK: - Customers and messages
+
+    func handle(customer: String) -> [UInt8] { HMACSHA256.authenticate(Array("c:\(customer)".utf8), key: lookupKey) }
+
+    func handle(message key: String) -> [UInt8] { HMACSHA256.authenticate(Array("m:\(key)".utf8), key: lookupKey) }
+
+    /// A customer's consent and tombstone, if the store knows the customer.
+    func customerState(_ handle: [UInt8]) throws -> (consent: Bool, erased: Bool)? {
+        var state: (Bool, Bool)?
+        try database.run("SELECT consent, erased_at FROM customers WHERE handle = ?", [.blob(handle)]) { state = ($0.integer(0) == 1, !$0.isNull(1)) }
+        return state
+    }
+
+    /// Records consent given or withdrawn (granting again lifts an erasure tombstone).
+    public func setConsent(customer: String, granted: Bool, now: Double) throws {
+        let h = handle(customer: customer)
+        try database.transaction {
+            if try customerState(h) == nil {
+                try database.run("INSERT INTO customers(handle, sealed_id, consent, updated_at) VALUES (?, ?, ?, ?)",
+                                 [.blob(h), .blob(try cipher.seal(Array(customer.utf8), context: h)), .integer(granted ? 1 : 0), .real(now)])
+            } else if granted {
+                try database.run("UPDATE customers SET consent = 1, erased_at = NULL, updated_at = ? WHERE handle = ?", [.real(now), .blob(h)])
+            } else {
+                try database.run("UPDATE customers SET consent = 0, updated_at = ? WHERE handle = ?", [.real(now), .blob(h)])
+            }
+        }
+    }
+
+    /// Deletes every message of a customer, leaves a tombstone and a receipt; returns the count.
+    public func forget(customer: String, now: Double) throws -> Int {
+        let h = handle(customer: customer)
+        return try database.transaction {
+            var count = 0
+            try database.run("SELECT COUNT(*) FROM messages WHERE customer = ?", [.blob(h)]) { count = Int($0.integer(0)) }
+            try database.run("DELETE FROM messages WHERE customer = ?", [.blob(h)])
+            let sealed = try cipher.seal(Array(customer.utf8), context: h)
+            if try customerState(h) == nil {
+                try database.run("INSERT INTO customers(handle, sealed_id, consent, erased_at, updated_at) VALUES (?, ?, 0, ?, ?)",
+                                 [.blob(h), .blob(sealed), .real(now), .real(now)])
+            } else {
+                try database.run("UPDATE customers SET consent = 0, erased_at = ?, updated_at = ? WHERE handle = ?", [.real(now), .real(now), .blob(h)])
+            }
+            try database.run("INSERT INTO receipts(customer, sealed_id, erased_at, messages) VALUES (?, ?, ?, ?)",
+                             [.blob(h), .blob(sealed), .real(now), .integer(Int64(count))])
+            return count
+        }
+    }
+
+    /// Customers that may be sampled: consent recorded and not erased.
+    func consentedCustomers() throws -> [[UInt8]] {
+        var out = [[UInt8]]()
+        try database.run("SELECT handle FROM customers WHERE consent = 1 AND erased_at IS NULL") { out.append($0.blob(0)) }
+        return out
+    }
+
+    /// A customer's messages (redacted text, intent), decrypted.
+    func messages(of customer: [UInt8]) throws -> [(text: String, intent: String)] {
+        var out = [(String, String)]()
+        var sealed = [([UInt8], String)]()
+        try database.run("SELECT sealed_text, intent FROM messages WHERE customer = ?", [.blob(customer)]) { sealed.append(($0.blob(0), $0.text(1))) }
+        for (blob, intent) in sealed {
+            let plain: [UInt8]
+            do { plain = try cipher.open(blob, context: customer) } catch {
+                throw CLIError(.dataError, "a stored message failed authentication: the store is corrupted or was tampered with")
+            }
+            out.append((String(decoding: plain, as: UTF8.self), intent))
+        }
+        return out
+    }
+
+    public struct Counts: Equatable, Sendable {
+        public var messages = 0
+        public var customersConsented = 0
+        public var customersWithoutConsent = 0
+        public var customersErased = 0
+    }
+
+    public func counts() throws -> Counts {
+        var c = Counts()
+        try database.run("SELECT COUNT(*) FROM messages") { c.messages = Int($0.integer(0)) }
+        try database.run("SELECT (erased_at IS NOT NULL), consent, COUNT(*) FROM customers GROUP BY 1, 2") {
+            if $0.integer(0) == 1 { c.customersErased += Int($0.integer(2)) }
+            else if $0.integer(1) == 1 { c.customersConsented += Int($0.integer(2)) }
+            else { c.customersWithoutConsent += Int($0.integer(2)) }
+        }
+        return c
+    }
+
+    public struct Receipt: Equatable, Sendable {
+        public var customer: String
+        public var erasedAt: Double
+        public var messages: Int
+    }
+
+    public func receipts() throws -> [Receipt] {
+        var rows = [([UInt8], [UInt8], Double, Int)]()
+        try database.run("SELECT customer, sealed_id, erased_at, messages FROM receipts ORDER BY id") { rows.append(($0.blob(0), $0.blob(1), $0.real(2), Int($0.integer(3)))) }
+        return try rows.map { h, sealed, at, count in
+            Receipt(customer: String(decoding: try cipher.open(sealed, context: h), as: UTF8.self), erasedAt: at, messages: count)
+        }
+    }
+
+    // MARK: - Ledger and models
+
+    /// This tenant's customers' ledger (rounds actually joined).
+    public func ledger(delta: Double) throws -> PrivacyLedger {
+        var ledger = try PrivacyLedger(delta: delta)
+        var rows = [(String, Double, Double, Double)]()
+        try database.run("SELECT round, sample_rate, noise_multiplier, charged_at FROM ledger ORDER BY charged_at") { rows.append(($0.text(0), $0.real(1), $0.real(2), $0.real(3))) }
+        for (round, q, z, at) in rows {
+            try ledger.charge(round: round, SubsampledGaussian(sampleRate: q, noiseMultiplier: z), at: Date(timeIntervalSince1970: at))
+        }
+        return ledger
+    }
+
+    func charge(round: String, _ mechanism: SubsampledGaussian, delta: Double, now: Double) throws {
+        try database.run("INSERT INTO ledger(round, sample_rate, noise_multiplier, delta, charged_at) VALUES (?, ?, ?, ?, ?)",
+                         [.text(round), .real(mechanism.sampleRate), .real(mechanism.noiseMultiplier), .real(delta), .real(now)])
+    }
+
+    func cacheModel(version: UInt64, file: [UInt8]) throws {
+        try database.run("INSERT OR REPLACE INTO models(version, sha256, file) VALUES (?, ?, ?)",
+                         [.integer(Int64(version)), .text(Hex.encode(SHA256.hash(file))), .blob(file)])
+    }
+
+    /// The newest cached global model file.
+    public func latestModel() throws -> (version: UInt64, file: [UInt8])? {
+        var result: (UInt64, [UInt8])?
+        try database.run("SELECT version, file FROM models ORDER BY version DESC LIMIT 1") { result = (UInt64($0.integer(0)), $0.blob(1)) }
+        return result
+    }
+}
