@@ -1,0 +1,278 @@
+import Foundation
+import Testing
+import SigiloFederation
+import SigiloProtocol
+
+/// A TCP proxy on loopback that records every byte the client sends.
+final class RecordingProxy: @unchecked Sendable {
+    let listener: Int32
+    let port: UInt16
+    let target: UInt16
+    private let lock = NSLock()
+    private var recorded = [UInt8]()
+
+    init(to target: UInt16) throws {
+        self.target = target
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        listen(fd, 16)
+        var bound = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &bound) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        listener = fd
+        port = UInt16(bigEndian: bound.sin_port)
+        Thread { [self] in acceptLoop() }.start()
+    }
+
+    private func acceptLoop() {
+        while true {
+            let client = accept(listener, nil, nil)
+            if client < 0 { return }
+            let upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var to = sockaddr_in()
+            to.sin_family = sa_family_t(AF_INET)
+            to.sin_port = target.bigEndian
+            inet_pton(AF_INET, "127.0.0.1", &to.sin_addr)
+            _ = withUnsafePointer(to: &to) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(upstream, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            Thread { self.pump(from: client, to: upstream, record: true) }.start()
+            Thread { self.pump(from: upstream, to: client, record: false) }.start()
+        }
+    }
+
+    private func pump(from: Int32, to: Int32, record: Bool) {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(from, $0.baseAddress, $0.count, 0) }
+            if n <= 0 { shutdown(to, Int32(SHUT_WR)); close(from); return }
+            if record { lock.withLock { recorded.append(contentsOf: buffer[0..<n]) } }
+            var offset = 0
+            while offset < n {
+                let m = buffer.withUnsafeBytes { send(to, $0.baseAddress! + offset, n - offset, Int32(MSG_NOSIGNAL)) }
+                if m <= 0 { return }
+                offset += m
+            }
+        }
+    }
+
+    var bytes: [UInt8] { lock.withLock { recorded } }
+
+    func stop() { shutdown(listener, Int32(SHUT_RDWR)); close(listener) }
+}
+
+/// A coordinator with a plan over the synthetic intents, plus tenants made with the real CLI.
+struct TenantWorld {
+    let dir: URL
+    let coordinator: RunningCoordinator
+    let proxy: RecordingProxy
+    let data: URL
+
+    init(sampleRate: Double = 1.0, maximumEpsilon: Double = 100) throws {
+        dir = try temporaryDirectory()
+        data = dir.appendingPathComponent("data")
+        _ = try Binary.run("sigilo-eval", ["synth", "--tenants", "2", "--seed", "9", "--out", data.path, "--holdout", "50"])
+        let state = dir.appendingPathComponent("coord")
+        _ = try Binary.run("sigilo-coordinator", ["init", "--state", state.path])
+        let labels = ["agendar_consulta", "agradecimento", "atualizar_cadastro", "cancelar", "disponibilidade_produto", "falar_com_humano",
+                      "forma_pagamento", "horario_funcionamento", "prazo_entrega", "reclamacao", "remarcar_consulta", "resultado_exame",
+                      "saudacao", "segunda_via", "status_pedido", "troca_devolucao"]
+        let plan = Plan(labels: labels, bucketBits: 10, clipNorm: 1, noiseMultiplier: 1, sampleRate: sampleRate, delta: 1e-5,
+                        maximumEpsilon: maximumEpsilon, placement: .tenant, minimumTenants: 1, roundSeconds: 30)
+        try JSONEncoder().encode(plan).write(to: dir.appendingPathComponent("plan.json"))
+        _ = try Binary.run("sigilo-coordinator", ["plan", "set", dir.appendingPathComponent("plan.json").path, "--state", state.path])
+        coordinator = try RunningCoordinator(state: state)
+        proxy = try RecordingProxy(to: coordinator.port)
+    }
+
+    func tenant(_ name: String, token: String? = nil) throws -> [String] {
+        let args = ["--state", dir.appendingPathComponent(name).path, "--key-file", dir.appendingPathComponent("\(name).key").path]
+        let initialised = try Binary.run("sigilo-tenant", ["init", "--max-epsilon", "50"] + args)
+        #expect(initialised.status == 0, "\(initialised.stderr)")
+        return args
+    }
+
+    func invite() throws -> String {
+        try Binary.run("sigilo-coordinator", ["tenant", "invite", "t", "--state", dir.appendingPathComponent("coord").path]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    var url: String { "http://127.0.0.1:\(proxy.port)" }
+
+    func close() {
+        _ = coordinator.stop()
+        proxy.stop()
+        try? FileManager.default.removeItem(at: dir)
+    }
+}
+
+@Suite(.serialized) struct TenantEndToEndTests {
+    func waitForOpenRound(_ args: [String], attempts: Int = 50) throws -> Binary.Result {
+        var last = try Binary.run("sigilo-tenant", ["round"] + args)
+        var n = 0
+        while last.status == 75, n < attempts { usleep(200_000); last = try Binary.run("sigilo-tenant", ["round"] + args); n += 1 }
+        return last
+    }
+
+    @Test func egressCarriesNoTextNoIdentifierAndOnlyProtocolRequests() throws {
+        let world = try TenantWorld()
+        defer { world.close() }
+        let args = try world.tenant("loja")
+        let file = world.data.appendingPathComponent("tenant-01-loja.jsonl").path
+        #expect(try Binary.run("sigilo-tenant", ["import", file] + args).status == 0)
+        #expect(try Binary.run("sigilo-tenant", ["enroll", "--coordinator", world.url, "--token", try world.invite()] + args).status == 0)
+        for _ in 0..<3 {
+            let r = try waitForOpenRound(args)
+            #expect(r.status == 0 && r.stdout.hasPrefix("submitted"), "\(r.stdout) \(r.stderr)")
+        }
+        let egress = world.proxy.bytes
+        #expect(egress.count > 3 * 4 * 16_000) // three updates went through the proxy
+
+        // No 6-character piece of any imported text (raw or redacted) and no customer id appears.
+        let records = try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").compactMap(jsonObject)
+        var needles = Set<[UInt8]>()
+        for r in records {
+            needles.insert(Array((r["customer"] as! String).utf8))
+            for text in [r["text"] as! String, (r["text"] as! String).lowercased()] {
+                let bytes = Array(text.utf8)
+                if bytes.count >= 6 { for i in 0...(bytes.count - 6) { needles.insert(Array(bytes[i..<(i + 6)])) } }
+            }
+        }
+        var windows = Set<[UInt8]>()
+        if egress.count >= 6 { for i in 0...(egress.count - 6) { windows.insert(Array(egress[i..<(i + 6)])) } }
+        let leaked = needles.filter { $0.count == 6 ? windows.contains($0) : contains(egress, $0) }
+        #expect(leaked.isEmpty, "leaked: \(leaked.prefix(5).map { String(decoding: $0, as: UTF8.self) })")
+
+        // Every request is one the protocol defines, signed, with a valid body.
+        var offset = 0
+        var requests = 0
+        while offset < egress.count {
+            guard let headEnd = find(egress, Array("\r\n\r\n".utf8), from: offset) else { Issue.record("truncated request"); break }
+            let head = String(decoding: egress[offset..<headEnd], as: UTF8.self)
+            let lines = head.components(separatedBy: "\r\n")
+            let requestLine = lines[0].split(separator: " ")
+            let headers = Dictionary(lines.dropFirst().compactMap { line -> (String, String)? in
+                guard let colon = line.firstIndex(of: ":") else { return nil }
+                return (line[..<colon].lowercased(), line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+            }, uniquingKeysWith: { a, _ in a })
+            let length = Int(headers["content-length"] ?? "0") ?? 0
+            let body = Array(egress[(headEnd + 4)..<min(egress.count, headEnd + 4 + length)])
+            let method = String(requestLine[0]), path = String(requestLine[1])
+            let allowed = (method == "POST" && path == "/v1/enroll") || (method == "GET" && ["/v1/plan", "/v1/rounds/current"].contains(path))
+                || (method == "GET" && path.hasPrefix("/v1/models/")) || (method == "POST" && path.hasPrefix("/v1/rounds/") && path.hasSuffix("/updates"))
+            #expect(allowed, "\(method) \(path)")
+            for h in ["sigilo-key-id", "sigilo-timestamp", "sigilo-nonce", "sigilo-content-sha256", "sigilo-signature"] {
+                #expect(headers[h] != nil, "\(path) lacks \(h)")
+            }
+            if path == "/v1/enroll" {
+                let object = try #require(jsonObject(Substring(String(decoding: body, as: UTF8.self))))
+                #expect(Set(object.keys) == ["token", "public_key"])
+            } else if method == "POST" {
+                let update = try UpdateEnvelope.decode(body, maximumDimension: 1 << 20)
+                #expect(update.flags.contains(.tenantNoised))
+            } else {
+                #expect(body.isEmpty)
+            }
+            offset = headEnd + 4 + length
+            requests += 1
+        }
+        #expect(requests >= 7)
+    }
+
+    @Test func erasureConsentAndLocalBudget() throws {
+        let world = try TenantWorld(sampleRate: 1.0)
+        defer { world.close() }
+        let args = try world.tenant("clinica")
+        let file = world.data.appendingPathComponent("tenant-02-clinica.jsonl")
+        #expect(try Binary.run("sigilo-tenant", ["import", file.path] + args).status == 0)
+        #expect(try Binary.run("sigilo-tenant", ["enroll", "--coordinator", world.url, "--token", try world.invite()] + args).status == 0)
+        let records = try String(contentsOf: file, encoding: .utf8).split(separator: "\n").compactMap(jsonObject)
+        let consented = Set(records.filter { $0["consent"] as? Bool == true }.map { $0["customer"] as! String })
+        let victim = consented.sorted()[0], paused = consented.sorted()[1]
+
+        // Erase one customer, pause another's consent: with q = 1 the round samples everyone else.
+        let forget = try Binary.run("sigilo-tenant", ["forget", victim] + args)
+        #expect(forget.status == 0 && forget.stdout.contains("erased"))
+        #expect(try Binary.run("sigilo-tenant", ["consent", "revoke", paused] + args).status == 0)
+        let round = try waitForOpenRound(args)
+        #expect(round.stdout.contains("\(consented.count - 2) customers sampled"), "\(round.stdout)")
+
+        // Re-importing the erased customer is refused until consent is granted again.
+        let again = try Binary.run("sigilo-tenant", ["import", file.path] + args)
+        #expect(again.stdout.contains("refused (customer erased)") && !again.stdout.contains(" 0 refused"))
+        #expect(try Binary.run("sigilo-tenant", ["consent", "grant", victim] + args).status == 0)
+        let third = try Binary.run("sigilo-tenant", ["import", file.path] + args)
+        #expect(third.stdout.contains(" 0 refused"))
+        let privacy = try Binary.run("sigilo-tenant", ["privacy", "--json"] + args)
+        let report = try #require(jsonObject(Substring(privacy.stdout)))
+        #expect(report["rounds_joined"] as? Int == 1)
+        #expect((report["erasures"] as? [[String: Any]])?.count == 1)
+
+        // A limit below what one more round costs: refused before anything is fetched.
+        let before = world.proxy.bytes.count
+        let refused = try Binary.run("sigilo-tenant", ["round", "--max-epsilon", "0.5"] + args)
+        #expect(refused.status == 77, "\(refused.stdout) \(refused.stderr)")
+        #expect(world.proxy.bytes.count == before)
+    }
+
+    @Test func badInputIsReportedPreciselyAndNothingIsHalfWritten() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let args = ["--state", dir.appendingPathComponent("t").path, "--key-file", dir.appendingPathComponent("t.key").path]
+        _ = try Binary.run("sigilo-tenant", ["init"] + args)
+        let file = dir.appendingPathComponent("export.jsonl")
+        let long = String(repeating: "a", count: 70_000)
+        try """
+        {"customer": "c1", "text": "oi tudo bem", "intent": "saudacao", "consent": true, "id": "m1"}
+        not json
+        {"customer": 7, "text": "x", "intent": "saudacao", "consent": true}
+        {"customer": "c2", "text": "  ", "intent": "saudacao", "consent": true}
+        {"customer": "c2", "text": "ok", "intent": "saudacao", "consent": 1}
+        {"customer": "c2", "text": "\(long)", "intent": "saudacao", "consent": true}
+        {"customer": "c3", "text": "quero cancelar", "intent": "cancelar", "consent": false}
+        {"customer": "c1", "text": "oi tudo bem", "intent": "saudacao", "consent": true, "id": "m1"}
+        """.write(to: file, atomically: true, encoding: .utf8)
+        let strict = try Binary.run("sigilo-tenant", ["import", file.path, "--strict"] + args)
+        #expect(strict.status == 65)
+        for expected in [":2: not valid JSON", ":3: \"customer\" must be a string", ":4: \"text\" is empty", ":5: \"consent\" must be true or false", ":6: line is"] {
+            #expect(strict.stderr.contains(file.path + expected), "missing \(expected) in \(strict.stderr)")
+        }
+        let status = try Binary.run("sigilo-tenant", ["privacy", "--json"] + args)
+        #expect(jsonObject(Substring(status.stdout))?["messages"] as? Int == 0) // --strict: nothing imported
+        let lenient = try Binary.run("sigilo-tenant", ["import", file.path] + args)
+        #expect(lenient.status == 65)
+        #expect(lenient.stdout.contains("imported 1 messages from 1 customers; 1 duplicates skipped; 1 skipped without consent"))
+
+        // Keys, permissions, corruption and an unreachable coordinator.
+        try "00".write(to: dir.appendingPathComponent("bad.key"), atomically: true, encoding: .utf8)
+        let wrongLength = try Binary.run("sigilo-tenant", ["status", "--state", args[1], "--key-file", dir.appendingPathComponent("bad.key").path])
+        #expect(wrongLength.status == 64)
+        try String(repeating: "ab", count: 32).write(to: dir.appendingPathComponent("other.key"), atomically: true, encoding: .utf8)
+        let wrongKey = try Binary.run("sigilo-tenant", ["status", "--state", args[1], "--key-file", dir.appendingPathComponent("other.key").path])
+        #expect(wrongKey.status == 77 && wrongKey.stderr.contains("wrong encryption key"))
+        #expect(try Binary.run("sigilo-tenant", ["status", "--state", args[1]]).status == 64) // no key given
+        let unreachable = try Binary.run("sigilo-tenant", ["enroll", "--coordinator", "http://127.0.0.1:9", "--token", "x"] + args)
+        #expect(unreachable.status != 0 && unreachable.stderr.contains("127.0.0.1:9"))
+        chmod(args[1], 0o755)
+        let unsafe = try Binary.run("sigilo-tenant", ["status"] + args)
+        #expect(unsafe.status == 77 && unsafe.stderr.contains("chmod 700"))
+        chmod(args[1], 0o700)
+        let database = URL(fileURLWithPath: args[1]).appendingPathComponent("tenant.sqlite")
+        try Data(repeating: 0x41, count: 4096).write(to: database)
+        let corrupted = try Binary.run("sigilo-tenant", ["status"] + args)
+        #expect(corrupted.status == 65, "\(corrupted.stderr)")
+    }
+}
+
+func find(_ haystack: [UInt8], _ needle: [UInt8], from start: Int) -> Int? {
+    guard haystack.count >= needle.count else { return nil }
+    var i = start
+    while i <= haystack.count - needle.count {
+        if haystack[i] == needle[0], Array(haystack[i..<(i + needle.count)]) == needle { return i }
+        i += 1
+    }
+    return nil
+}
+
+func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool { find(haystack, needle, from: 0) != nil }
