@@ -236,7 +236,9 @@ public final class CoordinatorService: @unchecked Sendable {
                 }
                 try database.run("INSERT INTO plans(body, created_at) VALUES (?, ?)", [.text(body), .real(now)])
                 if try latestModelVersion() == nil {
-                    let model = SoftmaxModel(features: FeatureConfiguration(bucketBits: plan.bucketBits), labels: plan.labels)
+                    // Hand-off intents (e.g. "falar_com_humano", "oos") always go to a human.
+                    let handoff = plan.labels.indices.filter { IntentTraining.defaultHandoffIntents.contains(plan.labels[$0]) }
+                    let model = SoftmaxModel(features: FeatureConfiguration(bucketBits: plan.bucketBits), labels: plan.labels, handoffLabels: handoff)
                     try publish(model: model, parent: nil, round: nil, epsilon: 0, now: now)
                     let zeros = Self.bytes([Float](repeating: 0, count: plan.dimension))
                     try database.run("INSERT OR REPLACE INTO optimizer(id, momentum, second) VALUES (1, ?, ?)", [.blob(zeros), .blob(zeros)])
@@ -257,6 +259,17 @@ public final class CoordinatorService: @unchecked Sendable {
         try database.run("INSERT INTO models(version, sha256, parent, round, epsilon, created_at, file) VALUES (?, ?, ?, ?, ?, ?, ?)",
                          [.integer(Int64(version)), .text(Hex.encode(SHA256.hash(file))), parent.map { .integer(Int64($0)) } ?? .null,
                           round.map { .integer(Int64($0)) } ?? .null, .real(epsilon), .real(now), .blob(file)])
+    }
+
+    /// When and how a model version was published.
+    public func modelProvenance(version: UInt64) throws -> (round: UInt64?, epsilon: Double, parent: UInt64?)? {
+        try locked {
+            var result: (UInt64?, Double, UInt64?)?
+            try database.run("SELECT round, epsilon, parent FROM models WHERE version = ?", [.integer(Int64(version))]) {
+                result = ($0.isNull(0) ? nil : UInt64($0.integer(0)), $0.real(1), $0.isNull(2) ? nil : UInt64($0.integer(2)))
+            }
+            return result
+        }
     }
 
     /// A model file and its SHA-256 (hex).

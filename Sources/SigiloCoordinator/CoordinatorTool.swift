@@ -11,7 +11,7 @@ public enum CoordinatorTool {
         runCommand {
             // Two-word commands ("tenant invite") become one name.
             var args = arguments
-            if args.count >= 2, ["tenant", "plan"].contains(args[0]), !args[1].hasPrefix("-") {
+            if args.count >= 2, ["tenant", "plan", "model"].contains(args[0]), !args[1].hasPrefix("-") {
                 args = ["\(args[0]) \(args[1])"] + args.dropFirst(2)
             }
             try dispatch(
@@ -21,7 +21,7 @@ public enum CoordinatorTool {
                 commands: [
                     (initSpec, runInit), (serveSpec, runServe),
                     (inviteSpec, runInvite), (revokeSpec, runRevoke), (listSpec, runList),
-                    (planShowSpec, runPlanShow), (planSetSpec, runPlanSet), (statusSpec, runStatus),
+                    (planShowSpec, runPlanShow), (planSetSpec, runPlanSet), (modelExportSpec, runModelExport), (statusSpec, runStatus),
                 ])
         }
     }
@@ -76,6 +76,7 @@ public enum CoordinatorTool {
         guard parts.count == 2, let port = UInt16(parts[1]) else { throw CLIError.usage("serve: --listen expects HOST:PORT, got \"\(listen)\"") }
         var configuration = HTTPServer.Configuration(host: String(parts[0]), port: port)
         configuration.limits.maximumBodyBytes = 80 + 4 * (1 << 24)
+        TerminationSignals.block() // before the server's threads exist
         let routes = CoordinatorRoutes(service: service)
         let server = HTTPServer(configuration: configuration) { request, peer in routes.handle(request, peer: peer) }
         let bound: UInt16
@@ -91,15 +92,7 @@ public enum CoordinatorTool {
             }
         }
         ticking.start()
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGINT, SIG_IGN)
-        let done = DispatchSemaphore(value: 0)
-        let sources = [SIGTERM, SIGINT].map { DispatchSource.makeSignalSource(signal: $0, queue: .global()) }
-        for source in sources {
-            source.setEventHandler { @Sendable in done.signal() }
-            source.resume()
-        }
-        done.wait()
+        TerminationSignals.wait()
         printError("shutting down: finishing in-flight requests")
         server.shutdown()
         stop.signal()
@@ -171,6 +164,27 @@ public enum CoordinatorTool {
         let service = try openService(args)
         do { try service.setPlan(plan, now: now()) } catch let e as CoordinatorError { throw CLIError(.dataError, e.message) }
         OutputStream.standardOutput.write("plan installed: \(plan.labels.count) labels, \(plan.dimension) parameters, q \(plan.sampleRate), z \(plan.noiseMultiplier), budget epsilon \(plan.maximumEpsilon) at delta \(plan.delta)\n")
+    }
+
+    // MARK: models
+
+    static let modelExportSpec = CommandSpec(
+        name: "model export", summary: "Write a published model version (default: the latest) to a file.",
+        usage: "sigilo-coordinator model export --to FILE [--version V] --state DIR",
+        options: [stateOption, .value("to", "FILE", "Where to write the model file."), .value("version", "V", "Model version (default latest).")])
+
+    static func runModelExport(_ args: ParsedArguments) throws {
+        try args.rejectPositional()
+        let service = try openService(args)
+        let version = try args.int("version", range: 1...Int.max).map(UInt64.init) ?? service.status().modelVersion
+        guard let version, let model = try service.model(version: version) else { throw CLIError(.noInput, "no such model version") }
+        let path = try args.required("to")
+        do { try Data(model.file).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+            throw CLIError(.ioError, "cannot write \(path): \(error.localizedDescription)")
+        }
+        let provenance = try service.modelProvenance(version: version)
+        let origin = provenance?.round.map { "from round \($0), epsilon \(provenance!.epsilon) at publication" } ?? "initial model"
+        OutputStream.standardOutput.write("model version \(version) (sha256 \(model.sha256); \(origin)) written to \(path)\n")
     }
 
     // MARK: status

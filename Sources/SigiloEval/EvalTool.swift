@@ -11,6 +11,7 @@ public enum EvalTool {
                 commands: [
                     (CentralizedCommand.spec, CentralizedCommand.run),
                     (SynthCommand.spec, SynthCommand.run),
+                    (EvaluateCommand.spec, EvaluateCommand.run),
                     (PrivacyCommands.epsilonSpec, PrivacyCommands.runEpsilon),
                     (PrivacyCommands.calibrateSpec, PrivacyCommands.runCalibrate),
                     (BenchPrivacyCommand.spec, BenchPrivacyCommand.run),

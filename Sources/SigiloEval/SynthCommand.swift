@@ -12,6 +12,7 @@ enum SynthCommand {
             .value("tenants", "N", "Number of tenants, businesses assigned in turn (default 5)."),
             .value("seed", "S", "Seed: the same seed writes the same files (default 1)."),
             .value("holdout", "N", "Labelled held-out messages written to holdout.jsonl (default 1000)."),
+            .value("customers", "N", "Customers per tenant (default: 60 to 140, varying by tenant)."),
         ],
         discussion: """
         Tenant lines: {"id","customer","text","intent","consent","time"}; holdout lines: {"text","intent"}.
@@ -25,6 +26,7 @@ enum SynthCommand {
         let tenants = try args.int("tenants", range: 1...1000) ?? 5
         let seed = UInt64(try args.int("seed", range: 0...Int.max) ?? 1)
         let holdout = try args.int("holdout", range: 0...1_000_000) ?? 1000
+        let customers = try args.int("customers", range: 1...1_000_000).map { $0...$0 } ?? 60...140
         let directory = URL(fileURLWithPath: out)
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -33,7 +35,7 @@ enum SynthCommand {
         }
         var corpus = SyntheticCorpus(seed: seed)
         var summary = [String]()
-        for tenant in corpus.tenants(tenants) {
+        for tenant in corpus.tenants(tenants, customersPerTenant: customers) {
             var text = ""
             for m in tenant.messages {
                 JSON.object([

@@ -8,9 +8,11 @@ enum ClassifyCommand {
     static let spec = CommandSpec(
         name: "classify",
         summary: "Classify messages (one per stdin line) into intents; writes one JSON object per line.",
-        usage: "sigilo-tenant classify --model PATH [--top K] < messages.txt",
+        usage: "sigilo-tenant classify (--model PATH | --state DIR --key-file FILE) [--top K] < messages.txt",
         options: [
-            .value("model", "PATH", "Model file (models/FORMAT.md)."),
+            .value("model", "PATH", "Model file (models/FORMAT.md); default: the latest global model cached in --state."),
+            .value("state", "DIR", "Tenant state directory (for its cached global model)."),
+            .value("key-file", "FILE", "The store key (or set SIGILO_TENANT_KEY)."),
             .value("top", "K", "How many intents to list in \"top\" (default 3)."),
         ],
         discussion: """
@@ -21,11 +23,21 @@ enum ClassifyCommand {
 
     static func run(_ args: ParsedArguments) throws {
         try args.rejectPositional()
-        let path = try args.required("model")
         let k = try args.int("top", range: 1...100) ?? 3
         let model: SoftmaxModel
-        do { model = try ModelFile.read(from: URL(fileURLWithPath: path)) } catch let error as ModelFileError {
-            throw CLIError(.dataError, "\(path): \(error.description)")
+        if let path = args.string("model") {
+            do { model = try ModelFile.read(from: URL(fileURLWithPath: path)) } catch let error as ModelFileError {
+                throw CLIError(.dataError, "\(path): \(error.description)")
+            }
+        } else if args.string("state") != nil {
+            guard let cached = try TenantTool.openStore(args).latestModel() else {
+                throw CLIError(.noInput, "no global model cached yet: take part in a round first, or give --model")
+            }
+            do { model = try ModelFile.decode(cached.file) } catch let error as ModelFileError {
+                throw CLIError(.dataError, "cached model \(cached.version): \(error.description)")
+            }
+        } else {
+            throw CLIError.usage("classify: give --model PATH or --state DIR")
         }
         let featurizer = Featurizer(model.features)
         let out = OutputStream.standardOutput

@@ -221,14 +221,11 @@ extension TenantTool {
         options: storeOptions + [.value("max-epsilon", "E", "As for 'round'."), .value("poll", "SECONDS", "Initial wait between polls (default 1; doubles up to 30 while idle).")])
 
     static func runRun(_ args: ParsedArguments) throws {
+        TerminationSignals.block() // before URLSession's threads exist
         try args.rejectPositional()
         let store = try openStore(args)
         let limit = try args.double("max-epsilon", where: { $0 > 0 }, expectation: "a number > 0")
         let initial = try args.double("poll", where: { $0 > 0 && $0 <= 3600 }, expectation: "seconds in (0, 3600]") ?? 1
-        let stop = DispatchSemaphore(value: 0)
-        signal(SIGINT, SIG_IGN); signal(SIGTERM, SIG_IGN)
-        let sources = [SIGINT, SIGTERM].map { DispatchSource.makeSignalSource(signal: $0, queue: .global()) }
-        for s in sources { s.setEventHandler { @Sendable in stop.signal() }; s.resume() }
         var wait = initial
         while true {
             let outcome = try participate(store: store, requestedLimit: limit)
@@ -245,7 +242,7 @@ extension TenantTool {
             default:
                 wait = min(30, wait * 2)
             }
-            if stop.wait(timeout: .now() + wait) == .success { printError("stopping"); return }
+            if TerminationSignals.wait(timeout: wait) != nil { printError("stopping"); return }
         }
     }
 

@@ -1,0 +1,38 @@
+import Foundation
+import Testing
+
+/// The README's main command, shortened: the same script with already-built binaries and two rounds.
+@Suite(.serialized) struct DemoTests {
+    @Test func demoRunsGreenThroughTheRealProcesses() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let work = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: work) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = [root.appendingPathComponent("tools/demo").path, work.path]
+        var environment = ProcessInfo.processInfo.environment
+        environment["SIGILO_BIN"] = Binary.directory.path
+        environment["ROUNDS"] = "2"
+        process.environment = environment
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(text.suffix(2000))")
+        #expect(text.contains("round 1: held-out accuracy"))
+        #expect(text.contains("round 2: held-out accuracy"))
+        #expect(text.contains("\"decision\":\"handoff\""))
+        #expect(text.contains("privacy spent on this tenant's customers"))
+        // Everything was stopped: no coordinator or tenant of this run is left.
+        let ps = Process()
+        ps.executableURL = URL(fileURLWithPath: "/bin/sh")
+        ps.arguments = ["-c", "ps aux | grep -c '[s]tate \(work.path)' || true"]
+        let psOut = Pipe()
+        ps.standardOutput = psOut
+        try ps.run()
+        ps.waitUntilExit()
+        #expect(String(decoding: psOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+    }
+}
