@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "SigiloCLI"),
 
         // Command implementations (libraries, so tests reach them directly).
-        .target(name: "SigiloEval", dependencies: ["SigiloText", "SigiloModel", "SigiloPrivacy", "SigiloCLI"]),
+        .target(name: "SigiloEval", dependencies: ["SigiloText", "SigiloModel", "SigiloPrivacy", "SigiloFederation", "SigiloCLI"]),
         .target(name: "SigiloClient", dependencies: ["SigiloCrypto", "SigiloProtocol", "SigiloFederation", "SigiloPrivacy"]),
         .target(
             name: "SigiloTenant",

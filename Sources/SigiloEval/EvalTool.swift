@@ -15,6 +15,7 @@ public enum EvalTool {
                     (PrivacyCommands.epsilonSpec, PrivacyCommands.runEpsilon),
                     (PrivacyCommands.calibrateSpec, PrivacyCommands.runCalibrate),
                     (BenchPrivacyCommand.spec, BenchPrivacyCommand.run),
+                    (BenchAggregateCommand.spec, BenchAggregateCommand.run),
                 ]
             )
         }

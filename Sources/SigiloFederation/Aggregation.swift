@@ -23,14 +23,49 @@ public struct RoundSum: Sendable, Equatable {
 
     /// Adds one validated update.
     public mutating func add(_ update: [Float], weight w: Double) {
+        add(update, scale: 1, weight: w)
+    }
+
+    /// Adds `scale` times an update (a clipping factor, for instance).
+    public mutating func add(_ update: [Float], scale: Float, weight w: Double) {
         precondition(update.count == values.count)
         values.withUnsafeMutableBufferPointer { sum in
             update.withUnsafeBufferPointer { u in
-                for i in 0..<u.count { sum[i] += u[i] }
+                let n = u.count
+                let s = SIMD8<Float>(repeating: scale)
+                let rs = UnsafeMutableRawPointer(sum.baseAddress!), ru = UnsafeRawPointer(u.baseAddress!)
+                var i = 0
+                while i + 8 <= n {
+                    let a = rs.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                    let b = ru.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                    rs.storeBytes(of: a + s * b, toByteOffset: i * 4, as: SIMD8<Float>.self)
+                    i += 8
+                }
+                while i < n { sum[i] += scale * u[i]; i += 1 }
             }
         }
         weight += w
         count += 1
+    }
+
+    /// The L2 norm of an update (float lanes, summed in double at the end).
+    public static func norm(_ update: [Float]) -> Double {
+        update.withUnsafeBufferPointer { u in
+            var acc = SIMD8<Float>(repeating: 0)
+            let n = u.count
+            let ru = UnsafeRawPointer(u.baseAddress!)
+            var i = 0
+            var total = 0.0
+            while i + 8 <= n {
+                let v = ru.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                acc += v * v
+                i += 8
+                if i % 8192 == 0 { total += Double(acc.sum()); acc = .init(repeating: 0) } // bound float error
+            }
+            total += Double(acc.sum())
+            while i < n { total += Double(u[i]) * Double(u[i]); i += 1 }
+            return total.squareRoot()
+        }
     }
 }
 
