@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["SigiloModel", "SigiloCLI", "SigiloClient", "SigiloProtocol", "SigiloCrypto", "SigiloFederation",
-                           "SigiloPrivacy", "sigilo-eval", "sigilo-tenant", "sigilo-coordinator"]
+                           "SigiloPrivacy", "SigiloHTTP", "sigilo-eval", "sigilo-tenant", "sigilo-coordinator"]
         ),
     ]
 )

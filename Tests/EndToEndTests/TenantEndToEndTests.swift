@@ -209,6 +209,13 @@ struct TenantWorld {
         #expect(report["rounds_joined"] as? Int == 1)
         #expect((report["erasures"] as? [[String: Any]])?.count == 1)
 
+        // Once the plan is known, an intent outside its labels is an invalid line.
+        let unknown = world.dir.appendingPathComponent("unknown.jsonl")
+        try #"{"customer": "c9", "text": "quero um bolo", "intent": "encomendar_bolo", "consent": true}"#.write(to: unknown, atomically: true, encoding: .utf8)
+        let refusedLine = try Binary.run("sigilo-tenant", ["import", unknown.path] + args)
+        #expect(refusedLine.status == 65)
+        #expect(refusedLine.stderr.contains(unknown.path + ":1: unknown intent \"encomendar_bolo\""))
+
         // A limit below what one more round costs: refused before anything is fetched.
         let before = world.proxy.bytes.count
         let refused = try Binary.run("sigilo-tenant", ["round", "--max-epsilon", "0.5"] + args)
@@ -276,3 +283,41 @@ func find(_ haystack: [UInt8], _ needle: [UInt8], from start: Int) -> Int? {
 }
 
 func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool { find(haystack, needle, from: 0) != nil }
+
+import SigiloHTTP
+
+@Suite(.serialized) struct MisbehavingCoordinatorTests {
+    /// A fake coordinator: enrols anyone, then answers rounds with a broken plan or a model that fails its digest.
+    final class Fake: @unchecked Sendable {
+        var mode = "bad-plan"
+        func handle(_ request: HTTPRequest) -> HTTPResponse {
+            switch request.path {
+            case "/v1/enroll": return .json(201, #"{"tenant_id":"tenant-1"}"#)
+            case "/v1/rounds/current": return .json(200, #"{"round":1,"model_version":1,"dimension":10,"submitted":false}"#)
+            case "/v1/plan" where mode == "bad-plan": return .json(200, #"{"labels": "not a list"}"#)
+            case "/v1/plan":
+                return .json(200, #"{"labels":["a","b"],"bucketBits":8,"clipNorm":1,"noiseMultiplier":1,"sampleRate":0.5,"delta":1e-5,"maximumEpsilon":50,"placement":"tenant","minimumTenants":1,"roundSeconds":60,"serverOptimizer":{"kind":"fedavg","learningRate":1,"momentum":0.9,"beta2":0.99,"epsilon":0.001}}"#)
+            default: return HTTPResponse(status: 200, headers: [("Sigilo-Model-SHA256", String(repeating: "0", count: 64))], body: Array("SGLMODEL garbage".utf8))
+            }
+        }
+    }
+
+    @Test func preciseErrorsAndNothingCharged() throws {
+        let fake = Fake()
+        let server = HTTPServer(configuration: .init()) { request, _ in fake.handle(request) }
+        let port = try server.start()
+        defer { server.shutdown() }
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let args = ["--state", dir.appendingPathComponent("t").path, "--key-file", dir.appendingPathComponent("t.key").path]
+        _ = try Binary.run("sigilo-tenant", ["init", "--max-epsilon", "50"] + args)
+        #expect(try Binary.run("sigilo-tenant", ["enroll", "--coordinator", "http://127.0.0.1:\(port)", "--token", "x"] + args).status == 0)
+        let badPlan = try Binary.run("sigilo-tenant", ["round"] + args)
+        #expect(badPlan.status == 1 && badPlan.stderr.contains("bad_plan") && badPlan.stderr.contains("labels"), "\(badPlan.stderr)")
+        fake.mode = "bad-model"
+        let badModel = try Binary.run("sigilo-tenant", ["round"] + args)
+        #expect(badModel.status == 1 && badModel.stderr.contains("model_digest_mismatch"), "\(badModel.stderr)")
+        let privacy = try Binary.run("sigilo-tenant", ["privacy", "--json"] + args)
+        #expect(jsonObject(Substring(privacy.stdout))?["rounds_joined"] as? Int == 0) // nothing was sent, nothing charged
+    }
+}
