@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "SigiloModel", dependencies: ["SigiloText", "SigiloCrypto"]),
         .target(name: "SigiloPrivacy", dependencies: ["COpenSSL"]),
         .target(name: "SigiloProtocol", dependencies: ["SigiloCrypto"]),
-        .target(name: "SigiloFederation", dependencies: ["SigiloPrivacy"]),
+        .target(name: "SigiloFederation", dependencies: ["SigiloModel", "SigiloPrivacy"]),
         .target(name: "SigiloHTTP"),
         .target(name: "SigiloCLI"),
 

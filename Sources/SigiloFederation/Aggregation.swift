@@ -1,4 +1,5 @@
 import Foundation
+import SigiloModel
 import SigiloPrivacy
 
 /// The running sum of a round: each accepted update is added once and then
@@ -30,19 +31,7 @@ public struct RoundSum: Sendable, Equatable {
     public mutating func add(_ update: [Float], scale: Float, weight w: Double) {
         precondition(update.count == values.count)
         values.withUnsafeMutableBufferPointer { sum in
-            update.withUnsafeBufferPointer { u in
-                let n = u.count
-                let s = SIMD8<Float>(repeating: scale)
-                let rs = UnsafeMutableRawPointer(sum.baseAddress!), ru = UnsafeRawPointer(u.baseAddress!)
-                var i = 0
-                while i + 8 <= n {
-                    let a = rs.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-                    let b = ru.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-                    rs.storeBytes(of: a + s * b, toByteOffset: i * 4, as: SIMD8<Float>.self)
-                    i += 8
-                }
-                while i < n { sum[i] += scale * u[i]; i += 1 }
-            }
+            update.withUnsafeBufferPointer { u in Vector.axpy(scale, u.baseAddress!, sum.baseAddress!, u.count) }
         }
         weight += w
         count += 1

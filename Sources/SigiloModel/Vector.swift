@@ -1,9 +1,9 @@
 /// Dense kernels for the hot loops, written with explicit SIMD so they do not
 /// depend on the auto-vectoriser proving that the pointers never alias.
-enum Vector {
+public enum Vector {
     /// y[0..<n] += a * x[0..<n]
     @inline(__always)
-    static func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    public static func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
         let av = SIMD8<Float>(repeating: a)
         let rx = UnsafeRawPointer(x), ry = UnsafeMutableRawPointer(y)
         var i = 0
