@@ -34,12 +34,12 @@ let package = Package(
         .target(name: "SigiloModel", dependencies: ["SigiloText", "SigiloCrypto"]),
         .target(name: "SigiloPrivacy", dependencies: ["COpenSSL"]),
         .target(name: "SigiloProtocol", dependencies: ["SigiloCrypto"]),
-        .target(name: "SigiloFederation", dependencies: ["SigiloModel", "SigiloPrivacy"]),
+        .target(name: "SigiloFederation", dependencies: ["SigiloText", "SigiloModel", "SigiloPrivacy"]),
         .target(name: "SigiloHTTP"),
         .target(name: "SigiloCLI"),
 
         // Command implementations (libraries, so tests reach them directly).
-        .target(name: "SigiloEval", dependencies: ["SigiloText", "SigiloModel", "SigiloPrivacy", "SigiloFederation", "SigiloCLI"]),
+        .target(name: "SigiloEval", dependencies: ["SigiloText", "SigiloModel", "SigiloPrivacy", "SigiloFederation", "SigiloProtocol", "SigiloCLI"]),
         .target(name: "SigiloClient", dependencies: ["SigiloCrypto", "SigiloProtocol", "SigiloFederation", "SigiloPrivacy"]),
         .target(
             name: "SigiloTenant",

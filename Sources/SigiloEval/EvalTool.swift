@@ -12,6 +12,7 @@ public enum EvalTool {
                     (CentralizedCommand.spec, CentralizedCommand.run),
                     (SynthCommand.spec, SynthCommand.run),
                     (EvaluateCommand.spec, EvaluateCommand.run),
+                    (FederatedCommand.spec, FederatedCommand.run),
                     (PrivacyCommands.epsilonSpec, PrivacyCommands.runEpsilon),
                     (PrivacyCommands.calibrateSpec, PrivacyCommands.runCalibrate),
                     (BenchPrivacyCommand.spec, BenchPrivacyCommand.run),

@@ -62,6 +62,15 @@ public struct GaussianNoise: Sendable {
         try privatize(&sum, generator: &generator)
     }
 
+    /// For simulations only: noise from a seeded generator that is NOT
+    /// cryptographically secure, so that a run can be repeated exactly.
+    /// The tenant and coordinator programs never call this; `sigilo-eval`
+    /// does only in its labelled `--insecure-seeded-noise` mode.
+    public func privatizeWithInsecureSeededNoise(_ sum: inout [Float], seed: UInt64) throws {
+        var generator = InsecureSeededGenerator(state: seed)
+        try privatize(&sum, generator: &generator)
+    }
+
     /// As `privatize(_:using:)`; generic so that tests can pass a seeded generator.
     func privatize<R: RandomNumberGenerator>(_ sum: inout [Float], generator: inout R) throws {
         let grid = try noisyGrid(sum, generator: &generator)
@@ -84,5 +93,17 @@ public struct GaussianNoise: Sendable {
             out[i] = Int64(scaled) &+ sampler.sample(using: &bits)
         }
         return out
+    }
+}
+
+/// SplitMix64, for `privatizeWithInsecureSeededNoise` only.
+struct InsecureSeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9e37_79b9_7f4a_7c15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+        return z ^ (z >> 31)
     }
 }

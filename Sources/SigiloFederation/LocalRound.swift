@@ -1,8 +1,6 @@
 import Foundation
-import SigiloFederation
 import SigiloModel
 import SigiloPrivacy
-import SigiloProtocol
 import SigiloText
 
 /// One tenant's contribution to a round, computed from its consented
@@ -10,31 +8,46 @@ import SigiloText
 /// customer's messages from the global model, clip that customer's whole
 /// update (weights and bias) to L2 norm C, sum, and add the round's noise
 /// when the plan places it at the tenant.
-struct LocalRound {
+///
+/// Used by `sigilo-tenant round` and by `sigilo-eval federated`, so the
+/// simulation measures exactly what tenants compute.
+public struct LocalRound {
     /// Local passes over a customer's messages, and their learning rate.
-    static let localEpochs = 2
-    static let localLearningRate: Float = 1.0
+    public static let localEpochs = 2
+    public static let localLearningRate: Float = 1.0
 
-    let model: SoftmaxModel
-    let plan: Plan
+    public let model: SoftmaxModel
+    public let plan: Plan
+
+    public init(model: SoftmaxModel, plan: Plan) {
+        self.model = model
+        self.plan = plan
+    }
 
     /// Draws each customer independently with probability q (Poisson sampling,
     /// as the accountant assumes) from `rng`.
-    static func poissonSample<R: RandomNumberGenerator>(_ customers: [[UInt8]], rate q: Double, using rng: inout R) -> [[UInt8]] {
+    public static func poissonSample<C, R: RandomNumberGenerator>(_ customers: [C], rate q: Double, using rng: inout R) -> [C] {
         // Accept when a uniform 64-bit word falls below q·2^64 (exact to 2^-64).
         let threshold = q >= 1 ? UInt64.max : UInt64((q * 0x1p64).rounded(.down))
         return customers.filter { _ in q >= 1 || rng.next() < threshold }
     }
 
     /// Adds one customer's clipped update into `sum`; returns its norm before clipping.
-    func addCustomerUpdate(messages: [(text: String, intent: String)], featurizer: Featurizer,
-                           workspace: inout Featurizer.Workspace, into sum: inout [Float]) -> Double {
-        let labelCount = model.labelCount
+    @discardableResult
+    public func addCustomerUpdate(messages: [(text: String, intent: String)], featurizer: Featurizer,
+                                  workspace: inout Featurizer.Workspace, into sum: inout [Float]) -> Double {
         let index = Dictionary(uniqueKeysWithValues: model.labels.enumerated().map { ($1, $0) })
         let examples = messages.compactMap { m -> (SparseVector, Int)? in
             guard let y = index[m.intent] else { return nil }
             return (featurizer.features(of: m.text, workspace: &workspace), y)
         }
+        return addCustomerUpdate(examples: examples, into: &sum)
+    }
+
+    /// As above, for messages already featurised (the simulation featurises once).
+    @discardableResult
+    public func addCustomerUpdate(examples: [(SparseVector, Int)], into sum: inout [Float]) -> Double {
+        let labelCount = model.labelCount
         guard !examples.isEmpty else { return 0 }
         // The update: changed rows only (sparse), plus the bias.
         var rows = [Int32: [Float]]()
