@@ -27,6 +27,8 @@ public struct ClientError: Error, CustomStringConvertible, Sendable {
 public final class CoordinatorClient: @unchecked Sendable {
     public let baseURL: URL
     public private(set) var keyId: String
+    /// The coordinator's public key, pinned at enrolment; models must be signed with it.
+    public var coordinatorKey: [UInt8]?
     let key: Ed25519.KeyPair
     let session: URLSession
     let clock: () -> Int64
@@ -97,10 +99,12 @@ public final class CoordinatorClient: @unchecked Sendable {
         keyId = "enroll"
         defer { if keyId == "enroll" { keyId = saved } }
         let response = try send("POST", "/v1/enroll", body: body, contentType: "application/json")
-        guard let object = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any], let id = object["tenant_id"] as? String else {
-            throw ClientError(status: response.status, code: "bad_response", message: "enrolment answer has no tenant_id")
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any], let id = object["tenant_id"] as? String,
+              let keyHex = object["coordinator_public_key"] as? String, let pinned = Hex.decode(keyHex), pinned.count == 32 else {
+            throw ClientError(status: response.status, code: "bad_response", message: "enrolment answer lacks tenant_id or coordinator_public_key")
         }
         keyId = id
+        coordinatorKey = pinned
         return id
     }
 
@@ -128,11 +132,17 @@ public final class CoordinatorClient: @unchecked Sendable {
         return RoundInfo(round: UInt64(round), modelVersion: UInt64(version), submitted: o["submitted"] as? Bool ?? false, dimension: dimension)
     }
 
-    /// A model file, verified against the SHA-256 the coordinator sent with it.
+    /// A model file, verified against its SHA-256 and the coordinator's signature over both.
     public func model(version: UInt64) throws -> [UInt8] {
+        guard let coordinatorKey else {
+            throw ClientError(status: nil, code: "no_coordinator_key", message: "no pinned coordinator key: enrol first")
+        }
         let response = try send("GET", "/v1/models/\(version)")
-        guard let expected = response.headers["sigilo-model-sha256"], constantTimeEqual(Array(expected.utf8), Array(Hex.encode(SHA256.hash(response.body)).utf8)) else {
-            throw ClientError(status: response.status, code: "model_digest_mismatch", message: "model \(version) does not match its SHA-256")
+        do {
+            try ModelProvenance.verify(file: response.body, version: version, sha256: response.headers[ModelProvenance.digestHeader],
+                                       signature: response.headers[ModelProvenance.signatureHeader], coordinatorKey: coordinatorKey)
+        } catch let e as ProtocolError {
+            throw ClientError(status: response.status, code: e.code == .badSignature ? "model_signature_invalid" : "model_digest_mismatch", message: e.message)
         }
         return response.body
     }

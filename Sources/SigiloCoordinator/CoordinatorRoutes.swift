@@ -80,7 +80,9 @@ public struct CoordinatorRoutes: Sendable {
             guard let version = UInt64(parts[2]), let model = try service.model(version: version) else {
                 throw CoordinatorError(404, "unknown_model", "no model version \(parts[2])")
             }
-            return HTTPResponse(status: 200, headers: [("Content-Type", "application/octet-stream"), ("Sigilo-Model-SHA256", model.sha256)], body: model.file)
+            return HTTPResponse(status: 200, headers: [("Content-Type", "application/octet-stream"), ("Sigilo-Model-SHA256", model.sha256),
+                                                       ("Sigilo-Model-Signature", try service.modelSignature(version: version, sha256: model.sha256))],
+                                body: model.file)
         case ("POST", 4) where parts[0] == "v1" && parts[1] == "rounds" && parts[3] == "updates":
             let tenant = try authenticate(request)
             guard let round = UInt64(parts[2]) else { throw CoordinatorError(404, "unknown_round", "no round \(parts[2])") }
@@ -118,6 +120,6 @@ public struct CoordinatorRoutes: Sendable {
                                      header: { request.header($0) }, now: clock(), enrollmentKey: key)
         let id = try service.enroll(token: token, publicKey: key, now: clock())
         metrics.add("sigilo_enrolments_total")
-        return .json(201, JSON.object([("tenant_id", .string(id))]).rendered())
+        return .json(201, JSON.object([("tenant_id", .string(id)), ("coordinator_public_key", .string(service.publicKeyHex))]).rendered())
     }
 }

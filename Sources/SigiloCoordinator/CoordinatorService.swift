@@ -34,6 +34,9 @@ public final class CoordinatorService: @unchecked Sendable {
     public static let databaseName = "coordinator.sqlite"
 
     let database: Database
+    /// The coordinator's own key: signs model metadata so tenants can check provenance.
+    let signingKey: Ed25519.KeyPair
+    public static let signingKeyName = "coordinator.key"
     private let lock = NSLock()
     private var machine = RoundMachine()
     /// The open round's running sum, mirrored in the database.
@@ -44,8 +47,31 @@ public final class CoordinatorService: @unchecked Sendable {
     public init(directory: URL, maximumDimension: Int = 1 << 24) throws {
         self.maximumDimension = maximumDimension
         database = try Database(path: directory.appendingPathComponent(Self.databaseName).path)
+        signingKey = try Self.loadOrCreateSigningKey(directory.appendingPathComponent(Self.signingKeyName))
         try migrate()
         try restoreOpenRound()
+    }
+
+    private static func loadOrCreateSigningKey(_ url: URL) throws -> Ed25519.KeyPair {
+        if let text = try? String(contentsOf: url, encoding: .utf8) {
+            guard let seed = Hex.decode(text.trimmingCharacters(in: .whitespacesAndNewlines)), seed.count == 32 else {
+                throw CoordinatorError(500, "bad_key", "\(url.path) does not hold a 32-byte Ed25519 key in hex")
+            }
+            return try Ed25519.KeyPair(privateKey: seed)
+        }
+        let key = try Ed25519.KeyPair.generate()
+        guard FileManager.default.createFile(atPath: url.path, contents: Data(Hex.encode(key.privateKey).utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw CoordinatorError(500, "bad_key", "cannot write \(url.path)")
+        }
+        return key
+    }
+
+    /// The coordinator's public key (hex), given to tenants at enrolment.
+    public var publicKeyHex: String { Hex.encode(signingKey.publicKey) }
+
+    /// The signature over a model version and its SHA-256 (protocol/PROTOCOL.md, "Model provenance").
+    public func modelSignature(version: UInt64, sha256: String) throws -> String {
+        Hex.encode(try signingKey.sign(ModelProvenance.message(version: version, sha256: sha256)))
     }
 
     private func migrate() throws {

@@ -89,3 +89,26 @@ public enum RequestSigning {
         }
     }
 }
+
+/// What the coordinator signs for each published model, so a tenant can tell
+/// that a model really comes from the coordinator it enrolled with.
+public enum ModelProvenance {
+    public static let signatureHeader = "sigilo-model-signature"
+    public static let digestHeader = "sigilo-model-sha256"
+
+    public static func message(version: UInt64, sha256: String) -> [UInt8] {
+        Array("sigilo-model-v1\n\(version)\n\(sha256)".utf8)
+    }
+
+    /// Checks a received model file against its digest and the coordinator's signature.
+    public static func verify(file: [UInt8], version: UInt64, sha256: String?, signature: String?, coordinatorKey: [UInt8]) throws {
+        let actual = Hex.encode(SHA256.hash(file))
+        guard let sha256, constantTimeEqual(Array(sha256.utf8), Array(actual.utf8)) else {
+            throw ProtocolError(.checksumMismatch, "model \(version) does not match its SHA-256")
+        }
+        guard let signature, let bytes = Hex.decode(signature),
+              Ed25519.verify(signature: bytes, message: message(version: version, sha256: actual), publicKey: coordinatorKey) else {
+            throw ProtocolError(.badSignature, "model \(version) is not signed by the coordinator this tenant enrolled with")
+        }
+    }
+}

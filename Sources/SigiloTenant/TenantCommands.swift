@@ -47,7 +47,9 @@ extension TenantTool {
         guard let url = try store.setting("coordinator").flatMap(URL.init(string:)), let id = try store.setting("tenant_id") else {
             throw CLIError(.usage, "not enrolled: run 'sigilo-tenant enroll --coordinator URL --token T' first")
         }
-        return CoordinatorClient(baseURL: url, keyId: id, key: try store.identity())
+        let client = CoordinatorClient(baseURL: url, keyId: id, key: try store.identity())
+        client.coordinatorKey = try store.setting("coordinator_key").flatMap(Hex.decode)
+        return client
     }
 
     // MARK: init
@@ -121,6 +123,7 @@ extension TenantTool {
         }
         try store.setSetting("coordinator", url.absoluteString)
         try store.setSetting("tenant_id", id)
+        try store.setSetting("coordinator_key", Hex.encode(client.coordinatorKey!))
         OutputStream.standardOutput.write("enrolled as \(id) at \(url.absoluteString)\n")
     }
 

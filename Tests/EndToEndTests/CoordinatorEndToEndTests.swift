@@ -230,8 +230,9 @@ final class RunningCoordinator {
         // Restart on the same state: the round is still open with exactly those two.
         server = try RunningCoordinator(state: state)
         defer { _ = server.stop() }
-        let ids = clients.map(\.keyId)
+        let ids = clients.map(\.keyId), pinned = clients[0].coordinatorKey
         clients = zip(keys, ids).map { CoordinatorClient(baseURL: server.url, keyId: $0.1, key: $0.0) }
+        for client in clients { client.coordinatorKey = pinned }
         let restored = try #require(try clients[1].currentRound())
         #expect(restored.round == round.round && restored.submitted)
         #expect(try clients[1].submit(updates[1]) == true) // a retry after the crash: acknowledged, not counted

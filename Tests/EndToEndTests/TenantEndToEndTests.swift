@@ -284,20 +284,28 @@ func find(_ haystack: [UInt8], _ needle: [UInt8], from start: Int) -> Int? {
 
 func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool { find(haystack, needle, from: 0) != nil }
 
+import SigiloCrypto
 import SigiloHTTP
 
 @Suite(.serialized) struct MisbehavingCoordinatorTests {
     /// A fake coordinator: enrols anyone, then answers rounds with a broken plan or a model that fails its digest.
     final class Fake: @unchecked Sendable {
         var mode = "bad-plan"
+        let key = try! Ed25519.KeyPair.generate()
+        let model = Array("SGLMODEL not really a model".utf8)
         func handle(_ request: HTTPRequest) -> HTTPResponse {
             switch request.path {
-            case "/v1/enroll": return .json(201, #"{"tenant_id":"tenant-1"}"#)
+            case "/v1/enroll": return .json(201, "{\"tenant_id\":\"tenant-1\",\"coordinator_public_key\":\"\(Hex.encode(key.publicKey))\"}")
             case "/v1/rounds/current": return .json(200, #"{"round":1,"model_version":1,"dimension":10,"submitted":false}"#)
             case "/v1/plan" where mode == "bad-plan": return .json(200, #"{"labels": "not a list"}"#)
             case "/v1/plan":
                 return .json(200, #"{"labels":["a","b"],"bucketBits":8,"clipNorm":1,"noiseMultiplier":1,"sampleRate":0.5,"delta":1e-5,"maximumEpsilon":50,"placement":"tenant","minimumTenants":1,"roundSeconds":60,"serverOptimizer":{"kind":"fedavg","learningRate":1,"momentum":0.9,"beta2":0.99,"epsilon":0.001}}"#)
-            default: return HTTPResponse(status: 200, headers: [("Sigilo-Model-SHA256", String(repeating: "0", count: 64))], body: Array("SGLMODEL garbage".utf8))
+            default:
+                let digest = Hex.encode(SHA256.hash(model))
+                if mode == "bad-digest" { return HTTPResponse(status: 200, headers: [("Sigilo-Model-SHA256", String(repeating: "0", count: 64))], body: model) }
+                // A correct digest, signed by a key the tenant did not pin.
+                let forged = try! Ed25519.KeyPair.generate().sign(ModelProvenance.message(version: 1, sha256: digest))
+                return HTTPResponse(status: 200, headers: [("Sigilo-Model-SHA256", digest), ("Sigilo-Model-Signature", Hex.encode(forged))], body: model)
             }
         }
     }
@@ -314,9 +322,12 @@ import SigiloHTTP
         #expect(try Binary.run("sigilo-tenant", ["enroll", "--coordinator", "http://127.0.0.1:\(port)", "--token", "x"] + args).status == 0)
         let badPlan = try Binary.run("sigilo-tenant", ["round"] + args)
         #expect(badPlan.status == 1 && badPlan.stderr.contains("bad_plan") && badPlan.stderr.contains("labels"), "\(badPlan.stderr)")
-        fake.mode = "bad-model"
+        fake.mode = "bad-digest"
         let badModel = try Binary.run("sigilo-tenant", ["round"] + args)
         #expect(badModel.status == 1 && badModel.stderr.contains("model_digest_mismatch"), "\(badModel.stderr)")
+        fake.mode = "forged"
+        let forged = try Binary.run("sigilo-tenant", ["round"] + args)
+        #expect(forged.status == 1 && forged.stderr.contains("model_signature_invalid"), "\(forged.stderr)")
         let privacy = try Binary.run("sigilo-tenant", ["privacy", "--json"] + args)
         #expect(jsonObject(Substring(privacy.stdout))?["rounds_joined"] as? Int == 0) // nothing was sent, nothing charged
     }
