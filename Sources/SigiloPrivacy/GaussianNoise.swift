@@ -67,7 +67,7 @@ public struct GaussianNoise: Sendable {
     /// The tenant and coordinator programs never call this; `sigilo-eval`
     /// does only in its labelled `--insecure-seeded-noise` mode.
     public func privatizeWithInsecureSeededNoise(_ sum: inout [Float], seed: UInt64) throws {
-        var generator = InsecureSeededGenerator(state: seed)
+        var generator = InsecureSeededGenerator(seed: seed)
         try privatize(&sum, generator: &generator)
     }
 
@@ -96,9 +96,11 @@ public struct GaussianNoise: Sendable {
     }
 }
 
-/// SplitMix64, for `privatizeWithInsecureSeededNoise` only.
+/// SplitMix64: seeded, fast and NOT secure. For `privatizeWithInsecureSeededNoise`
+/// and for tests (through @testable); release code paths never take it.
 struct InsecureSeededGenerator: RandomNumberGenerator {
     var state: UInt64
+    init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {
         state &+= 0x9e37_79b9_7f4a_7c15
         var z = state

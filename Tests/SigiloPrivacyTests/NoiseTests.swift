@@ -2,18 +2,8 @@ import Foundation
 import Testing
 @testable import SigiloPrivacy
 
-/// A seeded generator for tests only (SplitMix64); production code cannot take one.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        return z ^ (z >> 31)
-    }
-}
+/// The privacy module's own seeded generator: tests only, never production.
+typealias SeededGenerator = InsecureSeededGenerator
 
 @Suite struct DiscreteGaussianTests {
     static let samples = 1_000_000
