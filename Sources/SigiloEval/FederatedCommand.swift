@@ -31,7 +31,7 @@ enum FederatedCommand {
             .value("clip", "C", "Per-customer clip norm (default 1)."),
             .value("placement", "tenant|central", "Where noise is added (default central)."),
             .value("server-optimizer", "fedavg|fedavgm|fedadam", "Server optimiser (default fedavgm)."),
-            .value("server-learning-rate", "R", "Server learning rate (default 30 with fedavgm/fedavg, 0.03 with fedadam)."),
+            .value("server-learning-rate", "R", "Server learning rate (default 3 with fedavgm/fedavg, measured best of 3, 10, 30 on CLINC150 at epsilon 8; 0.03 with fedadam)."),
             .value("buckets", "N", "Hash buckets (default 4096)."),
             .value("eval-every", "K", "Evaluate the global model every K rounds (default 25)."),
             .value("seed", "S", "Seed of the split and of sampling (default 1)."),
@@ -66,7 +66,7 @@ enum FederatedCommand {
         guard let kind = Plan.ServerOptimizer.Kind(rawValue: optimizerName) else {
             throw CLIError.usage("federated: --server-optimizer must be fedavg, fedavgm or fedadam")
         }
-        let serverLR = try args.double("server-learning-rate", where: { $0 > 0 }, expectation: "a number > 0") ?? (kind == .fedadam ? 0.03 : 30)
+        let serverLR = try args.double("server-learning-rate", where: { $0 > 0 }, expectation: "a number > 0") ?? (kind == .fedadam ? 0.03 : 3)
         let insecureNoise = args.flag("insecure-seeded-noise")
         let dp = !args.flag("no-dp")
         if !dp, args.string("epsilon") != nil || args.string("noise-multiplier") != nil {

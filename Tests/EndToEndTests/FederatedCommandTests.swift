@@ -6,7 +6,7 @@ import Testing
     func run(_ extra: [String], data: URL) throws -> [String: Any] {
         let r = try Binary.run("sigilo-eval", ["federated", "--train", data.appendingPathComponent("train.jsonl").path,
                                               "--test", data.appendingPathComponent("holdout.jsonl").path, "--tenants", "4",
-                                              "--buckets", "1024", "--rounds", "6", "--eval-every", "3", "--sample-rate", "0.5", "--json"] + extra)
+                                              "--buckets", "1024", "--rounds", "6", "--eval-every", "3", "--sample-rate", "0.5", "--server-learning-rate", "30", "--json"] + extra)
         #expect(r.status == 0, "\(r.stderr)")
         return try #require(jsonObject(Substring(r.stdout)))
     }
