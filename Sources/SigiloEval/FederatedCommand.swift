@@ -22,6 +22,7 @@ enum FederatedCommand {
             .value("tenants", "N", "Tenants (default 20)."),
             .value("partition", "iid|dirichlet:ALPHA", "How intents are spread over tenants (default dirichlet:0.5)."),
             .value("customer-messages", "M", "Messages per customer, within a tenant (default 3)."),
+            .value("partition-file", "FILE", "Read tenants and customers from a split file (../shared/reference/pfl/split.json format) instead."),
             .value("rounds", "R", "Rounds (default 300)."),
             .value("sample-rate", "Q", "Customer sampling rate per round (default 0.1)."),
             .value("epsilon", "E", "Target epsilon over all rounds; z is calibrated with PLD (default 8)."),
@@ -76,20 +77,28 @@ enum FederatedCommand {
         // Data: featurised once, split into tenants and customers.
         let train = try LabeledExample.load(try args.required("train"))
         let test = try LabeledExample.load(try args.required("test"))
-        let labels = Array(Set(train.map(\.intent))).sorted()
+        let split = try args.string("partition-file").map { try SplitFile.read($0, train: train) }
+        let labels = split?.intents ?? Array(Set(train.map(\.intent))).sorted()
         let features = FeatureConfiguration(bucketBits: buckets.trailingZeroBitCount)
         let featurizer = Featurizer(features)
         let encoded = EncodedExamples(texts: train.map(\.text), intents: train.map(\.intent), labels: labels, featurizer: featurizer)
         let testSet = EncodedExamples(texts: test.map(\.text), intents: test.map(\.intent), labels: labels, featurizer: featurizer)
         var rng = SplitMix64(seed: seed)
-        let assignment = try partition(labels: encoded.labels.map(Int.init), tenants: tenantsCount, spec: args.string("partition") ?? "dirichlet:0.5", rng: &rng)
-        var tenants = assignment.map { rows -> Tenant in
-            var shuffled = rows
-            shuffled.shuffle(using: &rng)
-            let customers = stride(from: 0, to: shuffled.count, by: m).map { start in
-                shuffled[start..<min(shuffled.count, start + m)].map { (encoded.features.row($0), Int(encoded.labels[$0])) }
+        var tenants: [Tenant]
+        if let split {
+            tenants = split.tenants.map { customers in
+                Tenant(customers: customers.map { rows in rows.map { (encoded.features.row($0), Int(encoded.labels[$0])) } })
             }
-            return Tenant(customers: customers)
+        } else {
+            let assignment = try partition(labels: encoded.labels.map(Int.init), tenants: tenantsCount, spec: args.string("partition") ?? "dirichlet:0.5", rng: &rng)
+            tenants = assignment.map { rows -> Tenant in
+                var shuffled = rows
+                shuffled.shuffle(using: &rng)
+                let customers = stride(from: 0, to: shuffled.count, by: m).map { start in
+                    shuffled[start..<min(shuffled.count, start + m)].map { (encoded.features.row($0), Int(encoded.labels[$0])) }
+                }
+                return Tenant(customers: customers)
+            }
         }
         let totalCustomers = tenants.reduce(0) { $0 + $1.customers.count }
 
@@ -116,7 +125,7 @@ enum FederatedCommand {
         var model = SoftmaxModel(features: features, labels: labels, handoffLabels: handoff)
         var optimizer = ServerOptimizerState(dimension: plan.dimension)
         if !json {
-            printError("federated: \(train.count) examples, \(tenantsCount) tenants, \(totalCustomers) customers, \(labels.count) intents, d = \(plan.dimension)")
+            printError("federated: \(train.count) examples, \(tenants.count) tenants, \(totalCustomers) customers, \(labels.count) intents, d = \(plan.dimension)")
             printError(dp ? "  DP: z = \(String(format: "%.4f", plan.noiseMultiplier)) (\(placement.rawValue)), q = \(q), C = \(clip), delta = \(delta)" : "  no DP noise")
             if insecureNoise { printError("  WARNING: --insecure-seeded-noise: the noise is NOT cryptographically secure (simulation only)") }
         }
@@ -171,7 +180,8 @@ enum FederatedCommand {
         let epsilon = try charged.map { try PLDAccountant.epsilon($0, steps: rounds, delta: delta) }
         let bytesPerTenantRound = Double(tenants.reduce(0) { $0 + $1.bytesSent }) / Double(tenants.count * rounds)
         let result = JSON.object([
-            ("tenants", .integer(tenantsCount)), ("customers", .integer(totalCustomers)), ("rounds", .integer(rounds)),
+            ("tenants", .integer(tenants.count)), ("customers", .integer(totalCustomers)),
+            ("partition", .string(args.string("partition-file") ?? args.string("partition") ?? "dirichlet:0.5")), ("rounds", .integer(rounds)),
             ("sample_rate", .number(q)), ("delta", .number(delta)), ("clip", .number(clip)), ("placement", .string(placement.rawValue)),
             ("noise_multiplier", dp ? .number(plan.noiseMultiplier) : .null), ("target_epsilon", targetEpsilon.map { .number($0) } ?? .null),
             ("epsilon", epsilon.map { .number($0) } ?? .null), ("server_optimizer", .string(kind.rawValue)), ("server_learning_rate", .number(serverLR)),
@@ -231,5 +241,37 @@ enum FederatedCommand {
             let u = Double.random(in: Double.ulpOfOne..<1, using: &rng)
             if log(u) < 0.5 * x * x + d - d * v + d * log(v) { return d * v }
         }
+    }
+}
+
+/// A fixed split of a training file into tenants and customers:
+/// `{"intents": [...], "users": [{"tenant": T, "rows": [i, ...]}, ...]}` where
+/// rows index the training file's lines whose intent is in `intents`, in file order.
+struct SplitFile {
+    var intents: [String]
+    /// Per tenant, per customer: row indices into the training examples.
+    var tenants: [[[Int]]]
+
+    static func read(_ path: String, train: [LabeledExample]) throws -> SplitFile {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch { throw CLIError(.noInput, "cannot read \(path)") }
+        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { throw CLIError(.dataError, "\(path): not a JSON object") }
+        guard let intents = object["intents"] as? [String], !intents.isEmpty, Set(intents).count == intents.count else {
+            throw CLIError(.dataError, "\(path): \"intents\" must be a non-empty list of distinct strings")
+        }
+        guard let users = object["users"] as? [[String: Any]], !users.isEmpty else { throw CLIError(.dataError, "\(path): \"users\" must be a non-empty list") }
+        let known = Set(intents)
+        let rows = train.indices.filter { known.contains(train[$0].intent) }
+        var tenants = [Int: [[Int]]]()
+        for (i, user) in users.enumerated() {
+            guard let tenant = user["tenant"] as? Int, tenant >= 0, let indices = user["rows"] as? [Int], !indices.isEmpty else {
+                throw CLIError(.dataError, "\(path): users[\(i)] needs an integer \"tenant\" >= 0 and a non-empty \"rows\" list")
+            }
+            if let bad = indices.first(where: { $0 < 0 || $0 >= rows.count }) {
+                throw CLIError(.dataError, "\(path): users[\(i)] row \(bad) is outside the \(rows.count) training lines with a listed intent")
+            }
+            tenants[tenant, default: []].append(indices.map { rows[$0] })
+        }
+        return SplitFile(intents: intents.sorted(), tenants: tenants.keys.sorted().map { tenants[$0]! })
     }
 }
