@@ -41,6 +41,10 @@ public final class CoordinatorService: @unchecked Sendable {
     private var machine = RoundMachine()
     /// The open round's running sum, mirrored in the database.
     private var sum: RoundSum?
+    /// The last budget verdict and what it depends on: the plan and how many
+    /// rounds are charged. `maintain` runs several times a second; the PLD
+    /// check behind the verdict is recomputed only when one of those changes.
+    private var budgetVerdict: (plan: Plan, charged: Int, exceeded: Bool)?
     let maximumDimension: Int
 
     /// Opens (creating and migrating if needed) the state in `directory`.
@@ -340,7 +344,15 @@ public final class CoordinatorService: @unchecked Sendable {
             try database.run("SELECT id FROM tenants WHERE status = 'active'") { active.insert($0.text(0)) }
             guard active.count >= plan.minimumTenants else { return "waiting for tenants (\(active.count) of \(plan.minimumTenants))" }
             let round = try SubsampledGaussian(sampleRate: plan.sampleRate, noiseMultiplier: try chargedNoiseMultiplier(plan))
-            guard try !ledger(plan).wouldExceed(plan.maximumEpsilon, adding: round) else {
+            let ledger = try ledger(plan)
+            let exceeded: Bool
+            if let verdict = budgetVerdict, verdict.plan == plan, verdict.charged == ledger.entries.count {
+                exceeded = verdict.exceeded
+            } else {
+                exceeded = try ledger.wouldExceed(plan.maximumEpsilon, adding: round)
+                budgetVerdict = (plan, ledger.entries.count, exceeded)
+            }
+            guard !exceeded else {
                 return "privacy budget exhausted: another round would exceed epsilon \(plan.maximumEpsilon)"
             }
             var next: UInt64 = 1
