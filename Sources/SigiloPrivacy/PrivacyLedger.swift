@@ -29,8 +29,13 @@ public struct PrivacyLedger: Codable, Equatable, Sendable {
     /// round opens (coordinator) or before joining it (tenant).
     public func wouldExceed(_ limit: Double, adding round: SubsampledGaussian, accountant: AccountantKind = .pld) throws -> Bool {
         guard limit.isFinite, limit > 0 else { throw PrivacyParameterError("epsilon limit must be a finite number > 0, got \(limit)") }
+        return try epsilon(adding: round, accountant: accountant) > limit
+    }
+
+    /// ε once `round` is charged too (what `wouldExceed` compares with the limit).
+    public func epsilon(adding round: SubsampledGaussian, accountant: AccountantKind = .pld) throws -> Double {
         let existing = try entries.map { try SubsampledGaussian(sampleRate: $0.sampleRate, noiseMultiplier: $0.noiseMultiplier) }
-        return try accountant.epsilon(grouped(existing + [round]), delta: delta) > limit
+        return try accountant.epsilon(grouped(existing + [round]), delta: delta)
     }
 
     /// Records a round. A round id can be charged once.

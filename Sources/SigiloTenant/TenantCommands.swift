@@ -162,11 +162,16 @@ extension TenantTool {
     static func participate(store: TenantStore, requestedLimit: Double?) throws -> Outcome {
         let client = try client(store)
         // Before fetching anything: would the cached plan's next round exceed our limit?
-        if let cached = try cachedPlan(store) {
+        // `projected` is ε once this round is charged, under the plan it was computed for.
+        let cached = try cachedPlan(store)
+        var projected: Double?
+        if let cached {
             let limit = try limit(store: store, plan: cached, requested: requestedLimit)
-            if try store.ledger(delta: cached.delta).wouldExceed(limit, adding: try chargedMechanism(cached)) {
+            let epsilon = try store.ledger(delta: cached.delta).epsilon(adding: try chargedMechanism(cached))
+            if epsilon > limit {
                 return Outcome(exitCode: .refused, message: "refused: another round would take this tenant's customers past epsilon \(limit)")
             }
+            projected = epsilon
         }
         do {
             guard let info = try client.currentRound() else { return Outcome(exitCode: .tempFail, message: "no round is open") }
@@ -175,7 +180,11 @@ extension TenantTool {
             try store.setSetting("plan", String(decoding: try JSONEncoder().encode(plan), as: UTF8.self))
             let limit = try limit(store: store, plan: plan, requested: requestedLimit)
             let mechanism = try chargedMechanism(plan)
-            if try store.ledger(delta: plan.delta).wouldExceed(limit, adding: mechanism) {
+            // A changed (or first) plan is checked again; an unchanged one was checked above.
+            if plan != cached || projected == nil {
+                projected = try store.ledger(delta: plan.delta).epsilon(adding: mechanism)
+            }
+            if projected! > limit {
                 return Outcome(exitCode: .refused, message: "refused: round \(info.round) would take this tenant's customers past epsilon \(limit)")
             }
             let file = try client.model(version: info.modelVersion)
@@ -211,8 +220,7 @@ extension TenantTool {
             try store.charge(round: roundKey, mechanism, delta: plan.delta, now: Date().timeIntervalSince1970)
             try store.setSetting("last_round", String(info.round))
             let duplicate = try client.submit(envelope)
-            let epsilon = try store.ledger(delta: plan.delta).epsilon()
-            return Outcome(exitCode: .success, message: "submitted round \(info.round)\(duplicate ? " (already counted)" : ""): \(sampled.count) customers sampled; epsilon spent \(String(format: "%.3f", epsilon)) of \(limit) at delta \(plan.delta)")
+            return Outcome(exitCode: .success, message: "submitted round \(info.round)\(duplicate ? " (already counted)" : ""): \(sampled.count) customers sampled; epsilon spent \(String(format: "%.3f", projected!)) of \(limit) at delta \(plan.delta)")
         } catch let e as ClientError {
             return Outcome(exitCode: .failure, message: "coordinator: \(e)")
         }
