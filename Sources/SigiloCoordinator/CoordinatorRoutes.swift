@@ -11,23 +11,25 @@ final class Metrics: @unchecked Sendable {
 
     func add(_ name: String, _ value: Double = 1) { lock.withLock { counters[name, default: 0] += value } }
 
-    func render(status: CoordinatorService.Status) -> String {
+    func render(status: CoordinatorService.Status, lockedOut: Int) -> String {
         var out = ""
         out += "# TYPE sigilo_rounds_closed_total counter\nsigilo_rounds_closed_total \(status.roundsClosed)\n"
         out += "# TYPE sigilo_rounds_abandoned_total counter\nsigilo_rounds_abandoned_total \(status.roundsAbandoned)\n"
         out += "# TYPE sigilo_epsilon_spent gauge\nsigilo_epsilon_spent \(status.epsilon)\n"
         out += "# TYPE sigilo_tenants_active gauge\nsigilo_tenants_active \(status.tenantsActive)\n"
         out += "# TYPE sigilo_model_version gauge\nsigilo_model_version \(status.modelVersion ?? 0)\n"
+        out += "# TYPE sigilo_auth_locked_out gauge\nsigilo_auth_locked_out \(lockedOut)\n"
         let snapshot = lock.withLock { counters }
         for (name, value) in snapshot.sorted(by: { $0.key < $1.key }) { out += "\(name) \(value)\n" }
         return out
     }
 }
 
-/// Maps HTTP requests to the coordinator service (protocol/PROTOCOL.md, "Endpoints").
+/// Maps HTTP requests to the coordinator service (protocol/PROTOCOL.md,
+/// "Endpoints"). Every endpoint declares the access it needs in `endpoints`;
+/// `handle` is the one place that enforces it, before any handler runs.
 public struct CoordinatorRoutes: Sendable {
     let service: CoordinatorService
-    let metrics = Metrics()
     let clock: @Sendable () -> Double
 
     public init(service: CoordinatorService, clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
@@ -35,78 +37,232 @@ public struct CoordinatorRoutes: Sendable {
         self.clock = clock
     }
 
+    /// One endpoint: method, path pattern ("*" matches one segment), access, handler.
+    public struct Endpoint: Sendable {
+        public let method: String
+        public let pattern: [String]
+        public let access: Access
+        let handler: @Sendable (CoordinatorRoutes, Call) throws -> HTTPResponse
+
+        func parameters(_ parts: [Substring]) -> [String]? {
+            guard parts.count == pattern.count else { return nil }
+            var out = [String]()
+            for (part, expected) in zip(parts, pattern) {
+                if expected == "*" { out.append(String(part)) } else if part != expected { return nil }
+            }
+            return out
+        }
+
+        public var path: String { "/" + pattern.joined(separator: "/") }
+    }
+
+    /// A request being served, with the caller once authorised.
+    struct Call {
+        let request: HTTPRequest
+        let principal: Principal?
+        let parameters: [String]
+        let now: Double
+        let address: String
+    }
+
+    static let tenantOnly = Access.roles([.tenant])
+    static let adminOnly = Access.roles([.admin])
+    static let oversight = Access.roles([.admin, .auditor])
+
+    /// Every endpoint and who may call it (protocol/SECURITY.md, "Authorisation matrix").
+    public static let endpoints: [Endpoint] = [
+        Endpoint(method: "GET", pattern: ["healthz"], access: .anyone) { _, _ in
+            HTTPResponse(status: 200, headers: [("Content-Type", "text/plain")], body: Array("ok\n".utf8))
+        },
+        Endpoint(method: "GET", pattern: ["metrics"], access: oversight) { routes, call in
+            let text = routes.service.metrics.render(status: try routes.service.status(), lockedOut: routes.service.lockedOutCount(now: call.now))
+            return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array(text.utf8))
+        },
+        Endpoint(method: "POST", pattern: ["v1", "enroll"], access: .anyone) { routes, call in try routes.enroll(call) },
+        Endpoint(method: "GET", pattern: ["v1", "plan"], access: .roles([.tenant, .admin, .auditor])) { routes, _ in
+            guard let plan = try routes.service.plan() else { throw CoordinatorError(404, "no_plan", "no plan is set") }
+            return HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: Array(try JSONEncoder().encode(plan)))
+        },
+        Endpoint(method: "GET", pattern: ["v1", "rounds", "current"], access: tenantOnly) { routes, call in try routes.currentRound(call) },
+        Endpoint(method: "GET", pattern: ["v1", "models", "*"], access: .roles([.tenant, .admin])) { routes, call in try routes.model(call) },
+        Endpoint(method: "POST", pattern: ["v1", "rounds", "*", "updates"], access: tenantOnly) { routes, call in try routes.submit(call) },
+
+        Endpoint(method: "POST", pattern: ["v1", "admin", "session"], access: .adminWithFreshTOTP) { routes, call in
+            let session = try routes.service.openSession(for: call.principal!, now: call.now)
+            return .json(201, JSON.object([("session", .string(session.token)), ("expires", .number(session.expires))]).rendered())
+        },
+        Endpoint(method: "POST", pattern: ["v1", "admin", "tenants"], access: adminOnly) { routes, call in
+            let name = try routes.stringField(call, "name")
+            let token = try routes.service.invite(name: name, by: call.principal!, now: call.now)
+            return .json(201, JSON.object([("name", .string(name)), ("token", .string(token))]).rendered())
+        },
+        Endpoint(method: "POST", pattern: ["v1", "admin", "tenants", "*", "revoke"], access: adminOnly) { routes, call in
+            try routes.service.revoke(tenant: call.parameters[0], by: call.principal!, now: call.now)
+            return .json(200, JSON.object([("revoked", .string(call.parameters[0]))]).rendered())
+        },
+        Endpoint(method: "PUT", pattern: ["v1", "admin", "plan"], access: adminOnly) { routes, call in
+            let plan: Plan
+            do { plan = try Plan.decode(Data(call.request.body)) } catch let e as PlanError { throw CoordinatorError(400, "bad_plan", e.description) }
+            try routes.service.setPlan(plan, by: call.principal!, now: call.now)
+            return .json(200, JSON.object([("dimension", .integer(plan.dimension))]).rendered())
+        },
+        Endpoint(method: "POST", pattern: ["v1", "admin", "auditors"], access: adminOnly) { routes, call in
+            let issued = try routes.service.createAuditor(name: try routes.stringField(call, "name"), by: call.principal!, now: call.now)
+            return .json(201, JSON.object([("id", .string(issued.id)), ("credential", .string(issued.credential))]).rendered())
+        },
+        Endpoint(method: "POST", pattern: ["v1", "admin", "auditors", "*", "revoke"], access: adminOnly) { routes, call in
+            try routes.service.revokeCredential(call.parameters[0], by: call.principal!, now: call.now)
+            return .json(200, JSON.object([("revoked", .string(call.parameters[0]))]).rendered())
+        },
+
+        Endpoint(method: "GET", pattern: ["v1", "audit", "tenants"], access: oversight) { routes, _ in
+            .json(200, JSON.array(try routes.service.tenants().map {
+                JSON.object([("id", .string($0.id)), ("name", .string($0.name)), ("status", .string($0.status)), ("enrolled_at", .number($0.enrolledAt))])
+            }).rendered())
+        },
+        Endpoint(method: "GET", pattern: ["v1", "audit", "ledger"], access: oversight) { routes, _ in
+            let status = try routes.service.status()
+            let rows = try routes.service.ledgerRows().map {
+                JSON.object([("round", .integer(Int($0.round))), ("sample_rate", .number($0.sampleRate)),
+                             ("noise_multiplier", .number($0.noiseMultiplier)), ("charged_at", .number($0.chargedAt))])
+            }
+            return .json(200, JSON.object([("epsilon", .number(status.epsilon)), ("delta", status.delta.map { .number($0) } ?? .null),
+                                           ("maximum_epsilon", status.maximumEpsilon.map { .number($0) } ?? .null), ("rounds", .array(rows))]).rendered())
+        },
+        Endpoint(method: "GET", pattern: ["v1", "audit", "models"], access: oversight) { routes, _ in
+            .json(200, JSON.array(try routes.service.modelVersions().map {
+                JSON.object([("version", .integer(Int($0.version))), ("sha256", .string($0.sha256)),
+                             ("parent", $0.parent.map { .integer(Int($0)) } ?? .null), ("round", $0.round.map { .integer(Int($0)) } ?? .null),
+                             ("epsilon", .number($0.epsilon)), ("created_at", .number($0.createdAt))])
+            }).rendered())
+        },
+        Endpoint(method: "GET", pattern: ["v1", "audit", "log"], access: oversight) { routes, call in
+            let query = call.request.target.split(separator: "?", maxSplits: 1).dropFirst().first.map(String.init) ?? ""
+            var after: Int64 = 0, limit = 1000
+            for pair in query.split(separator: "&") {
+                let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                guard kv.count == 2 else { throw CoordinatorError(400, "bad_query", "query must be after=N&limit=M") }
+                switch kv[0] {
+                case "after": guard let v = Int64(kv[1]), v >= 0 else { throw CoordinatorError(400, "bad_query", "after must be an integer >= 0") }; after = v
+                case "limit": guard let v = Int(kv[1]), (1...10_000).contains(v) else { throw CoordinatorError(400, "bad_query", "limit must be 1...10000") }; limit = v
+                default: throw CoordinatorError(400, "bad_query", "unknown query parameter \(kv[0])")
+                }
+            }
+            let entries = try routes.service.auditEntries(after: after, limit: limit)
+            return .json(200, JSON.array(entries.map { auditJSON($0.entry, hash: $0.hash) }).rendered())
+        },
+        Endpoint(method: "GET", pattern: ["v1", "audit", "verify"], access: oversight) { routes, _ in
+            let problem = try routes.service.verifyAudit()
+            return .json(200, JSON.object([("intact", .bool(problem == nil)), ("problem", problem.map { .string($0) } ?? .null)]).rendered())
+        },
+    ]
+
     public func handle(_ request: HTTPRequest, peer: String) -> HTTPResponse {
         let start = DispatchTime.now().uptimeNanoseconds
+        let now = clock()
+        let address = Self.host(of: peer)
+        let presented = PresentedCredentials(header: { request.header($0) })
+        var principal: Principal?
         let response: HTTPResponse
         do {
-            response = try route(request)
+            let (endpoint, parameters) = try Self.match(request)
+            if endpoint.access != .anyone {
+                principal = try service.authorize(presented, access: endpoint.access, method: request.method, target: request.target,
+                                                  body: request.body, address: address, now: now)
+            }
+            response = try endpoint.handler(self, Call(request: request, principal: principal, parameters: parameters, now: now, address: address))
         } catch let error as CoordinatorError {
-            metrics.add("sigilo_requests_refused_total{code=\"\(error.code)\"}")
-            response = .error(error.status, code: error.code, message: error.message)
+            service.metrics.add("sigilo_requests_refused_total{code=\"\(error.code)\"}")
+            var refused = HTTPResponse.error(error.status, code: error.code, message: error.message)
+            if error.code == "locked_out" { refused.headers.append(("Retry-After", "\(Int(service.identityFailuresLockout))")) }
+            response = refused
         } catch {
             response = .error(500, code: "internal", message: "internal error")
         }
-        metrics.add("sigilo_requests_total{status=\"\(response.status)\"}")
-        metrics.add("sigilo_request_seconds_sum", Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        service.metrics.add("sigilo_requests_total{status=\"\(response.status)\"}")
+        service.metrics.add("sigilo_request_seconds_sum", Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        let code = response.status >= 400 ? Self.errorCode(response) : nil
+        service.recordRequest(actor: principal?.id ?? presented.claimedIdentity ?? "anonymous", role: principal?.role.rawValue ?? "unauthenticated",
+                              method: request.method, path: String(request.path.prefix(256)), status: response.status, code: code,
+                              address: address, now: now)
         return response
     }
 
-    func route(_ request: HTTPRequest) throws -> HTTPResponse {
-        let path = request.path
-        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
-        switch (request.method, parts.count) {
-        case ("GET", _) where path == "/healthz":
-            return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain")], body: Array("ok\n".utf8))
-        case ("GET", _) where path == "/metrics":
-            return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")],
-                                body: Array(metrics.render(status: try service.status()).utf8))
-        case ("POST", _) where path == "/v1/enroll":
-            return try enroll(request)
-        case ("GET", _) where path == "/v1/plan":
-            _ = try authenticate(request)
-            guard let plan = try service.plan() else { throw CoordinatorError(404, "no_plan", "no plan is set") }
-            return HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: Array(try JSONEncoder().encode(plan)))
-        case ("GET", _) where path == "/v1/rounds/current":
-            let tenant = try authenticate(request)
-            guard let round = try service.currentRound(for: tenant), let plan = try service.plan() else { return HTTPResponse(status: 204) }
-            return .json(200, JSON.object([
-                ("round", .integer(Int(round.id))), ("model_version", .integer(Int(round.modelVersion))), ("state", .string("open")),
-                ("deadline", .number(round.deadline)), ("submitted", .bool(round.submitted)), ("sample_rate", .number(plan.sampleRate)),
-                ("noise_multiplier", .number(plan.noiseMultiplier)), ("clip_norm", .number(plan.clipNorm)),
-                ("placement", .string(plan.placement.rawValue)), ("dimension", .integer(round.dimension)), ("delta", .number(plan.delta)),
-            ]).rendered())
-        case ("GET", 3) where parts[0] == "v1" && parts[1] == "models":
-            _ = try authenticate(request)
-            guard let version = UInt64(parts[2]), let model = try service.model(version: version) else {
-                throw CoordinatorError(404, "unknown_model", "no model version \(parts[2])")
-            }
-            return HTTPResponse(status: 200, headers: [("Content-Type", "application/octet-stream"), ("Sigilo-Model-SHA256", model.sha256),
-                                                       ("Sigilo-Model-Signature", try service.modelSignature(version: version, sha256: model.sha256))],
-                                body: model.file)
-        case ("POST", 4) where parts[0] == "v1" && parts[1] == "rounds" && parts[3] == "updates":
-            let tenant = try authenticate(request)
-            guard let round = UInt64(parts[2]) else { throw CoordinatorError(404, "unknown_round", "no round \(parts[2])") }
-            do {
-                let duplicate = try service.submit(tenant: tenant, round: round, body: request.body, now: clock())
-                metrics.add(duplicate ? "sigilo_updates_duplicate_total" : "sigilo_updates_accepted_total")
-                return .json(202, JSON.object([("accepted", .bool(true)), ("duplicate", .bool(duplicate))]).rendered())
-            } catch let error as CoordinatorError {
-                metrics.add("sigilo_updates_rejected_total{reason=\"\(error.code)\"}")
-                throw error
-            }
-        default:
-            if ["/healthz", "/metrics", "/v1/enroll", "/v1/plan", "/v1/rounds/current"].contains(String(path)) {
-                throw CoordinatorError(405, "method_not_allowed", "\(request.method) is not allowed on \(path)")
-            }
-            throw CoordinatorError(404, "not_found", "no endpoint \(request.method) \(path)")
+    /// The endpoint for a request: 404 when no path matches, 405 when only the method is wrong.
+    static func match(_ request: HTTPRequest) throws -> (Endpoint, [String]) {
+        let parts = request.path.split(separator: "/", omittingEmptySubsequences: true)
+        var pathMatched = false
+        for endpoint in endpoints {
+            guard let parameters = endpoint.parameters(parts) else { continue }
+            if endpoint.method == request.method { return (endpoint, parameters) }
+            pathMatched = true
+        }
+        if pathMatched { throw CoordinatorError(405, "method_not_allowed", "\(request.method) is not allowed on \(request.path)") }
+        throw CoordinatorError(404, "not_found", "no endpoint \(request.method) \(request.path)")
+    }
+
+    static func host(of peer: String) -> String {
+        guard let colon = peer.lastIndex(of: ":") else { return peer }
+        return String(peer[..<colon])
+    }
+
+    static func errorCode(_ response: HTTPResponse) -> String? {
+        ((try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any])?["error"] as? String
+    }
+
+    static func auditJSON(_ entry: AuditEntry, hash: [UInt8]) -> JSON {
+        JSON.object([("sequence", .integer(Int(entry.sequence))), ("time", .number(entry.time)), ("actor", .string(entry.actor)),
+                     ("role", .string(entry.role)), ("action", .string(entry.action)), ("object", .string(entry.object)),
+                     ("outcome", .string(entry.outcome)), ("address", .string(entry.address)), ("detail", .string(entry.detail)),
+                     ("hash", .string(Hex.encode(hash)))])
+    }
+
+    // MARK: - Handlers
+
+    func stringField(_ call: Call, _ name: String) throws -> String {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(call.request.body))) as? [String: Any] else {
+            throw CoordinatorError(400, "bad_body", "body must be a JSON object")
+        }
+        guard let value = object[name] as? String else { throw CoordinatorError(400, "bad_body", "\"\(name)\" must be a string") }
+        return value
+    }
+
+    func currentRound(_ call: Call) throws -> HTTPResponse {
+        guard let round = try service.currentRound(for: call.principal!.id), let plan = try service.plan() else { return HTTPResponse(status: 204) }
+        return .json(200, JSON.object([
+            ("round", .integer(Int(round.id))), ("model_version", .integer(Int(round.modelVersion))), ("state", .string("open")),
+            ("deadline", .number(round.deadline)), ("submitted", .bool(round.submitted)), ("sample_rate", .number(plan.sampleRate)),
+            ("noise_multiplier", .number(plan.noiseMultiplier)), ("clip_norm", .number(plan.clipNorm)),
+            ("placement", .string(plan.placement.rawValue)), ("dimension", .integer(round.dimension)), ("delta", .number(plan.delta)),
+        ]).rendered())
+    }
+
+    func model(_ call: Call) throws -> HTTPResponse {
+        guard let version = UInt64(call.parameters[0]), let model = try service.model(version: version) else {
+            throw CoordinatorError(404, "unknown_model", "no model version \(call.parameters[0])")
+        }
+        return HTTPResponse(status: 200, headers: [("Content-Type", "application/octet-stream"), ("Sigilo-Model-SHA256", model.sha256),
+                                                   ("Sigilo-Model-Signature", try service.modelSignature(version: version, sha256: model.sha256))],
+                            body: model.file)
+    }
+
+    func submit(_ call: Call) throws -> HTTPResponse {
+        guard let round = UInt64(call.parameters[0]) else { throw CoordinatorError(404, "unknown_round", "no round \(call.parameters[0])") }
+        do {
+            let duplicate = try service.submit(tenant: call.principal!.id, round: round, body: call.request.body, now: call.now)
+            service.metrics.add(duplicate ? "sigilo_updates_duplicate_total" : "sigilo_updates_accepted_total")
+            return .json(202, JSON.object([("accepted", .bool(true)), ("duplicate", .bool(duplicate))]).rendered())
+        } catch let error as CoordinatorError {
+            service.metrics.add("sigilo_updates_rejected_total{reason=\"\(error.code)\"}")
+            throw error
         }
     }
 
-    func authenticate(_ request: HTTPRequest) throws -> String {
-        try service.authenticate(method: request.method, target: request.target, body: request.body, header: { request.header($0) }, now: clock())
-    }
-
-    func enroll(_ request: HTTPRequest) throws -> HTTPResponse {
+    func enroll(_ call: Call) throws -> HTTPResponse {
+        let request = call.request
+        if let wait = service.lockedOut(address: call.address, now: call.now) {
+            throw CoordinatorError(429, "locked_out", "too many failed authentications; retry in \(Int(wait.rounded(.up))) s")
+        }
         guard let object = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] else {
             throw CoordinatorError(400, "bad_body", "enrolment body must be a JSON object")
         }
@@ -116,10 +272,15 @@ public struct CoordinatorRoutes: Sendable {
         guard let keyHex = object["public_key"] as? String, let key = Hex.decode(keyHex), key.count == 32 else {
             throw CoordinatorError(400, "bad_body", "\"public_key\" must be 64 hex digits")
         }
-        _ = try service.authenticate(method: request.method, target: request.target, body: request.body,
-                                     header: { request.header($0) }, now: clock(), enrollmentKey: key)
-        let id = try service.enroll(token: token, publicKey: key, now: clock())
-        metrics.add("sigilo_enrolments_total")
-        return .json(201, JSON.object([("tenant_id", .string(id)), ("coordinator_public_key", .string(service.publicKeyHex))]).rendered())
+        do {
+            try service.verifyEnrollmentSignature(method: request.method, target: request.target, body: request.body,
+                                                  header: { request.header($0) }, publicKey: key, now: call.now)
+            let id = try service.enroll(token: token, publicKey: key, now: call.now)
+            service.metrics.add("sigilo_enrolments_total")
+            return .json(201, JSON.object([("tenant_id", .string(id)), ("coordinator_public_key", .string(service.publicKeyHex))]).rendered())
+        } catch let error as CoordinatorError where error.status == 401 {
+            try service.recordFailedAuthentication(identity: nil, address: call.address, reason: error.code, now: call.now)
+            throw error
+        }
     }
 }

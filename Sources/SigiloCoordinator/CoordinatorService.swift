@@ -30,7 +30,7 @@ public struct CoordinatorError: Error, CustomStringConvertible, Equatable, Senda
 /// updates are never stored: only the sum and a digest for de-duplication.
 /// One lock serialises all access (SQLite is used single-threaded).
 public final class CoordinatorService: @unchecked Sendable {
-    static let schemaVersion = 1
+    static let schemaVersion = 2
     public static let databaseName = "coordinator.sqlite"
 
     let database: Database
@@ -46,12 +46,26 @@ public final class CoordinatorService: @unchecked Sendable {
     /// check behind the verdict is recomputed only when one of those changes.
     private var budgetVerdict: (plan: Plan, charged: Int, exceeded: Bool)?
     let maximumDimension: Int
+    let audit: AuditStore
+    /// Set when an audit entry was appended; the head is signed when the lock is released.
+    var auditPending = false
+    /// Failed authentications per claimed identity and per source address.
+    var identityFailures: FailureLimiter
+    var addressFailures: FailureLimiter
+    /// Repeated validation failures per tenant: an alert at `limit` within `window`, then quiet for `lockout`.
+    var validationFailures = FailureLimiter(policy: .init(limit: 3, window: 3600, lockout: 3600))
+    let metrics = Metrics()
 
     /// Opens (creating and migrating if needed) the state in `directory`.
-    public init(directory: URL, maximumDimension: Int = 1 << 24) throws {
+    public init(directory: URL, maximumDimension: Int = 1 << 24,
+                identityLockout: FailureLimiter.Policy = .init(limit: 5, window: 600, lockout: 900),
+                addressLockout: FailureLimiter.Policy = .init(limit: 20, window: 600, lockout: 900)) throws {
         self.maximumDimension = maximumDimension
+        identityFailures = FailureLimiter(policy: identityLockout)
+        addressFailures = FailureLimiter(policy: addressLockout)
         database = try Database(path: directory.appendingPathComponent(Self.databaseName).path)
         signingKey = try Self.loadOrCreateSigningKey(directory.appendingPathComponent(Self.signingKeyName))
+        audit = AuditStore(database: database, headURL: directory.appendingPathComponent(AuditStore.headName), key: signingKey)
         try migrate()
         try restoreOpenRound()
     }
@@ -108,6 +122,19 @@ public final class CoordinatorService: @unchecked Sendable {
                 """)
             }
         }
+        if version < 2 {
+            try database.transaction {
+                try database.execute(AuditStore.schema + """
+                CREATE TABLE credentials(id TEXT PRIMARY KEY, role TEXT NOT NULL CHECK(role IN ('admin', 'auditor')), name TEXT NOT NULL,
+                    secret_hash BLOB NOT NULL, totp_secret BLOB, totp_last_step INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,
+                    revoked_at REAL);
+                CREATE TABLE sessions(token_hash BLOB PRIMARY KEY, credential_id TEXT NOT NULL, expires_at REAL NOT NULL);
+                ALTER TABLE tenants ADD COLUMN last_address TEXT;
+                ALTER TABLE submissions ADD COLUMN score REAL;
+                PRAGMA user_version = 2;
+                """)
+            }
+        }
     }
 
     /// After a restart, the open round continues with exactly the committed updates.
@@ -129,15 +156,19 @@ public final class CoordinatorService: @unchecked Sendable {
 
     /// A one-time enrolment token for a new tenant, valid for `lifetime` seconds.
     /// Only its SHA-256 is stored; the token itself is shown once.
-    public func invite(name: String, now: Double, lifetime: Double = 86400) throws -> String {
+    public func invite(name: String, by actor: Principal = .localOperator, now: Double, lifetime: Double = 86400) throws -> String {
         guard !name.isEmpty, name.utf8.count <= 128 else { throw CoordinatorError(400, "bad_name", "tenant name must be 1-128 bytes") }
         var raw = [UInt8](repeating: 0, count: 24)
         let rng = SecureRandom()
         for i in 0..<raw.count { raw[i] = UInt8(truncatingIfNeeded: rng.next()) }
         let token = "sgt_" + Hex.encode(raw)
         try locked {
-            try database.run("INSERT INTO enrollment_tokens(token_hash, tenant_name, created_at, expires_at) VALUES (?, ?, ?, ?)",
-                             [.blob(SHA256.hash(Array(token.utf8))), .text(name), .real(now), .real(now + lifetime)])
+            try database.transaction {
+                try database.run("INSERT INTO enrollment_tokens(token_hash, tenant_name, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                                 [.blob(SHA256.hash(Array(token.utf8))), .text(name), .real(now), .real(now + lifetime)])
+                try record(AuditEntry(time: now, actor: actor.id, role: actor.role.rawValue, action: "tenant.invite", object: name,
+                                      detail: "token valid until \(Int(now + lifetime))"))
+            }
         }
         return token
     }
@@ -162,16 +193,21 @@ public final class CoordinatorService: @unchecked Sendable {
                 try database.run("INSERT INTO tenants(id, name, public_key, status, enrolled_at) VALUES (?, ?, ?, 'active', ?)",
                                  [.text(id), .text(found.name), .blob(publicKey), .real(now)])
                 try database.run("UPDATE enrollment_tokens SET used_at = ? WHERE token_hash = ?", [.real(now), .blob(SHA256.hash(Array(token.utf8)))])
+                try record(AuditEntry(time: now, actor: id, role: Role.tenant.rawValue, action: "tenant.enroll", object: id,
+                                      detail: "name \(found.name), key \(Hex.encode(SHA256.hash(publicKey)).prefix(16))"))
                 return id
             }
         }
     }
 
     /// Revokes a tenant: its next request is refused; it no longer holds a round open.
-    public func revoke(tenant id: String, now: Double) throws {
+    public func revoke(tenant id: String, by actor: Principal = .localOperator, now: Double) throws {
         try locked {
-            let changed = try database.run("UPDATE tenants SET status = 'revoked', revoked_at = ? WHERE id = ? AND status = 'active'", [.real(now), .text(id)])
-            guard changed == 1 else { throw CoordinatorError(404, "unknown_tenant", "no active tenant \(id)") }
+            try database.transaction {
+                let changed = try database.run("UPDATE tenants SET status = 'revoked', revoked_at = ? WHERE id = ? AND status = 'active'", [.real(now), .text(id)])
+                guard changed == 1 else { throw CoordinatorError(404, "unknown_tenant", "no active tenant \(id)") }
+                try record(AuditEntry(time: now, actor: actor.id, role: actor.role.rawValue, action: "tenant.revoke", object: id))
+            }
             try perform(machine.revoked(tenant: id, now: now), now: now)
         }
     }
@@ -203,38 +239,28 @@ public final class CoordinatorService: @unchecked Sendable {
         return result.key
     }
 
-    /// Authenticates a signed request: key, freshness, digest, signature, then replay.
-    /// For enrolment (`enrollmentKey` given) the request is signed with the key being enrolled.
-    public func authenticate(method: String, target: String, body: [UInt8], header: (String) -> String?,
-                             now: Double, enrollmentKey: [UInt8]? = nil) throws -> String {
+    /// Checks an enrolment request's signature, made with the key being enrolled
+    /// (key id "enroll"), and records its nonce against replay.
+    public func verifyEnrollmentSignature(method: String, target: String, body: [UInt8], header: (String) -> String?,
+                                          publicKey: [UInt8], now: Double) throws {
         let credentials: RequestSigning.Credentials
         do { credentials = try RequestSigning.credentials(header) } catch let e as ProtocolError {
             throw CoordinatorError(e.httpStatus, e.code.rawValue, e.message)
         }
-        return try locked {
-            let key: [UInt8]
-            if let enrollmentKey {
-                guard credentials.keyId == "enroll" else { throw CoordinatorError(400, "malformed_header", "enrolment requests use key id \"enroll\"") }
-                key = enrollmentKey
-            } else {
-                guard let known = try activeKey(credentials.keyId) else {
-                    throw CoordinatorError(401, "unknown_key", "no tenant \(credentials.keyId)")
-                }
-                key = known
-            }
-            do {
-                try RequestSigning.verify(credentials, method: method, path: target, body: body, publicKey: key, now: Int64(now))
-            } catch let e as ProtocolError {
-                throw CoordinatorError(e.httpStatus, e.code.rawValue, e.message)
-            }
-            // Replay: a nonce is accepted once per key within the skew window (kept twice as long).
+        guard credentials.keyId == "enroll" else { throw CoordinatorError(400, "malformed_header", "enrolment requests use key id \"enroll\"") }
+        do {
+            try RequestSigning.verify(credentials, method: method, path: target, body: body, publicKey: publicKey, now: Int64(now))
+        } catch let e as ProtocolError {
+            throw CoordinatorError(e.httpStatus, e.code.rawValue, e.message)
+        }
+        try locked {
             let window = Double(RequestSigning.defaultSkewWindow)
-            try database.run("DELETE FROM nonces WHERE seen_at < ?", [.real(now - 2 * window)])
             var seen = false
-            try database.run("SELECT 1 FROM nonces WHERE key_id = ? AND nonce = ?", [.text(credentials.keyId), .text(credentials.nonce)]) { _ in seen = true }
+            try database.run("SELECT 1 FROM nonces WHERE key_id = ? AND nonce = ? AND seen_at >= ?",
+                             [.text(Hex.encode(publicKey)), .text(credentials.nonce), .real(now - 2 * window)]) { _ in seen = true }
             guard !seen else { throw CoordinatorError(401, "replayed_nonce", "nonce already used") }
-            try database.run("INSERT INTO nonces(key_id, nonce, seen_at) VALUES (?, ?, ?)", [.text(credentials.keyId), .text(credentials.nonce), .real(now)])
-            return credentials.keyId
+            try database.run("INSERT OR REPLACE INTO nonces(key_id, nonce, seen_at) VALUES (?, ?, ?)",
+                             [.text(Hex.encode(publicKey)), .text(credentials.nonce), .real(now)])
         }
     }
 
@@ -253,7 +279,7 @@ public final class CoordinatorService: @unchecked Sendable {
 
     /// Installs a plan. The first plan publishes model version 1 (all zeros);
     /// a later plan must keep the model's shape.
-    public func setPlan(_ plan: Plan, now: Double) throws {
+    public func setPlan(_ plan: Plan, by actor: Principal = .localOperator, now: Double) throws {
         try plan.validate()
         try locked {
             if case .open(let r) = machine.state {
@@ -265,6 +291,8 @@ public final class CoordinatorService: @unchecked Sendable {
                     throw CoordinatorError(409, "shape_change", "labels and bucketBits cannot change once a model exists")
                 }
                 try database.run("INSERT INTO plans(body, created_at) VALUES (?, ?)", [.text(body), .real(now)])
+                try record(AuditEntry(time: now, actor: actor.id, role: actor.role.rawValue, action: "plan.set", object: "plan",
+                                      detail: "sha256 \(Hex.encode(SHA256.hash(Array(body.utf8))).prefix(16)), epsilon budget \(plan.maximumEpsilon), z \(plan.noiseMultiplier), q \(plan.sampleRate)"))
                 if try latestModelVersion() == nil {
                     // Hand-off intents (e.g. "falar_com_humano", "oos") always go to a human.
                     let handoff = plan.labels.indices.filter { IntentTraining.defaultHandoffIntents.contains(plan.labels[$0]) }
@@ -286,9 +314,12 @@ public final class CoordinatorService: @unchecked Sendable {
     private func publish(model: SoftmaxModel, parent: UInt64?, round: UInt64?, epsilon: Double, now: Double) throws {
         let file = ModelFile.encode(model)
         let version = (try latestModelVersion() ?? 0) + 1
+        let sha256 = Hex.encode(SHA256.hash(file))
         try database.run("INSERT INTO models(version, sha256, parent, round, epsilon, created_at, file) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         [.integer(Int64(version)), .text(Hex.encode(SHA256.hash(file))), parent.map { .integer(Int64($0)) } ?? .null,
+                         [.integer(Int64(version)), .text(sha256), parent.map { .integer(Int64($0)) } ?? .null,
                           round.map { .integer(Int64($0)) } ?? .null, .real(epsilon), .real(now), .blob(file)])
+        try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "model.publish", object: "model \(version)",
+                              detail: "sha256 \(sha256), epsilon \(epsilon)\(round.map { ", round \($0)" } ?? "")"))
     }
 
     /// When and how a model version was published.
@@ -360,12 +391,16 @@ public final class CoordinatorService: @unchecked Sendable {
             let opened = try machine.open(id: next, modelVersion: version, tenants: active, minimumTenants: plan.minimumTenants,
                                           now: now, duration: plan.roundSeconds)
             do {
-                try database.run("""
-                    INSERT INTO rounds(id, model_version, state, opened_at, deadline, expected, minimum_tenants, sample_rate, noise_multiplier, sum)
-                    VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?)
-                    """, [.integer(Int64(opened.id)), .integer(Int64(version)), .real(now), .real(opened.deadline),
-                          .text(active.sorted().joined(separator: ",")), .integer(Int64(plan.minimumTenants)),
-                          .real(plan.sampleRate), .real(round.noiseMultiplier), .blob(Self.bytes([Float](repeating: 0, count: plan.dimension)))])
+                try database.transaction {
+                    try database.run("""
+                        INSERT INTO rounds(id, model_version, state, opened_at, deadline, expected, minimum_tenants, sample_rate, noise_multiplier, sum)
+                        VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?)
+                        """, [.integer(Int64(opened.id)), .integer(Int64(version)), .real(now), .real(opened.deadline),
+                              .text(active.sorted().joined(separator: ",")), .integer(Int64(plan.minimumTenants)),
+                              .real(plan.sampleRate), .real(round.noiseMultiplier), .blob(Self.bytes([Float](repeating: 0, count: plan.dimension)))])
+                    try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "round.open",
+                                          object: "round \(opened.id)", detail: "model \(version), \(active.count) tenants, q \(plan.sampleRate), z \(round.noiseMultiplier)"))
+                }
             } catch {
                 machine.finished()
                 throw error
@@ -396,57 +431,92 @@ public final class CoordinatorService: @unchecked Sendable {
     /// an already acknowledged submission (acknowledged again, not counted).
     public func submit(tenant: String, round id: UInt64, body: [UInt8], now: Double) throws -> Bool {
         try locked {
-            guard let plan = try currentPlan() else { throw CoordinatorError(409, "no_plan", "no plan is set") }
-            let envelope: UpdateEnvelope
-            do { envelope = try UpdateEnvelope.decode(body, maximumDimension: min(maximumDimension, plan.dimension)) } catch let e as ProtocolError {
-                throw CoordinatorError(e.httpStatus, e.code.rawValue, e.message)
-            }
-            let digest = Hex.encode(SHA256.hash(body))
-            var previous: String?
-            try database.run("SELECT digest FROM submissions WHERE round_id = ? AND tenant_id = ?", [.integer(Int64(id)), .text(tenant)]) { previous = $0.text(0) }
-            if let previous {
-                guard previous == digest else { throw CoordinatorError(409, "already_submitted", "a different update was already accepted for round \(id)") }
-                return true
-            }
-            guard envelope.round == id else { throw CoordinatorError(409, "wrong_round", "update is for round \(envelope.round), posted to round \(id)") }
-            do { try machine.admit(tenant: tenant, round: id) } catch let e as RoundMachine.MachineError {
-                switch e {
-                case .noOpenRound: throw CoordinatorError(409, "wrong_round", "no round is open")
-                case .wrongRound(let expected, _): throw CoordinatorError(409, "wrong_round", "round \(expected) is open, not \(id)")
-                case .notExpected: throw CoordinatorError(403, "not_in_round", "tenant \(tenant) is not part of round \(id)")
-                case .duplicate, .roundAlreadyOpen: throw CoordinatorError(409, "already_submitted", "already submitted to round \(id)")
+            do { return try submitLocked(tenant: tenant, round: id, body: body, now: now) } catch let error as CoordinatorError {
+                // Repeated refusals from one tenant are worth a look (a broken client, or probing).
+                if error.status < 500, validationFailures.recordFailure(tenant, now: now) {
+                    try alert(.repeatedValidationFailures, tenant: tenant, now: now,
+                              detail: "\(validationFailures.policy.limit) refused updates within \(Int(validationFailures.policy.window)) s, the last: \(error.code)")
                 }
+                throw error
             }
-            guard case .open(let round) = machine.state, var running = sum else { throw CoordinatorError(409, "wrong_round", "no round is open") }
-            guard envelope.modelVersion == round.modelVersion else {
-                throw CoordinatorError(409, "wrong_model_version", "round \(id) trains model version \(round.modelVersion), update is from \(envelope.modelVersion)")
-            }
-            guard envelope.values.count == plan.dimension else {
-                throw CoordinatorError(400, "wrong_dimension", "update has \(envelope.values.count) values, the plan's model has \(plan.dimension)")
-            }
-            let tenantNoised = envelope.flags.contains(.tenantNoised)
-            guard tenantNoised == (plan.placement == .tenant) else {
-                throw CoordinatorError(400, "wrong_placement", "the plan places noise at the \(plan.placement.rawValue); the update says otherwise")
-            }
-            let population = envelope.weight / plan.sampleRate
-            let norm = envelope.values.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
-            let bound = updateNormBound(population: population, clipNorm: plan.clipNorm, noiseMultiplier: plan.noiseMultiplier,
-                                        tenantNoised: tenantNoised, dimension: plan.dimension)
-            guard norm <= bound else {
-                throw CoordinatorError(422, "norm_bound_exceeded", "update norm \(norm) exceeds \(bound), the most a valid update for weight \(envelope.weight) can have")
-            }
-            running.add(envelope.values, weight: envelope.weight)
-            try database.transaction {
-                try database.run("INSERT INTO submissions(round_id, tenant_id, digest, accepted_at) VALUES (?, ?, ?, ?)",
-                                 [.integer(Int64(id)), .text(tenant), .text(digest), .real(now)])
-                try database.run("UPDATE rounds SET sum = ?, weight = ?, updates = ? WHERE id = ?",
-                                 [.blob(Self.bytes(running.values)), .real(running.weight), .integer(Int64(running.count)), .integer(Int64(id))])
-            }
-            sum = running
-            let action = try machine.submitted(tenant: tenant, round: id, now: now)
-            try perform(action, now: now)
-            return false
         }
+    }
+
+    private func submitLocked(tenant: String, round id: UInt64, body: [UInt8], now: Double) throws -> Bool {
+        guard let plan = try currentPlan() else { throw CoordinatorError(409, "no_plan", "no plan is set") }
+        let envelope: UpdateEnvelope
+        do { envelope = try UpdateEnvelope.decode(body, maximumDimension: min(maximumDimension, plan.dimension)) } catch let e as ProtocolError {
+            throw CoordinatorError(e.httpStatus, e.code.rawValue, e.message)
+        }
+        let digest = Hex.encode(SHA256.hash(body))
+        var previous: String?
+        try database.run("SELECT digest FROM submissions WHERE round_id = ? AND tenant_id = ?", [.integer(Int64(id)), .text(tenant)]) { previous = $0.text(0) }
+        if let previous {
+            guard previous == digest else { throw CoordinatorError(409, "already_submitted", "a different update was already accepted for round \(id)") }
+            return true
+        }
+        guard envelope.round == id else { throw CoordinatorError(409, "wrong_round", "update is for round \(envelope.round), posted to round \(id)") }
+        do { try machine.admit(tenant: tenant, round: id) } catch let e as RoundMachine.MachineError {
+            switch e {
+            case .noOpenRound: throw CoordinatorError(409, "wrong_round", "no round is open")
+            case .wrongRound(let expected, _): throw CoordinatorError(409, "wrong_round", "round \(expected) is open, not \(id)")
+            case .notExpected: throw CoordinatorError(403, "not_in_round", "tenant \(tenant) is not part of round \(id)")
+            case .duplicate, .roundAlreadyOpen: throw CoordinatorError(409, "already_submitted", "already submitted to round \(id)")
+            }
+        }
+        guard case .open(let round) = machine.state, var running = sum else { throw CoordinatorError(409, "wrong_round", "no round is open") }
+        guard envelope.modelVersion == round.modelVersion else {
+            throw CoordinatorError(409, "wrong_model_version", "round \(id) trains model version \(round.modelVersion), update is from \(envelope.modelVersion)")
+        }
+        guard envelope.values.count == plan.dimension else {
+            throw CoordinatorError(400, "wrong_dimension", "update has \(envelope.values.count) values, the plan's model has \(plan.dimension)")
+        }
+        let tenantNoised = envelope.flags.contains(.tenantNoised)
+        guard tenantNoised == (plan.placement == .tenant) else {
+            throw CoordinatorError(400, "wrong_placement", "the plan places noise at the \(plan.placement.rawValue); the update says otherwise")
+        }
+        let population = envelope.weight / plan.sampleRate
+        let norm = envelope.values.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+        let bound = updateNormBound(population: population, clipNorm: plan.clipNorm, noiseMultiplier: plan.noiseMultiplier,
+                                    tenantNoised: tenantNoised, dimension: plan.dimension)
+        guard norm <= bound else {
+            throw CoordinatorError(422, "norm_bound_exceeded", "update norm \(norm) exceeds \(bound), the most a valid update for weight \(envelope.weight) can have")
+        }
+        // Anomalies: size against the peers' (this and recent rounds), direction against the others' sum.
+        let score = UpdateAnomaly.score(norm: norm, weight: envelope.weight, plan: plan, tenantNoised: tenantNoised)
+        var peers = [Double]()
+        try database.run("SELECT score FROM submissions WHERE score IS NOT NULL AND round_id >= ? ORDER BY round_id DESC LIMIT 64",
+                         [.integer(Int64(id) - 2)]) { peers.append($0.real(0)) }
+        var cosine: Double?
+        if running.count > 0 {
+            var dot = 0.0, others = 0.0
+            for i in 0..<running.values.count {
+                dot += Double(running.values[i]) * Double(envelope.values[i])
+                others += Double(running.values[i]) * Double(running.values[i])
+            }
+            if others > 0, norm > 0 { cosine = dot / (others.squareRoot() * norm) }
+        }
+        if let anomaly = UpdateAnomaly.check(score: score, peerScores: peers, cosine: cosine) {
+            let excluded = plan.excludeAnomalousUpdates ?? false
+            try alert(anomaly.kind == .norm ? .updateNorm : .updateDirection, tenant: tenant, now: now,
+                      detail: "round \(id): \(anomaly.detail)\(excluded ? "; excluded by the plan" : "")")
+            if excluded {
+                throw CoordinatorError(422, "anomalous_update", "update refused as anomalous: \(anomaly.detail)")
+            }
+        }
+        running.add(envelope.values, weight: envelope.weight)
+        try database.transaction {
+            try database.run("INSERT INTO submissions(round_id, tenant_id, digest, accepted_at, score) VALUES (?, ?, ?, ?, ?)",
+                             [.integer(Int64(id)), .text(tenant), .text(digest), .real(now), .real(score)])
+            try record(AuditEntry(time: now, actor: tenant, role: Role.tenant.rawValue, action: "update.accept", object: "round \(id)",
+                                  detail: "weight \(envelope.weight)"))
+            try database.run("UPDATE rounds SET sum = ?, weight = ?, updates = ? WHERE id = ?",
+                             [.blob(Self.bytes(running.values)), .real(running.weight), .integer(Int64(running.count)), .integer(Int64(id))])
+        }
+        sum = running
+        let action = try machine.submitted(tenant: tenant, round: id, now: now)
+        try perform(action, now: now)
+        return false
     }
 
     /// Carries out a close or an abandon, each in one transaction.
@@ -455,7 +525,11 @@ public final class CoordinatorService: @unchecked Sendable {
         case .none:
             return
         case .abandon(let round):
-            try database.run("UPDATE rounds SET state = 'abandoned', closed_at = ?, sum = NULL WHERE id = ?", [.real(now), .integer(Int64(round.id))])
+            try database.transaction {
+                try database.run("UPDATE rounds SET state = 'abandoned', closed_at = ?, sum = NULL WHERE id = ?", [.real(now), .integer(Int64(round.id))])
+                try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "round.abandon",
+                                      object: "round \(round.id)", detail: "\(round.submitted.count) of \(round.minimumTenants) required tenants submitted; nothing released"))
+            }
             machine.finished()
             sum = nil
         case .close(let round):
@@ -478,6 +552,8 @@ public final class CoordinatorService: @unchecked Sendable {
             let epsilon = try ledger.epsilon()
             try database.transaction {
                 try database.run("UPDATE rounds SET state = 'closed', closed_at = ?, sum = NULL WHERE id = ?", [.real(now), .integer(Int64(round.id))])
+                try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "round.close",
+                                      object: "round \(round.id)", detail: "\(running.count) updates, ledger charged q \(charged.sampleRate) z \(charged.noiseMultiplier), epsilon now \(epsilon)"))
                 try database.run("INSERT INTO ledger(round_id, sample_rate, noise_multiplier, charged_at) VALUES (?, ?, ?, ?)",
                                  [.integer(Int64(round.id)), .real(charged.sampleRate), .real(charged.noiseMultiplier), .real(now)])
                 try database.run("UPDATE optimizer SET momentum = ?, second = ? WHERE id = 1",
@@ -537,8 +613,21 @@ public final class CoordinatorService: @unchecked Sendable {
 
     func locked<T>(_ body: () throws -> T) rethrows -> T {
         lock.lock()
-        defer { lock.unlock() }
+        defer {
+            if auditPending {
+                auditPending = false
+                do { try audit.checkpoint() } catch { FileHandle.standardError.write(Data("audit: \(error)\n".utf8)) }
+            }
+            lock.unlock()
+        }
         return try body()
+    }
+
+    /// Appends an audit entry (inside the caller's transaction, if any); the
+    /// signed head follows when the lock is released.
+    func record(_ entry: AuditEntry) throws {
+        try audit.append(entry)
+        auditPending = true
     }
 
     static func bytes(_ values: [Float]) -> [UInt8] {

@@ -40,6 +40,8 @@ public struct Plan: Codable, Equatable, Sendable {
     public var minimumTenants: Int
     public var roundSeconds: Double
     public var serverOptimizer: ServerOptimizer
+    /// Refuse updates flagged as anomalous (absent: flag them, count them, keep them).
+    public var excludeAnomalousUpdates: Bool?
 
     public init(labels: [String], bucketBits: Int = 12, clipNorm: Double = 1, noiseMultiplier: Double = 1, sampleRate: Double = 0.1,
                 delta: Double = 1e-6, maximumEpsilon: Double = 8, placement: Placement = .tenant, minimumTenants: Int = 2,

@@ -58,3 +58,37 @@ import SigiloCrypto
         #expect(Hex.encode(mac) == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
     }
 }
+
+@Suite struct TOTPTests {
+    /// RFC 6238 appendix B (SHA-1 rows), truncated to 6 digits as apps use them.
+    @Test func rfc6238Vectors() {
+        let totp = TOTP(secret: Array("12345678901234567890".utf8))
+        let vectors: [(Double, String)] = [(59, "287082"), (1111111109, "081804"), (1111111111, "050471"),
+                                          (1234567890, "005924"), (2000000000, "279037"), (20000000000, "353130")]
+        for (time, code) in vectors {
+            #expect(totp.code(step: TOTP.step(at: time)) == code, "time \(time)")
+        }
+    }
+
+    @Test func driftWindowIsOneStepEachWay() {
+        let totp = TOTP(secret: Array("12345678901234567890".utf8))
+        let now = 1111111111.0
+        let step = TOTP.step(at: now)
+        #expect(totp.matchingStep(totp.code(step: step), at: now) == step)
+        #expect(totp.matchingStep(totp.code(step: step - 1), at: now) == step - 1)
+        #expect(totp.matchingStep(totp.code(step: step + 1), at: now) == step + 1)
+        #expect(totp.matchingStep(totp.code(step: step - 2), at: now) == nil)
+        #expect(totp.matchingStep("", at: now) == nil)
+    }
+
+    @Test func base32RoundTripsAndRejectsForeignCharacters() throws {
+        #expect(Base32.encode(Array("foobar".utf8)) == "MZXW6YTBOI")
+        #expect(Base32.decode("MZXW6YTBOI======") == Array("foobar".utf8))
+        #expect(Base32.decode("mzxw 6ytb oi") == Array("foobar".utf8))
+        #expect(Base32.decode("MZXW1") == nil)
+        let secret = try secureRandomBytes(20)
+        #expect(Base32.decode(Base32.encode(secret)) == secret)
+        let uri = TOTP(secret: secret).provisioningURI(account: "admin", issuer: "Sigilo coordinator")
+        #expect(uri.hasPrefix("otpauth://totp/Sigilo%20coordinator:admin?secret=\(Base32.encode(secret))&"))
+    }
+}

@@ -1,0 +1,295 @@
+import Foundation
+import SigiloCrypto
+import SigiloProtocol
+import SigiloSQLite
+
+/// Credentials, sessions, authorisation, lock-out, alerts and the audit trail
+/// of the coordinator (protocol/SECURITY.md).
+extension CoordinatorService {
+    // MARK: - Credentials
+
+    /// What `init` shows once: the admin credential and its TOTP secret.
+    public struct AdminSecrets: Sendable {
+        public var credential: String
+        public var totp: TOTP
+        public var provisioningURI: String
+    }
+
+    /// Creates the one admin credential with its TOTP secret (at `init`).
+    public func createAdmin(now: Double) throws -> AdminSecrets {
+        let issued = try IssuedSecret.generate(id: "admin")
+        let totp = try TOTP.generate()
+        try locked {
+            try database.transaction {
+                var exists = false
+                try database.run("SELECT 1 FROM credentials WHERE role = 'admin'") { _ in exists = true }
+                guard !exists else { throw CoordinatorError(409, "admin_exists", "an admin credential already exists") }
+                try database.run("INSERT INTO credentials(id, role, name, secret_hash, totp_secret, created_at) VALUES (?, 'admin', 'admin', ?, ?, ?)",
+                                 [.text(issued.id), .blob(issued.hash), .blob(totp.secret), .real(now)])
+                try record(AuditEntry(time: now, actor: Principal.localOperator.id, role: Role.operator.rawValue, action: "credential.create",
+                                      object: issued.id, detail: "role admin, with TOTP"))
+            }
+        }
+        return AdminSecrets(credential: issued.token, totp: totp,
+                            provisioningURI: totp.provisioningURI(account: "admin", issuer: "Sigilo coordinator"))
+    }
+
+    /// A read-only auditor (DPO) credential, shown once.
+    public func createAuditor(name: String, by actor: Principal, now: Double) throws -> (id: String, credential: String) {
+        guard !name.isEmpty, name.utf8.count <= 128 else { throw CoordinatorError(400, "bad_name", "auditor name must be 1-128 bytes") }
+        return try locked {
+            try database.transaction {
+                var count = 0
+                try database.run("SELECT COUNT(*) FROM credentials WHERE role = 'auditor'") { count = Int($0.integer(0)) }
+                let issued = try IssuedSecret.generate(id: "auditor-\(count + 1)")
+                try database.run("INSERT INTO credentials(id, role, name, secret_hash, created_at) VALUES (?, 'auditor', ?, ?, ?)",
+                                 [.text(issued.id), .text(name), .blob(issued.hash), .real(now)])
+                try record(AuditEntry(time: now, actor: actor.id, role: actor.role.rawValue, action: "credential.create",
+                                      object: issued.id, detail: "role auditor, name \(name)"))
+                return (issued.id, issued.token)
+            }
+        }
+    }
+
+    /// Revokes an auditor credential and its sessions.
+    public func revokeCredential(_ id: String, by actor: Principal, now: Double) throws {
+        try locked {
+            try database.transaction {
+                let changed = try database.run("UPDATE credentials SET revoked_at = ? WHERE id = ? AND role = 'auditor' AND revoked_at IS NULL",
+                                               [.real(now), .text(id)])
+                guard changed == 1 else { throw CoordinatorError(404, "unknown_credential", "no active auditor credential \(id)") }
+                try database.run("DELETE FROM sessions WHERE credential_id = ?", [.text(id)])
+                try record(AuditEntry(time: now, actor: actor.id, role: actor.role.rawValue, action: "credential.revoke", object: id))
+            }
+        }
+    }
+
+    /// A session for an admin who just proved credential and TOTP.
+    public func openSession(for principal: Principal, now: Double) throws -> (token: String, expires: Double) {
+        let issued = try IssuedSecret.generate(id: principal.id)
+        let expires = now + adminSessionSeconds
+        try locked {
+            try database.transaction {
+                try database.run("DELETE FROM sessions WHERE expires_at <= ?", [.real(now)])
+                try database.run("INSERT INTO sessions(token_hash, credential_id, expires_at) VALUES (?, ?, ?)",
+                                 [.blob(issued.hash), .text(principal.id), .real(expires)])
+                try record(AuditEntry(time: now, actor: principal.id, role: principal.role.rawValue, action: "session.open",
+                                      object: principal.id, detail: "expires \(Int(expires))"))
+            }
+        }
+        return (issued.token, expires)
+    }
+
+    // MARK: - Authorisation: the one place every protected endpoint goes through
+
+    /// Verifies the presented credentials, then the role, then commits what
+    /// authentication consumes (a nonce, a TOTP step). A request refused at
+    /// any step changes nothing but the failure counters and the audit log.
+    public func authorize(_ presented: PresentedCredentials, access: Access, method: String, target: String, body: [UInt8],
+                          address: String, now: Double) throws -> Principal {
+        try locked {
+            let identity = presented.claimedIdentity
+            if let wait = addressFailures.lockedFor(address, now: now) ?? identity.flatMap({ identityFailures.lockedFor($0, now: now) }) {
+                metrics.add("sigilo_auth_refused_locked_total")
+                throw CoordinatorError(429, "locked_out", "too many failed authentications; retry in \(Int(wait.rounded(.up))) s")
+            }
+            let verified: (principal: Principal, viaSession: Bool, commit: () throws -> Void)
+            do {
+                verified = try verify(presented, method: method, target: target, body: body, now: now)
+            } catch let error as CoordinatorError {
+                try failedAuthentication(identity: identity, address: address, reason: error.code, now: now)
+                throw error
+            }
+            guard access.allows(verified.principal, viaSession: verified.viaSession) else {
+                throw CoordinatorError(403, "forbidden", access == .adminWithFreshTOTP
+                    ? "this endpoint needs the admin credential and a TOTP code, not a session"
+                    : "role \(verified.principal.role.rawValue) may not \(method) \(target.split(separator: "?")[0])")
+            }
+            try database.transaction { try verified.commit() }
+            if verified.principal.role == .tenant { try noteAddress(tenant: verified.principal.id, address: address, now: now) }
+            return verified.principal
+        }
+    }
+
+    /// Counts an authentication failure that happened outside `authorize` (a bad enrolment token).
+    public func recordFailedAuthentication(identity: String?, address: String, reason: String, now: Double) throws {
+        try locked { try failedAuthentication(identity: identity, address: address, reason: reason, now: now) }
+    }
+
+    private func failedAuthentication(identity: String?, address: String, reason: String, now: Double) throws {
+        metrics.add("sigilo_auth_failures_total{reason=\"\(reason)\"}")
+        var locks = [(scope: String, key: String)]()
+        if addressFailures.recordFailure(address, now: now) { locks.append(("address", address)) }
+        if let identity, identityFailures.recordFailure(identity, now: now) { locks.append(("identity", identity)) }
+        for lock in locks {
+            metrics.add("sigilo_auth_lockouts_total{scope=\"\(lock.scope)\"}")
+            let policy = lock.scope == "address" ? addressFailures.policy : identityFailures.policy
+            try record(AuditEntry(time: now, actor: identity ?? "unknown", role: "unauthenticated", action: "auth.lockout", object: "\(lock.scope) \(lock.key)",
+                                  outcome: "locked", address: address,
+                                  detail: "\(policy.limit) failures within \(Int(policy.window)) s; locked \(Int(policy.lockout)) s; last: \(reason)"))
+        }
+    }
+
+    /// Identities and addresses locked out now (a metrics gauge).
+    func lockedOutCount(now: Double) -> Int {
+        locked { identityFailures.lockedCount(now: now) + addressFailures.lockedCount(now: now) }
+    }
+
+    private func verify(_ presented: PresentedCredentials, method: String, target: String, body: [UInt8],
+                        now: Double) throws -> (principal: Principal, viaSession: Bool, commit: () throws -> Void) {
+        switch presented {
+        case .none:
+            throw CoordinatorError(401, "unauthenticated", "this endpoint needs credentials (signed request, Bearer or Session)")
+        case .malformed(let message):
+            throw CoordinatorError(400, "malformed_header", message)
+        case .signature(let credentials):
+            guard let key = try activeKey(credentials.keyId) else { throw CoordinatorError(401, "unknown_key", "no tenant \(credentials.keyId)") }
+            do {
+                try RequestSigning.verify(credentials, method: method, path: target, body: body, publicKey: key, now: Int64(now))
+            } catch let e as ProtocolError {
+                throw CoordinatorError(e.httpStatus, e.code.rawValue, e.message)
+            }
+            // Replay: a nonce is accepted once per key within the skew window (kept twice as long).
+            let window = Double(RequestSigning.defaultSkewWindow)
+            var seen = false
+            try database.run("SELECT 1 FROM nonces WHERE key_id = ? AND nonce = ? AND seen_at >= ?",
+                             [.text(credentials.keyId), .text(credentials.nonce), .real(now - 2 * window)]) { _ in seen = true }
+            guard !seen else { throw CoordinatorError(401, "replayed_nonce", "nonce already used") }
+            return (Principal(id: credentials.keyId, role: .tenant), false, { [database] in
+                try database.run("DELETE FROM nonces WHERE seen_at < ?", [.real(now - 2 * window)])
+                try database.run("INSERT OR REPLACE INTO nonces(key_id, nonce, seen_at) VALUES (?, ?, ?)",
+                                 [.text(credentials.keyId), .text(credentials.nonce), .real(now)])
+            })
+        case .bearer(let id, let secret, let code):
+            var found: (role: String, hash: [UInt8], totp: [UInt8]?, lastStep: Int64, revoked: Bool)?
+            try database.run("SELECT role, secret_hash, totp_secret, totp_last_step, revoked_at FROM credentials WHERE id = ?", [.text(id)]) {
+                found = ($0.text(0), $0.blob(1), $0.isNull(2) ? nil : $0.blob(2), $0.integer(3), !$0.isNull(4))
+            }
+            guard let found, constantTimeEqual(found.hash, SHA256.hash(Array(secret.utf8))) else {
+                throw CoordinatorError(401, "bad_credential", "unknown credential or wrong secret")
+            }
+            guard !found.revoked else { throw CoordinatorError(403, "revoked", "credential \(id) is revoked") }
+            guard let role = Role(rawValue: found.role) else { throw CoordinatorError(500, "internal", "credential \(id) has no known role") }
+            guard let secret = found.totp else { return (Principal(id: id, role: role), false, {}) }
+            guard let code, !code.isEmpty else { throw CoordinatorError(401, "totp_required", "admin requests need a Sigilo-TOTP code") }
+            // RFC 6238 section 5.2: a code is accepted once; later steps only.
+            guard let step = TOTP(secret: secret).matchingStep(code, at: now), step > found.lastStep else {
+                throw CoordinatorError(401, "bad_totp", "TOTP code is wrong, expired or already used")
+            }
+            return (Principal(id: id, role: role), false, { [database] in
+                try database.run("UPDATE credentials SET totp_last_step = ? WHERE id = ?", [.integer(step), .text(id)])
+            })
+        case .session(let id, let secret):
+            var found: (role: String, expires: Double, revoked: Bool)?
+            try database.run("""
+                SELECT c.role, s.expires_at, c.revoked_at FROM sessions s JOIN credentials c ON c.id = s.credential_id
+                WHERE s.token_hash = ? AND s.credential_id = ?
+                """, [.blob(SHA256.hash(Array(secret.utf8))), .text(id)]) { found = ($0.text(0), $0.real(1), !$0.isNull(2)) }
+            guard let found, found.expires > now else { throw CoordinatorError(401, "bad_session", "unknown or expired session") }
+            guard !found.revoked else { throw CoordinatorError(403, "revoked", "credential \(id) is revoked") }
+            guard let role = Role(rawValue: found.role) else { throw CoordinatorError(500, "internal", "credential \(id) has no known role") }
+            return (Principal(id: id, role: role), true, {})
+        }
+    }
+
+    /// A tenant seen from a new source address raises an alert (not a refusal).
+    private func noteAddress(tenant: String, address: String, now: Double) throws {
+        var previous: String??
+        try database.run("SELECT last_address FROM tenants WHERE id = ?", [.text(tenant)]) { previous = .some($0.isNull(0) ? nil : $0.text(0)) }
+        guard let previous, previous != address else { return }
+        try database.run("UPDATE tenants SET last_address = ? WHERE id = ?", [.text(address), .text(tenant)])
+        if let old = previous { try alert(.newAddress, tenant: tenant, now: now, detail: "was \(old), now \(address)") }
+    }
+
+    // MARK: - Alerts
+
+    public enum AlertKind: String, Sendable {
+        case updateNorm = "update_norm"
+        case updateDirection = "update_direction"
+        case repeatedValidationFailures = "repeated_validation_failures"
+        case newAddress = "new_address"
+    }
+
+    /// Counted in metrics and written to the audit log.
+    func alert(_ kind: AlertKind, tenant: String, now: Double, detail: String) throws {
+        metrics.add("sigilo_alerts_total{kind=\"\(kind.rawValue)\"}")
+        try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "alert.\(kind.rawValue)",
+                              object: tenant, outcome: "flagged", detail: detail))
+    }
+
+    // MARK: - Audit trail
+
+    /// One entry per request: who, what, outcome. Never bodies or credentials.
+    public func recordRequest(actor: String, role: String, method: String, path: String, status: Int, code: String?, address: String, now: Double) {
+        locked {
+            do {
+                try record(AuditEntry(time: now, actor: actor, role: role, action: "\(method) \(path)", object: "",
+                                      outcome: code.map { "\(status) \($0)" } ?? "\(status)", address: address))
+            } catch {
+                FileHandle.standardError.write(Data("audit: cannot record a request: \(error)\n".utf8))
+            }
+        }
+    }
+
+    /// Verifies the audit chain and its signed head: nil when intact, else the first problem.
+    public func verifyAudit() throws -> String? { try locked { try audit.verify() } }
+
+    /// Audit entries after `sequence`, at most `limit`.
+    public func auditEntries(after sequence: Int64 = 0, limit: Int = Int.max) throws -> [(entry: AuditEntry, hash: [UInt8])] {
+        try locked { try audit.entries(after: sequence, limit: limit) }
+    }
+
+    public struct LedgerRow: Sendable, Equatable {
+        public var round: UInt64
+        public var sampleRate: Double
+        public var noiseMultiplier: Double
+        public var chargedAt: Double
+    }
+
+    /// The privacy ledger as charged (for the auditor).
+    public func ledgerRows() throws -> [LedgerRow] {
+        try locked {
+            var rows = [LedgerRow]()
+            try database.run("SELECT round_id, sample_rate, noise_multiplier, charged_at FROM ledger ORDER BY round_id") {
+                rows.append(LedgerRow(round: UInt64($0.integer(0)), sampleRate: $0.real(1), noiseMultiplier: $0.real(2), chargedAt: $0.real(3)))
+            }
+            return rows
+        }
+    }
+
+    public struct ModelInfo: Sendable, Equatable {
+        public var version: UInt64
+        public var sha256: String
+        public var parent: UInt64?
+        public var round: UInt64?
+        public var epsilon: Double
+        public var createdAt: Double
+    }
+
+    /// Every published model version with its epsilon at publication.
+    public func modelVersions() throws -> [ModelInfo] {
+        try locked {
+            var out = [ModelInfo]()
+            try database.run("SELECT version, sha256, parent, round, epsilon, created_at FROM models ORDER BY version") {
+                out.append(ModelInfo(version: UInt64($0.integer(0)), sha256: $0.text(1), parent: $0.isNull(2) ? nil : UInt64($0.integer(2)),
+                                     round: $0.isNull(3) ? nil : UInt64($0.integer(3)), epsilon: $0.real(4), createdAt: $0.real(5)))
+            }
+            return out
+        }
+    }
+
+    /// Records an operator action taken on the host (backup, restore, verify).
+    public func recordOperatorAction(_ action: String, object: String, detail: String = "", now: Double) throws {
+        try locked {
+            try record(AuditEntry(time: now, actor: Principal.localOperator.id, role: Role.operator.rawValue, action: action, object: object, detail: detail))
+        }
+    }
+}
+
+extension CoordinatorService {
+    /// Seconds a lock-out lasts (for Retry-After).
+    var identityFailuresLockout: Double { identityFailures.policy.lockout }
+
+    /// Seconds until `address` is unlocked, or nil.
+    func lockedOut(address: String, now: Double) -> Double? { locked { addressFailures.lockedFor(address, now: now) } }
+}

@@ -1,0 +1,46 @@
+import Foundation
+import SigiloFederation
+
+/// Flags valid-but-odd updates. A tenant's update is a sum of clipped customer
+/// updates (norm at most weight x C) plus, with tenant placement, its noise
+/// (norm close to z C sqrt(d)); dividing the norm by that scale makes updates
+/// of different tenants and rounds comparable, and the plan's noise is what
+/// makes a score "normal". An update is anomalous when its score is far above
+/// the median of its peers (this round's and the previous rounds' accepted
+/// updates), or when it points against the sum of the round's other updates.
+struct UpdateAnomaly: Equatable, Sendable {
+    /// Score above this multiple of the peers' median is flagged.
+    static let scoreFactor = 3.0
+    /// Cosine with the other updates' sum below this is flagged.
+    static let minimumCosine = -0.5
+    /// Fewer peers than this: no verdict on the score (nothing to compare with).
+    static let minimumPeers = 2
+
+    enum Kind: String, Sendable { case norm, direction }
+    let kind: Kind
+    let detail: String
+
+    /// The scale-free size of an update.
+    static func score(norm: Double, weight: Double, plan: Plan, tenantNoised: Bool) -> Double {
+        let noise = tenantNoised ? plan.noiseMultiplier * plan.clipNorm * Double(plan.dimension).squareRoot() : 0
+        return norm / max(weight * plan.clipNorm + noise, .leastNormalMagnitude)
+    }
+
+    /// The first anomaly, or nil. `cosine` is with the round's other updates' sum (nil when there are none).
+    static func check(score: Double, peerScores: [Double], cosine: Double?) -> UpdateAnomaly? {
+        if peerScores.count >= minimumPeers {
+            let sorted = peerScores.sorted()
+            let middle = sorted.count / 2
+            let median = sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+            if score > scoreFactor * median {
+                return UpdateAnomaly(kind: .norm, detail: "score \(rounded(score)) is \(rounded(score / median))x the median \(rounded(median)) of \(sorted.count) peers")
+            }
+        }
+        if let cosine, cosine < minimumCosine {
+            return UpdateAnomaly(kind: .direction, detail: "cosine \(rounded(cosine)) with the sum of the round's other updates")
+        }
+        return nil
+    }
+
+    private static func rounded(_ x: Double) -> String { String(format: "%.3g", x) }
+}
