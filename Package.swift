@@ -18,7 +18,7 @@ let package = Package(
         // System libraries: never hand-write a cryptographic primitive.
         .systemLibrary(
             name: "COpenSSL",
-            pkgConfig: "libcrypto",
+            pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
         ),
         .systemLibrary(
@@ -36,6 +36,7 @@ let package = Package(
         .target(name: "SigiloProtocol", dependencies: ["SigiloCrypto"]),
         .target(name: "SigiloFederation", dependencies: ["SigiloText", "SigiloModel", "SigiloPrivacy"]),
         .target(name: "SigiloHTTP"),
+        .target(name: "SigiloTLS", dependencies: ["COpenSSL", "SigiloHTTP"]),
         .target(name: "SigiloCLI"),
 
         // Command implementations (libraries, so tests reach them directly).
@@ -48,7 +49,7 @@ let package = Package(
         ),
         .target(
             name: "SigiloCoordinator",
-            dependencies: ["SigiloSQLite", "SigiloCrypto", "SigiloModel", "SigiloPrivacy", "SigiloProtocol", "SigiloFederation", "SigiloHTTP", "SigiloCLI"]
+            dependencies: ["SigiloSQLite", "SigiloCrypto", "SigiloModel", "SigiloPrivacy", "SigiloProtocol", "SigiloFederation", "SigiloHTTP", "SigiloTLS", "SigiloCLI"]
         ),
 
         // Thin executables.
@@ -66,7 +67,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["SigiloModel", "SigiloCLI", "SigiloClient", "SigiloProtocol", "SigiloCrypto", "SigiloFederation",
-                           "SigiloPrivacy", "SigiloHTTP", "sigilo-eval", "sigilo-tenant", "sigilo-coordinator"]
+                           "SigiloPrivacy", "SigiloHTTP", "SigiloTLS", "SigiloCoordinator", "sigilo-eval", "sigilo-tenant", "sigilo-coordinator"]
         ),
     ]
 )

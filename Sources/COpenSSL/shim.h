@@ -5,4 +5,5 @@
 #include <openssl/rand.h>
 #include <openssl/err.h>
 #include <openssl/hmac.h>
+#include <openssl/ssl.h>
 #endif

@@ -20,9 +20,13 @@ public final class HTTPServer: @unchecked Sendable {
         public var maximumConnections: Int
         public var requestTimeout: Double
         public var idleTimeout: Double
+        /// Plain TCP or TLS.
+        public var channels: any ChannelFactory
 
         public init(host: String = "127.0.0.1", port: UInt16 = 0, limits: HTTPLimits = HTTPLimits(),
-                    maximumConnections: Int = 256, requestTimeout: Double = 30, idleTimeout: Double = 60) {
+                    maximumConnections: Int = 256, requestTimeout: Double = 30, idleTimeout: Double = 60,
+                    channels: any ChannelFactory = PlainChannels()) {
+            self.channels = channels
             self.host = host
             self.port = port
             self.limits = limits
@@ -146,6 +150,9 @@ public final class HTTPServer: @unchecked Sendable {
         // Reads wake up every half second so deadlines and shutdown are noticed.
         var timeout = timeval(tv_sec: 0, tv_usec: 500_000)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let deadline = Date().timeIntervalSince1970 + configuration.requestTimeout
+        guard let channel = try? configuration.channels.channel(for: fd, deadline: deadline) else { return }
+        defer { channel.finish() }
         var parser = RequestParser(limits: configuration.limits)
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         var lastActivity = Date()
@@ -157,32 +164,33 @@ public final class HTTPServer: @unchecked Sendable {
                 case .needMore:
                     break
                 case .failure(let error):
-                    Self.send(fd, HTTPResponse.error(error.status, code: error.code, message: error.message).serialized(keepAlive: false))
+                    _ = channel.write(HTTPResponse.error(error.status, code: error.code, message: error.message).serialized(keepAlive: false))
                     return
                 case .request(let request):
                     requestStart = nil
                     let response = handler(request, peer)
                     let keepAlive = request.keepAlive && !isStopping
-                    guard Self.send(fd, response.serialized(keepAlive: keepAlive)), keepAlive else { return }
+                    guard channel.write(response.serialized(keepAlive: keepAlive)), keepAlive else { return }
                     lastActivity = Date()
                     continue
                 }
                 break
             }
             if parser.isIdle && isStopping { return }
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n > 0 {
+            switch buffer.withUnsafeMutableBytes({ channel.read(into: $0) }) {
+            case .bytes(let n):
                 if requestStart == nil { requestStart = Date() }
                 parser.feed(buffer[0..<n])
                 lastActivity = Date()
                 continue
+            case .closed, .failed:
+                return
+            case .timedOut:
+                break
             }
-            if n == 0 { return } // peer closed
-            if errno == EINTR { continue }
-            guard errno == EAGAIN || errno == EWOULDBLOCK else { return }
             let now = Date()
             if let start = requestStart, !parser.isIdle, now.timeIntervalSince(start) > configuration.requestTimeout {
-                Self.send(fd, HTTPResponse.error(408, code: "request_timeout", message: "request not received within \(Int(configuration.requestTimeout)) s").serialized(keepAlive: false))
+                _ = channel.write(HTTPResponse.error(408, code: "request_timeout", message: "request not received within \(Int(configuration.requestTimeout)) s").serialized(keepAlive: false))
                 return
             }
             if parser.isIdle, now.timeIntervalSince(lastActivity) > configuration.idleTimeout { return }
