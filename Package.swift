@@ -65,6 +65,10 @@ let package = Package(
         .testTarget(name: "SigiloFederationTests", dependencies: ["SigiloFederation", "SigiloPrivacy"]),
         .testTarget(name: "SigiloProtocolTests", dependencies: ["SigiloProtocol", "SigiloCrypto"]),
         .testTarget(
+            name: "SigiloCoordinatorTests",
+            dependencies: ["SigiloCoordinator", "SigiloCrypto", "SigiloProtocol", "SigiloSQLite", "SigiloFederation", "SigiloPrivacy", "SigiloHTTP"]
+        ),
+        .testTarget(
             name: "EndToEndTests",
             dependencies: ["SigiloModel", "SigiloCLI", "SigiloClient", "SigiloProtocol", "SigiloCrypto", "SigiloFederation",
                            "SigiloPrivacy", "SigiloHTTP", "SigiloTLS", "SigiloCoordinator", "sigilo-eval", "sigilo-tenant", "sigilo-coordinator"]

@@ -124,9 +124,12 @@ struct AuditStore {
         return head
     }
 
-    /// Appends within the caller's transaction (or on its own), returning the new head.
+    /// Appends within the caller's transaction, or in one of its own: reading
+    /// the head and inserting after it must be atomic, since the CLI and the
+    /// server may append from two processes.
     @discardableResult
     func append(_ entry: AuditEntry) throws -> AuditChain.Head {
+        guard database.inTransaction else { return try database.transaction { try append(entry) } }
         let previous = try head()
         var entry = entry
         entry.sequence = previous.sequence + 1

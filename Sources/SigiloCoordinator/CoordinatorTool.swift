@@ -1,7 +1,9 @@
 import Foundation
 import SigiloCLI
 import SigiloFederation
+import SigiloCrypto
 import SigiloHTTP
+import SigiloTLS
 
 /// The `sigilo-coordinator` program.
 public enum CoordinatorTool {
@@ -11,7 +13,7 @@ public enum CoordinatorTool {
         runCommand {
             // Two-word commands ("tenant invite") become one name.
             var args = arguments
-            if args.count >= 2, ["tenant", "plan", "model"].contains(args[0]), !args[1].hasPrefix("-") {
+            if args.count >= 2, ["tenant", "plan", "model", "auditor", "audit"].contains(args[0]), !args[1].hasPrefix("-") {
                 args = ["\(args[0]) \(args[1])"] + args.dropFirst(2)
             }
             try dispatch(
@@ -22,6 +24,9 @@ public enum CoordinatorTool {
                     (initSpec, runInit), (serveSpec, runServe),
                     (inviteSpec, runInvite), (revokeSpec, runRevoke), (listSpec, runList),
                     (planShowSpec, runPlanShow), (planSetSpec, runPlanSet), (modelExportSpec, runModelExport), (statusSpec, runStatus),
+                    (auditorAddSpec, runAuditorAdd), (auditorRevokeSpec, runAuditorRevoke),
+                    (auditVerifySpec, runAuditVerify), (auditExportSpec, runAuditExport),
+                    (backupSpec, runBackup), (restoreSpec, runRestore),
                 ])
         }
     }
@@ -41,8 +46,11 @@ public enum CoordinatorTool {
 
     // MARK: init
 
-    static let initSpec = CommandSpec(name: "init", summary: "Create a coordinator state directory (mode 0700) and its database.",
-                                      usage: "sigilo-coordinator init --state DIR", options: [stateOption])
+    static let initSpec = CommandSpec(
+        name: "init", summary: "Create a coordinator state directory (mode 0700), its database, and the admin credential with its TOTP secret.",
+        usage: "sigilo-coordinator init --state DIR [--secrets-to FILE]",
+        options: [stateOption, .value("secrets-to", "FILE", "Write the admin credential and TOTP secret to FILE (mode 0600, JSON) instead of the terminal.")],
+        discussion: "The admin credential and TOTP secret are shown once and stored only hashed (credential) or in the state directory (TOTP). Add the otpauth URI to an authenticator app.")
 
     static func runInit(_ args: ParsedArguments) throws {
         try args.rejectPositional()
@@ -51,22 +59,45 @@ public enum CoordinatorTool {
         if FileManager.default.fileExists(atPath: url.appendingPathComponent(CoordinatorService.databaseName).path) {
             throw CLIError(.failure, "\(path) already holds coordinator state; refusing to overwrite it")
         }
+        let secrets: CoordinatorService.AdminSecrets
         do {
             try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-            _ = try CoordinatorService(directory: url)
+            secrets = try CoordinatorService(directory: url).createAdmin(now: now())
         } catch {
             throw CLIError(.ioError, "cannot initialise \(path): \(error)")
         }
-        OutputStream.standardOutput.write("initialised coordinator state in \(path)\nnext: sigilo-coordinator plan set FILE --state \(path)\n")
+        let shown = JSON.object([("admin_credential", .string(secrets.credential)), ("totp_secret", .string(Base32.encode(secrets.totp.secret))),
+                                 ("otpauth_uri", .string(secrets.provisioningURI))]).rendered() + "\n"
+        if let file = args.string("secrets-to") {
+            guard FileManager.default.createFile(atPath: file, contents: Data(shown.utf8), attributes: [.posixPermissions: 0o600]) else {
+                throw CLIError(.ioError, "cannot write \(file)")
+            }
+            OutputStream.standardOutput.write("initialised coordinator state in \(path)\nadmin credential and TOTP secret written to \(file) (mode 0600)\n")
+        } else {
+            OutputStream.standardOutput.write("""
+            initialised coordinator state in \(path)
+            admin credential (shown once; send as "Authorization: Bearer ..."): \(secrets.credential)
+            TOTP secret (shown once; send codes as "Sigilo-TOTP: ..."): \(Base32.encode(secrets.totp.secret))
+            authenticator URI: \(secrets.provisioningURI)
+
+            """)
+        }
+        OutputStream.standardOutput.write("next: sigilo-coordinator plan set FILE --state \(path)\n")
     }
 
     // MARK: serve
 
     static let serveSpec = CommandSpec(
         name: "serve", summary: "Serve the HTTP API (loopback by default) until SIGTERM or SIGINT.",
-        usage: "sigilo-coordinator serve --state DIR [--listen 127.0.0.1:PORT]",
-        options: [stateOption, .value("listen", "HOST:PORT", "Address to listen on (default 127.0.0.1:8443; port 0 picks a free one).")],
-        discussion: "Prints 'listening on HOST:PORT' once ready. On SIGTERM/SIGINT it stops accepting, finishes in-flight requests and exits 0.")
+        usage: "sigilo-coordinator serve --state DIR [--listen 127.0.0.1:PORT] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--insecure]",
+        options: [stateOption, .value("listen", "HOST:PORT", "Address to listen on (default 127.0.0.1:8443; port 0 picks a free one)."),
+                  .value("tls-cert", "FILE", "PEM certificate chain: serve HTTPS."), .value("tls-key", "FILE", "PEM private key of --tls-cert."),
+                  .value("tls-client-ca", "FILE", "Require client certificates signed by this CA (PEM)."),
+                  .flag("insecure", "Allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy you trust).")],
+        discussion: """
+        Prints 'listening on HOST:PORT' once ready. On SIGTERM/SIGINT it stops accepting, finishes in-flight requests and exits 0.
+        Plain HTTP is served only on loopback unless --insecure is given. Refuses to start when the audit log fails verification.
+        """)
 
     static func runServe(_ args: ParsedArguments) throws {
         try args.rejectPositional()
@@ -75,13 +106,29 @@ public enum CoordinatorTool {
         let parts = listen.split(separator: ":")
         guard parts.count == 2, let port = UInt16(parts[1]) else { throw CLIError.usage("serve: --listen expects HOST:PORT, got \"\(listen)\"") }
         var configuration = HTTPServer.Configuration(host: String(parts[0]), port: port)
+        switch (args.string("tls-cert"), args.string("tls-key")) {
+        case (let cert?, let key?):
+            do { configuration.channels = try TLSChannels(certificateFile: cert, keyFile: key, clientCAFile: args.string("tls-client-ca")) } catch {
+                throw CLIError(.dataError, "serve: \(error)")
+            }
+        case (nil, nil):
+            guard args.string("tls-client-ca") == nil else { throw CLIError.usage("serve: --tls-client-ca needs --tls-cert and --tls-key") }
+            guard configuration.host.hasPrefix("127.") || args.flag("insecure") else {
+                throw CLIError(.refused, "serve: refusing plain HTTP on \(configuration.host), which is not loopback: give --tls-cert and --tls-key, or --insecure behind a TLS-terminating proxy")
+            }
+        default:
+            throw CLIError.usage("serve: --tls-cert and --tls-key go together")
+        }
+        if let problem = try service.verifyAudit() {
+            throw CLIError(.dataError, "serve: the audit log is not intact (\(problem)); run 'sigilo-coordinator audit verify' and investigate before serving")
+        }
         configuration.limits.maximumBodyBytes = 80 + 4 * (1 << 24)
         TerminationSignals.block() // before the server's threads exist
         let routes = CoordinatorRoutes(service: service)
         let server = HTTPServer(configuration: configuration) { request, peer in routes.handle(request, peer: peer) }
         let bound: UInt16
         do { bound = try server.start() } catch { throw CLIError(.failure, "\(error)") }
-        OutputStream.standardOutput.write("listening on \(configuration.host):\(bound)\n")
+        OutputStream.standardOutput.write("listening on \(configuration.host):\(bound)\(configuration.channels is TLSChannels ? " (TLS)" : "")\n")
         OutputStream.standardOutput.flush()
 
         // Rounds open, close and expire on a one-second tick.
@@ -211,6 +258,105 @@ public enum CoordinatorTool {
             privacy: epsilon \(s.epsilon) of \(s.maximumEpsilon.map { String($0) } ?? "-") at delta \(s.delta.map { String($0) } ?? "-")
 
             """)
+        }
+    }
+
+    // MARK: auditors
+
+    static let auditorAddSpec = CommandSpec(name: "auditor add", summary: "Create a read-only auditor (DPO) credential; shown once.",
+                                            usage: "sigilo-coordinator auditor add NAME --state DIR", options: [stateOption])
+
+    static func runAuditorAdd(_ args: ParsedArguments) throws {
+        guard args.positional.count == 1 else { throw CLIError.usage("auditor add: give exactly one NAME") }
+        do {
+            let issued = try openService(args).createAuditor(name: args.positional[0], by: .localOperator, now: now())
+            OutputStream.standardOutput.write(issued.credential + "\n")
+        } catch let e as CoordinatorError { throw CLIError(.usage, e.message) }
+    }
+
+    static let auditorRevokeSpec = CommandSpec(name: "auditor revoke", summary: "Revoke an auditor credential.",
+                                               usage: "sigilo-coordinator auditor revoke ID --state DIR", options: [stateOption])
+
+    static func runAuditorRevoke(_ args: ParsedArguments) throws {
+        guard args.positional.count == 1 else { throw CLIError.usage("auditor revoke: give exactly one ID") }
+        do { try openService(args).revokeCredential(args.positional[0], by: .localOperator, now: now()) } catch let e as CoordinatorError {
+            throw CLIError(.dataError, e.message)
+        }
+        OutputStream.standardOutput.write("revoked \(args.positional[0])\n")
+    }
+
+    // MARK: audit
+
+    static let auditVerifySpec = CommandSpec(
+        name: "audit verify", summary: "Check the audit log's hash chain and signed head; name the first bad entry.",
+        usage: "sigilo-coordinator audit verify --state DIR", options: [stateOption],
+        discussion: "Exit 0 when intact, 65 when an entry was edited, deleted or reordered.")
+
+    static func runAuditVerify(_ args: ParsedArguments) throws {
+        try args.rejectPositional()
+        let service = try openService(args)
+        if let problem = try service.verifyAudit() { throw CLIError(.dataError, "audit log NOT intact: \(problem)") }
+        let count = try service.auditEntries().count
+        OutputStream.standardOutput.write("audit log intact: \(count) entries, chain and signed head verified\n")
+    }
+
+    static let auditExportSpec = CommandSpec(
+        name: "audit export", summary: "Export the audit log as JSON Lines (one entry per line, with its chain hash) for the DPO.",
+        usage: "sigilo-coordinator audit export --state DIR [--to FILE]",
+        options: [stateOption, .value("to", "FILE", "Write to FILE instead of standard output.")],
+        discussion: "Verifies the chain first and refuses to export a broken log. Keep the last line's hash: it anchors later verifications.")
+
+    static func runAuditExport(_ args: ParsedArguments) throws {
+        try args.rejectPositional()
+        let service = try openService(args)
+        if let problem = try service.verifyAudit() { throw CLIError(.dataError, "audit log NOT intact: \(problem)") }
+        var text = ""
+        for (entry, hash) in try service.auditEntries() { text += CoordinatorRoutes.auditJSON(entry, hash: hash).rendered() + "\n" }
+        if let path = args.string("to") {
+            do { try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+                throw CLIError(.ioError, "cannot write \(path): \(error.localizedDescription)")
+            }
+        } else {
+            OutputStream.standardOutput.write(text)
+        }
+    }
+
+    // MARK: backups
+
+    static let backupSpec = CommandSpec(
+        name: "backup", summary: "Write a consistent, checksummed backup of the state (safe while serving).",
+        usage: "sigilo-coordinator backup --to FILE --state DIR",
+        options: [stateOption, .value("to", "FILE", "Backup file to write (mode 0600; it holds the coordinator's signing key).")])
+
+    static func runBackup(_ args: ParsedArguments) throws {
+        try args.rejectPositional()
+        let path = try args.required("to")
+        let service = try openService(args)
+        do {
+            let written = try service.backup(to: URL(fileURLWithPath: path), now: now())
+            OutputStream.standardOutput.write("backup written to \(path): \(written.bytes) bytes, sha256 \(written.sha256)\n")
+        } catch let e as CoordinatorError { throw CLIError(.ioError, e.message) }
+    }
+
+    static let restoreSpec = CommandSpec(
+        name: "restore", summary: "Restore a backup into an empty state directory and verify its audit log.",
+        usage: "sigilo-coordinator restore --from FILE --state DIR",
+        options: [stateOption, .value("from", "FILE", "Backup file written by 'backup'.")])
+
+    static func runRestore(_ args: ParsedArguments) throws {
+        try args.rejectPositional()
+        let from = try args.required("from"), path = try args.required("state")
+        let bytes: [UInt8]
+        do { bytes = Array(try Data(contentsOf: URL(fileURLWithPath: from))) } catch {
+            throw CLIError(.noInput, "cannot read \(from): \(error.localizedDescription)")
+        }
+        do {
+            let archive = try BackupArchive.decode(bytes)
+            let service = try CoordinatorService.restore(from: archive, into: URL(fileURLWithPath: path), now: now())
+            let status = try service.status()
+            OutputStream.standardOutput.write("restored \(from) into \(path): model version \(status.modelVersion.map(String.init) ?? "none"), \(status.roundsClosed) rounds closed, epsilon \(status.epsilon); audit log verified\n")
+        } catch let e as CoordinatorError {
+            throw CLIError(e.code == "not_empty" ? .refused : .dataError, "restore: \(e.message)")
         }
     }
 }

@@ -80,6 +80,9 @@ public final class Database {
         }
     }
 
+    /// True inside `transaction` (SQLite is not in autocommit mode).
+    public var inTransaction: Bool { sqlite3_get_autocommit(handle) == 0 }
+
     /// The schema version (`PRAGMA user_version`).
     public var userVersion: Int {
         get throws {
@@ -111,6 +114,7 @@ public final class Database {
 
     public struct Row {
         let statement: OpaquePointer?
+        public var columnCount: Int32 { sqlite3_column_count(statement) }
         public func integer(_ column: Int32) -> Int64 { sqlite3_column_int64(statement, column) }
         public func real(_ column: Int32) -> Double { sqlite3_column_double(statement, column) }
         public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(statement, column) == SQLITE_NULL }
