@@ -25,6 +25,7 @@ import Testing
         #expect(text.contains("round 2: held-out accuracy"))
         #expect(text.contains("\"decision\":\"handoff\""))
         #expect(text.contains("privacy spent on this tenant's customers"))
+        #expect(text.contains("audit log intact"))
         // Everything was stopped: no coordinator or tenant of this run is left.
         let ps = Process()
         ps.executableURL = URL(fileURLWithPath: "/bin/sh")
