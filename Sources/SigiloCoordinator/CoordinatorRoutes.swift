@@ -174,7 +174,7 @@ public struct CoordinatorRoutes: Sendable {
         } catch let error as CoordinatorError {
             service.metrics.add("sigilo_requests_refused_total{code=\"\(error.code)\"}")
             var refused = HTTPResponse.error(error.status, code: error.code, message: error.message)
-            if error.code == "locked_out" { refused.headers.append(("Retry-After", "\(Int(service.identityFailuresLockout))")) }
+            if let wait = error.retryAfter { refused.headers.append(("Retry-After", String(wait))) }
             response = refused
         } catch {
             response = .error(500, code: "internal", message: "internal error")
@@ -261,7 +261,7 @@ public struct CoordinatorRoutes: Sendable {
     func enroll(_ call: Call) throws -> HTTPResponse {
         let request = call.request
         if let wait = service.lockedOut(address: call.address, now: call.now) {
-            throw CoordinatorError(429, "locked_out", "too many failed authentications; retry in \(Int(wait.rounded(.up))) s")
+            throw CoordinatorError.lockedOut(for: wait)
         }
         guard let object = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] else {
             throw CoordinatorError(400, "bad_body", "enrolment body must be a JSON object")

@@ -91,7 +91,7 @@ extension CoordinatorService {
             let identity = presented.claimedIdentity
             if let wait = addressFailures.lockedFor(address, now: now) ?? identity.flatMap({ identityFailures.lockedFor($0, now: now) }) {
                 metrics.add("sigilo_auth_refused_locked_total")
-                throw CoordinatorError(429, "locked_out", "too many failed authentications; retry in \(Int(wait.rounded(.up))) s")
+                throw CoordinatorError.lockedOut(for: wait)
             }
             let verified: (principal: Principal, viaSession: Bool, commit: () throws -> Void)
             do {
@@ -286,10 +286,14 @@ extension CoordinatorService {
     }
 }
 
-extension CoordinatorService {
-    /// Seconds a lock-out lasts (for Retry-After).
-    var identityFailuresLockout: Double { identityFailures.policy.lockout }
+extension CoordinatorError {
+    static func lockedOut(for seconds: Double) -> CoordinatorError {
+        let wait = Int(seconds.rounded(.up))
+        return CoordinatorError(429, "locked_out", "too many failed authentications; retry in \(wait) s", retryAfter: wait)
+    }
+}
 
+extension CoordinatorService {
     /// Seconds until `address` is unlocked, or nil.
     func lockedOut(address: String, now: Double) -> Double? { locked { addressFailures.lockedFor(address, now: now) } }
 }

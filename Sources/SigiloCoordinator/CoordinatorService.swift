@@ -12,11 +12,14 @@ public struct CoordinatorError: Error, CustomStringConvertible, Equatable, Senda
     public let status: Int
     public let code: String
     public let message: String
+    /// Seconds before a retry can succeed (429 answers carry it as Retry-After).
+    public var retryAfter: Int?
 
-    public init(_ status: Int, _ code: String, _ message: String) {
+    public init(_ status: Int, _ code: String, _ message: String, retryAfter: Int? = nil) {
         self.status = status
         self.code = code
         self.message = message
+        self.retryAfter = retryAfter
     }
 
     public var description: String { "\(code): \(message)" }

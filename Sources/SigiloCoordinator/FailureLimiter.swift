@@ -29,6 +29,7 @@ public struct FailureLimiter: Sendable {
 
     /// Records a failure; true when it locks the key (reported once).
     mutating func recordFailure(_ key: String, now: Double) -> Bool {
+        if failures.count > 10_000 { _ = lockedCount(now: now) } // bound memory under a spray of identities
         var recent = failures[key, default: []].filter { $0 > now - policy.window }
         recent.append(now)
         if recent.count >= policy.limit {
