@@ -44,7 +44,10 @@ public struct Metrics: Sendable, Equatable {
                 oosCount += 1
                 if p == oos { oosHit += 1 }
                 if p == oos || handedOff[i] { oosHitHandoff += 1 }
-            } else {
+            } else if g >= 0 {
+                // In scope: an intent the model knows. A test intent the model
+                // was never given (gold -1, e.g. "oos" for a model trained on
+                // in-scope intents only) cannot be right and is not in scope.
                 inScope += 1
                 if hit { inScopeCorrect += 1 }
             }

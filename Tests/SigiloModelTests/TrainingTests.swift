@@ -102,10 +102,19 @@ import SigiloText
         let m = Metrics.score(predicted: [0, 0, 1, 2, 0, 2], gold: [0, 1, 1, 2, 2, -1],
                               handedOff: [false, false, false, false, true, false], labelCount: 3, outOfScope: 2)
         #expect(m.accuracy == 3.0 / 6)
-        #expect(m.accuracyInScope == 2.0 / 4) // gold a, b, b, unknown
+        #expect(m.accuracyInScope == 2.0 / 3) // gold a, b, b; the unknown intent is not in scope
         #expect(m.oosRecall == 0.5)
         #expect(m.oosRecallWithHandoff == 1)
         // F1: a: p 1/3 r 1 -> 0.5; b: p 1 r 1/2 -> 2/3; oos: p 1/2 r 1/2 -> 1/2.
         #expect(abs(m.macroF1 - (0.5 + 2.0 / 3 + 0.5) / 3) < 1e-12)
+    }
+
+    /// A model trained on in-scope intents only (pfl's anchor setting): test
+    /// lines with "oos" are unknown to it and must not count as in-scope misses.
+    @Test func unknownIntentsAreNotInScopeWithoutAnOutOfScopeLabel() {
+        let m = Metrics.score(predicted: [0, 1, 1, 0], gold: [0, 1, -1, -1], handedOff: [false, false, false, false],
+                              labelCount: 2, outOfScope: nil)
+        #expect(m.accuracyInScope == 1)
+        #expect(m.accuracy == 0.5)
     }
 }
