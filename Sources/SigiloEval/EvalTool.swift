@@ -13,6 +13,8 @@ public enum EvalTool {
                     (SynthCommand.spec, SynthCommand.run),
                     (EvaluateCommand.spec, EvaluateCommand.run),
                     (FederatedCommand.spec, FederatedCommand.run),
+                    (SweepCommand.spec, SweepCommand.run),
+                    (CanaryCommand.spec, CanaryCommand.run),
                     (PrivacyCommands.epsilonSpec, PrivacyCommands.runEpsilon),
                     (PrivacyCommands.calibrateSpec, PrivacyCommands.runCalibrate),
                     (BenchPrivacyCommand.spec, BenchPrivacyCommand.run),

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
 import Testing
 
 /// `sigilo-eval federated` on synthetic data, small enough for the test suite.
@@ -55,5 +58,79 @@ import Testing
                                                     "--test", dir.appendingPathComponent("holdout.jsonl").path, "--partition-file", bad.path, "--no-dp"])
         #expect(refused.status == 65)
         #expect(refused.stderr.contains("users[0] row \(count + 5) is outside"))
+    }
+
+    func synthetic(_ dir: URL, tenants: Int = 4, customers: Int = 150) throws -> (train: String, test: String) {
+        _ = try Binary.run("sigilo-eval", ["synth", "--tenants", "\(tenants)", "--customers", "\(customers)", "--seed", "2", "--out", dir.path, "--holdout", "300"])
+        let all = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("tenant-") }.sorted()
+            .map { try String(contentsOf: dir.appendingPathComponent($0), encoding: .utf8) }.joined()
+        try all.write(to: dir.appendingPathComponent("train.jsonl"), atomically: true, encoding: .utf8)
+        return (dir.appendingPathComponent("train.jsonl").path, dir.appendingPathComponent("holdout.jsonl").path)
+    }
+
+    static let small = ["--tenants", "4", "--buckets", "1024", "--rounds", "6", "--eval-every", "3", "--sample-rate", "0.5", "--server-learning-rate", "30"]
+
+    @Test func perTenantComparisonAndReport() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (train, test) = try synthetic(dir)
+        let report = dir.appendingPathComponent("report")
+        let r = try Binary.run("sigilo-eval", ["federated", "--train", train, "--test", test, "--report", report.path, "--json", "--seed", "3"] + Self.small)
+        #expect(r.status == 0, "\(r.stderr)")
+        let result = try #require(jsonObject(Substring(r.stdout)))
+        let tenants = try #require(result["per_tenant"] as? [[String: Any]])
+        #expect(tenants.count == 4)
+        for t in tenants {
+            for key in ["local_only", "global", "personalised"] { #expect(((t[key] as? Double) ?? -1) >= 0 && ((t[key] as? Double) ?? 2) <= 1) }
+            #expect((t["test_examples"] as? Int ?? 0) > 0)
+        }
+        #expect((result["centralised_accuracy_in_scope"] as? Double ?? 0) > 0.8)
+        #expect(result["personalised_gain_median"] is Double)
+        let markdown = try String(contentsOf: report.appendingPathComponent("report.md"), encoding: .utf8)
+        #expect(markdown.contains("## Per tenant") && markdown.contains("![accuracy](accuracy.svg)"))
+        for chart in ["accuracy.svg", "epsilon.svg", "tenants.svg"] {
+            let svg = try String(contentsOf: report.appendingPathComponent(chart), encoding: .utf8)
+            #expect(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>\n"), "\(chart)")
+            #expect(try XMLDocument(xmlString: svg).rootElement()?.name == "svg", "\(chart) is not well-formed XML")
+        }
+        let saved = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: report.appendingPathComponent("result.json"))) as? [String: Any])
+        #expect(saved["accuracy_in_scope"] as? Double == result["accuracy_in_scope"] as? Double)
+    }
+
+    @Test func sweepReportsEveryEpsilonAndTheNonPrivateRun() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (train, test) = try synthetic(dir)
+        let r = try Binary.run("sigilo-eval", ["sweep", "--train", train, "--test", test, "--epsilons", "1,8,none", "--json",
+                                               "--report", dir.appendingPathComponent("sweep").path] + Self.small)
+        #expect(r.status == 0, "\(r.stderr)")
+        let runs = try #require(jsonObject(Substring(r.stdout))?["runs"] as? [[String: Any]])
+        #expect(runs.count == 3)
+        #expect(runs[2]["epsilon"] is NSNull)
+        let e1 = try #require(runs[0]["epsilon"] as? Double), e8 = try #require(runs[1]["epsilon"] as? Double)
+        #expect(e1 <= 1 && e1 > 0.95 && e8 <= 8 && e8 > 7.9)
+        #expect((runs[0]["noise_multiplier"] as! Double) > (runs[1]["noise_multiplier"] as! Double))
+        let md = try String(contentsOf: dir.appendingPathComponent("sweep/sweep.md"), encoding: .utf8)
+        #expect(md.contains("| none |"))
+        #expect(try Binary.run("sigilo-eval", ["sweep", "--train", train, "--test", test, "--epsilons", "8,-1"]).status == 64)
+    }
+
+    @Test func canaryExposureDropsWithDP() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (train, test) = try synthetic(dir)
+        let r = try Binary.run("sigilo-eval", ["canary", "--train", train, "--test", test, "--candidates", "500", "--json", "--epsilon", "2",
+                                               "--tenants", "4", "--buckets", "1024", "--rounds", "20", "--eval-every", "20",
+                                               "--sample-rate", "0.5", "--server-learning-rate", "30", "--insecure-seeded-noise"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let object = try #require(jsonObject(Substring(r.stdout)))
+        let runs = try #require(object["runs"] as? [[String: Any]])
+        let plain = try #require(runs[0]["exposure"] as? Double), private_ = try #require(runs[1]["exposure"] as? Double)
+        #expect(runs[0]["epsilon"] is NSNull)
+        #expect(plain > 3, "without DP the planted secret should stand out (exposure \(plain))")
+        #expect(private_ < plain - 2, "with DP exposure should drop (\(private_) vs \(plain))")
+        #expect(object["insecure_seeded_noise"] as? Bool == true)
+        let unknown = try Binary.run("sigilo-eval", ["canary", "--train", train, "--test", test, "--intent", "no_such_intent"] + Self.small)
+        #expect(unknown.status == 65)
     }
 }

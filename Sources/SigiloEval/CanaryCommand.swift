@@ -1,0 +1,106 @@
+import Foundation
+import SigiloCLI
+import SigiloModel
+import SigiloText
+
+/// `sigilo-eval canary`: the empirical check that the guarantee means
+/// something (Carlini et al. 2019, "The Secret Sharer"). One customer of one
+/// tenant sends a secret-bearing message several times; after federated
+/// training with and without DP, the secret is ranked by the global model's
+/// log-probability of the planted intent among many random secrets of the
+/// same format. Exposure = log2(candidates + 1) - log2(rank): about 1 bit
+/// means the model cannot tell the planted secret from a random one; the
+/// maximum means it singles it out.
+enum CanaryCommand {
+    static let spec = CommandSpec(
+        name: "canary",
+        summary: "Canary audit: plant a secret for one customer, train federated with and without DP, report the secret's exposure.",
+        usage: "sigilo-eval canary --train FILE --test FILE [--copies 10] [--candidates 10000] [--epsilon 8] [options]",
+        options: FederatedData.options + SimulationSettings.options.filter { !["no-dp", "noise-multiplier"].contains($0.name) } + [
+            .value("copies", "N", "Times the customer sends the secret message (default 10)."),
+            .value("candidates", "N", "Random secrets of the same format to rank against (default 10000)."),
+            .value("intent", "NAME", "Intent the secret message is labelled with (default: the first intent)."),
+            .flag("json", "Print one JSON object."),
+        ],
+        discussion: "The secret is three invented words drawn from a seeded generator; the candidates come from the same generator.")
+
+    /// Three invented words of two or three syllables: far from any real text, so nothing but the planted copies can teach them.
+    struct SecretFormat {
+        static let syllables = ["ka", "zu", "ri", "mo", "te", "vli", "qua", "dro", "sen", "pix", "lor", "gu", "nef", "ba", "tol", "wy"]
+        static let template = "o codigo secreto do meu cofre e "
+
+        static func secret(_ rng: inout SplitMix64) -> String {
+            (0..<3).map { _ in
+                (0..<(2 + Int(rng.next() % 2))).map { _ in syllables[Int(rng.next() % UInt64(syllables.count))] }.joined()
+            }.joined(separator: " ")
+        }
+    }
+
+    static func run(_ args: ParsedArguments) throws {
+        try args.rejectPositional()
+        let json = args.flag("json")
+        let copies = try args.int("copies", range: 1...10_000) ?? 10
+        let candidateCount = try args.int("candidates", range: 10...1_000_000) ?? 10_000
+        var settings = try SimulationSettings.parse(args)
+        let epsilon = settings.epsilon ?? 8
+        var rng = SplitMix64(seed: settings.seed ^ 0x6361_6e61_7279)
+        let secret = SecretFormat.secret(&rng)
+        var candidates = Set<String>()
+        while candidates.count < candidateCount {
+            let c = SecretFormat.secret(&rng)
+            if c != secret { candidates.insert(c) }
+        }
+        var intent = ""
+        let data = try FederatedData.load(args) { labels in
+            intent = args.string("intent") ?? labels[0]
+            guard labels.contains(intent) else { throw CLIError(.dataError, "canary: --intent \(intent) is not an intent of the data") }
+            return Array(repeating: LabeledExample(text: SecretFormat.template + secret, intent: intent), count: copies)
+        }
+        let featurizer = Featurizer(data.features)
+        let label = data.labels.firstIndex(of: intent)!
+        let ordered = candidates.sorted()
+
+        var results = [(epsilon: Double?, exposure: Double, rank: Double, accuracy: Double)]()
+        for target in [nil, epsilon] as [Double?] {
+            settings.epsilon = target
+            if !json { printError(target.map { "canary: training with DP, epsilon \($0)" } ?? "canary: training without DP (clipping only)") }
+            let run = try FederatedSimulation.run(data, settings) { if !json { printError("    " + $0) } }
+            var workspace = Featurizer.Workspace()
+            var scratch = [Float](repeating: 0, count: data.labels.count)
+            func score(_ text: String) -> Double {
+                run.model.logits(featurizer.features(of: SecretFormat.template + text, workspace: &workspace), into: &scratch)
+                let top = scratch.max()!
+                let logSum = log(scratch.reduce(0.0) { $0 + exp(Double($1 - top)) }) + Double(top)
+                return Double(scratch[label]) - logSum
+            }
+            let planted = score(secret)
+            var above = 0.0
+            for c in ordered {
+                let s = score(c)
+                if s > planted { above += 1 } else if s == planted { above += 0.5 }
+            }
+            let rank = above + 1
+            let exposure = log2(Double(candidateCount + 1)) - log2(rank)
+            results.append((run.epsilon, exposure, rank, run.final.accuracyInScope))
+        }
+        let maximum = log2(Double(candidateCount + 1))
+        if json {
+            OutputStream.standardOutput.write(JSON.object([
+                ("copies", .integer(copies)), ("candidates", .integer(candidateCount)), ("intent", .string(intent)),
+                ("maximum_exposure", .number(maximum)), ("insecure_seeded_noise", .bool(settings.insecureSeededNoise)),
+                ("runs", .array(results.map {
+                    JSON.object([("epsilon", $0.epsilon.map { .number($0) } ?? .null), ("exposure", .number($0.exposure)),
+                                 ("rank", .number($0.rank)), ("accuracy_in_scope", .number($0.accuracy))])
+                })),
+            ]).rendered() + "\n")
+            return
+        }
+        var out = "canary: secret sent \(copies) times by one customer, ranked among \(candidateCount) random secrets (maximum exposure \(String(format: "%.1f", maximum)) bits)\n"
+        for r in results {
+            out += (r.epsilon.map { String(format: "  with DP (epsilon %.2f): ", $0) } ?? "  without DP:            ")
+            out += String(format: "exposure %.2f bits (rank %.0f), model in-scope accuracy %.4f\n", r.exposure, r.rank, r.accuracy)
+        }
+        if settings.insecureSeededNoise { out += "  WARNING: insecure seeded noise (simulation only)\n" }
+        OutputStream.standardOutput.write(out)
+    }
+}

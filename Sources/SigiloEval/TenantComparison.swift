@@ -1,0 +1,77 @@
+import SigiloModel
+import SigiloText
+
+/// Each tenant's view: on a test slice with the tenant's own label mix, the
+/// model it could train alone (local-only), the shared model (global), and
+/// the shared model fine-tuned on its own data, which never leaves it
+/// (personalised). Local-only and personalised training are the tenant's own
+/// business on its own data, so neither needs noise.
+struct TenantOutcome {
+    var tenant: Int
+    var trainExamples: Int
+    var testExamples: Int
+    var localOnly: Double
+    var global: Double
+    var personalised: Double
+}
+
+enum TenantComparison {
+    /// Size of each tenant's test slice (at most; fewer when the test set is small).
+    static let sliceSize = 300
+    /// Local-only: the centralised trainer's defaults. Personalised: a few
+    /// gentle cross-entropy epochs from the global model, so the tenant's
+    /// data adjusts the shared model rather than replacing it.
+    static let localOnlyOptions = TrainingOptions()
+    static let fineTuning = TrainingOptions(loss: .crossEntropy, epochs: 4, learningRate: 0.5, dropout: 0.5)
+
+    static func evaluate(_ data: FederatedData, global: SoftmaxModel, seed: UInt64) -> [TenantOutcome] {
+        var byLabel = [Int: [Int]]()
+        for (r, y) in data.test.labels.enumerated() where y >= 0 { byLabel[Int(y), default: []].append(r) }
+        let blank = SoftmaxModel(features: data.features, labels: data.labels, handoffLabels: global.handoffLabels)
+        return data.tenants.indices.map { t in
+            let rows = data.rows(ofTenant: t)
+            let own = data.train.subset(rows)
+            let slice = data.test.subset(testSlice(labels: own.labels, byLabel: byLabel, seed: seed &+ UInt64(t)))
+            var options = localOnlyOptions
+            options.seed = seed &+ UInt64(t)
+            let local = SoftmaxTrainer.train(own.features, labels: own.labels, model: blank, options: options)
+            var tuning = fineTuning
+            tuning.seed = seed &+ UInt64(t)
+            let personal = SoftmaxTrainer.train(own.features, labels: own.labels, model: global, options: tuning)
+            return TenantOutcome(tenant: t, trainExamples: rows.count, testExamples: slice.count,
+                                 localOnly: Metrics.evaluate(local, on: slice).accuracyInScope,
+                                 global: Metrics.evaluate(global, on: slice).accuracyInScope,
+                                 personalised: Metrics.evaluate(personal, on: slice).accuracyInScope)
+        }
+    }
+
+    /// Test rows drawn (without replacement, per label) in the proportions of `labels`.
+    static func testSlice(labels: [Int32], byLabel: [Int: [Int]], seed: UInt64) -> [Int] {
+        var counts = [Int: Int]()
+        for y in labels where y >= 0 { counts[Int(y), default: 0] += 1 }
+        let total = counts.values.reduce(0, +)
+        guard total > 0 else { return [] }
+        let available = byLabel.values.reduce(0) { $0 + $1.count }
+        let size = min(sliceSize, available)
+        var rng = SplitMix64(seed: seed ^ 0x7465_7374_736c_6963)
+        var out = [Int]()
+        for y in counts.keys.sorted() {
+            guard var pool = byLabel[y] else { continue }
+            pool.shuffle(using: &rng)
+            let wanted = Int((Double(size) * Double(counts[y]!) / Double(total)).rounded())
+            out += pool.prefix(max(1, wanted))
+        }
+        return out.sorted()
+    }
+
+    /// Median of the differences personalised - local-only, over all tenants and over the quarter with the least data.
+    static func gains(_ outcomes: [TenantOutcome]) -> (median: Double, leastDataQuarter: Double) {
+        func median(_ xs: [Double]) -> Double {
+            let s = xs.sorted()
+            guard !s.isEmpty else { return 0 }
+            return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+        }
+        let quarter = outcomes.sorted { $0.trainExamples < $1.trainExamples }.prefix(max(1, outcomes.count / 4))
+        return (median(outcomes.map { $0.personalised - $0.localOnly }), median(quarter.map { $0.personalised - $0.localOnly }))
+    }
+}
