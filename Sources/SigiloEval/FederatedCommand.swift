@@ -68,7 +68,7 @@ enum FederatedCommand {
             ("clip", .number(settings.clip)), ("placement", .string(settings.placement.rawValue)),
             ("noise_multiplier", run.noiseMultiplier.map { .number($0) } ?? .null), ("target_epsilon", settings.epsilon.map { .number($0) } ?? .null),
             ("epsilon", run.epsilon.map { .number($0) } ?? .null), ("server_optimizer", .string(settings.optimizer.rawValue)),
-            ("server_learning_rate", .number(settings.serverLearningRate)),
+            ("server_learning_rate", .number(settings.serverLearningRate)), ("server_momentum", .number(settings.serverMomentum)),
             ("accuracy", .number(run.final.accuracy)), ("accuracy_in_scope", .number(run.final.accuracyInScope)), ("macro_f1", .number(run.final.macroF1)),
             ("bytes_per_tenant_per_round", .number(run.bytesPerTenantPerRound)), ("seconds", .number(run.seconds)),
             ("insecure_seeded_noise", .bool(settings.insecureSeededNoise)),
