@@ -18,6 +18,7 @@ enum FederatedCommand {
         options: FederatedData.options + SimulationSettings.options + [
             .flag("no-tenants", "Skip the per-tenant comparison (local-only, global, personalised) and the centralised reference."),
             .value("report", "DIR", "Write a Markdown report with SVG charts (and result.json) into DIR."),
+            .value("save-model", "PATH", "Write the final global model here (models/FORMAT.md)."),
             .flag("json", "Print one JSON object."),
         ],
         discussion: """
@@ -32,6 +33,11 @@ enum FederatedCommand {
         let data = try FederatedData.load(args)
         let log: (String) -> Void = { if !json { printError("  " + $0) } }
         let run = try FederatedSimulation.run(data, settings, log: log)
+        if let path = args.string("save-model") {
+            do { try ModelFile.write(run.model, to: URL(fileURLWithPath: path)) } catch {
+                throw CLIError(.ioError, "cannot write model to \(path): \(error.localizedDescription)")
+            }
+        }
         let tenants = args.flag("no-tenants") ? nil : TenantComparison.evaluate(data, global: run.model, seed: settings.seed)
         let central = args.flag("no-tenants") ? nil : centralisedReference(data, seed: settings.seed)
         let result = resultJSON(data: data, settings: settings, run: run, tenants: tenants, central: central,

@@ -24,7 +24,7 @@ enum TenantComparison {
     static let localOnlyOptions = TrainingOptions()
     static let fineTuning = TrainingOptions(loss: .crossEntropy, epochs: 4, learningRate: 0.5, dropout: 0.5)
 
-    static func evaluate(_ data: FederatedData, global: SoftmaxModel, seed: UInt64) -> [TenantOutcome] {
+    static func evaluate(_ data: FederatedData, global: SoftmaxModel, seed: UInt64, fineTuning: TrainingOptions = fineTuning) -> [TenantOutcome] {
         var byLabel = [Int: [Int]]()
         for (r, y) in data.test.labels.enumerated() where y >= 0 { byLabel[Int(y), default: []].append(r) }
         let blank = SoftmaxModel(features: data.features, labels: data.labels, handoffLabels: global.handoffLabels)
