@@ -122,7 +122,10 @@ struct FederatedData {
 /// How a simulation trains: the plan's parameters plus the schedule.
 struct SimulationSettings {
     var rounds = 300
-    var sampleRate = 0.1
+    /// 0.2 measured better than 0.1 at 300 rounds (84.9% against 83.8% at
+    /// epsilon 8 on pfl's split) and 600 rounds at 0.2 worse (83.1%): less
+    /// noise on each mean outweighs the extra rounds.
+    var sampleRate = 0.2
     var delta = 1e-5
     var clip = 1.0
     var placement = Plan.Placement.central
@@ -142,7 +145,7 @@ struct SimulationSettings {
     /// The shared flags, with the defaults recommended to an operator.
     static let options: [OptionSpec] = [
         .value("rounds", "R", "Rounds (default 300)."),
-        .value("sample-rate", "Q", "Customer sampling rate per round (default 0.1)."),
+        .value("sample-rate", "Q", "Customer sampling rate per round (default 0.2)."),
         .value("epsilon", "E", "Target epsilon over all rounds; z is calibrated with PLD (default 8)."),
         .value("noise-multiplier", "Z", "Noise multiplier instead of --epsilon."),
         .flag("no-dp", "No noise (clipping still applies): the non-private federated reference."),

@@ -15,6 +15,14 @@ public struct LocalRound {
     /// Local passes over a customer's messages, and their learning rate.
     public static let localEpochs = 2
     public static let localLearningRate: Float = 1.0
+    /// The bias takes smaller local steps than the weights. With L2-normalised
+    /// features a message's bias gradient is as long as its weight gradient,
+    /// so at equal steps half of each customer's clipped norm C would go to
+    /// the 150-odd bias terms (label priors) and half to the weights (the
+    /// content). At 0.3 most of the norm carries content; on pfl's CLINC150
+    /// split at epsilon 8 this measured 87.0% in-scope against 84.9% at 1.0
+    /// (0.03: 86.9%, 0.1: 86.9%).
+    public static let biasStepScale: Float = 0.3
 
     public let model: SoftmaxModel
     public let plan: Plan
@@ -69,7 +77,7 @@ public struct LocalRound {
                     for l in 0..<labelCount { row[l] -= lr * v * scores[l] }
                     rows[j] = row
                 }
-                for l in 0..<labelCount { bias[l] -= lr * scores[l] }
+                for l in 0..<labelCount { bias[l] -= Self.biasStepScale * lr * scores[l] }
             }
         }
         // Clip the whole update (every row and the bias) to C.
