@@ -147,19 +147,9 @@ extension CoordinatorService {
             do {
                 try RequestSigning.verify(credentials, method: method, path: target, body: body, publicKey: key, now: Int64(now))
             } catch let e as ProtocolError {
-                throw CoordinatorError(e.httpStatus, e.code.rawValue, e.message)
+                throw CoordinatorError(e)
             }
-            // Replay: a nonce is accepted once per key within the skew window (kept twice as long).
-            let window = Double(RequestSigning.defaultSkewWindow)
-            var seen = false
-            try database.run("SELECT 1 FROM nonces WHERE key_id = ? AND nonce = ? AND seen_at >= ?",
-                             [.text(credentials.keyId), .text(credentials.nonce), .real(now - 2 * window)]) { _ in seen = true }
-            guard !seen else { throw CoordinatorError(401, "replayed_nonce", "nonce already used") }
-            return (Principal(id: credentials.keyId, role: .tenant), false, { [database] in
-                try database.run("DELETE FROM nonces WHERE seen_at < ?", [.real(now - 2 * window)])
-                try database.run("INSERT OR REPLACE INTO nonces(key_id, nonce, seen_at) VALUES (?, ?, ?)",
-                                 [.text(credentials.keyId), .text(credentials.nonce), .real(now)])
-            })
+            return (Principal(id: credentials.keyId, role: .tenant), false, try unusedNonce(credentials.nonce, key: credentials.keyId, now: now))
         case .bearer(let id, let secret, let code):
             var found: (role: String, hash: [UInt8], totp: [UInt8]?, lastStep: Int64, revoked: Bool)?
             try database.run("SELECT role, secret_hash, totp_secret, totp_last_step, revoked_at FROM credentials WHERE id = ?", [.text(id)]) {
@@ -189,6 +179,21 @@ extension CoordinatorService {
             guard !found.revoked else { throw CoordinatorError(403, "revoked", "credential \(id) is revoked") }
             guard let role = Role(rawValue: found.role) else { throw CoordinatorError(500, "internal", "credential \(id) has no known role") }
             return (Principal(id: id, role: role), true, {})
+        }
+    }
+
+    /// Replay protection: a nonce is accepted once per key within the skew
+    /// window (remembered twice as long). Throws when it was seen; otherwise
+    /// returns the write that records it, for the caller to commit.
+    func unusedNonce(_ nonce: String, key: String, now: Double) throws -> () throws -> Void {
+        let window = Double(RequestSigning.defaultSkewWindow)
+        var seen = false
+        try database.run("SELECT 1 FROM nonces WHERE key_id = ? AND nonce = ? AND seen_at >= ?",
+                         [.text(key), .text(nonce), .real(now - 2 * window)]) { _ in seen = true }
+        guard !seen else { throw CoordinatorError(401, "replayed_nonce", "nonce already used") }
+        return { [database] in
+            try database.run("DELETE FROM nonces WHERE seen_at < ?", [.real(now - 2 * window)])
+            try database.run("INSERT OR REPLACE INTO nonces(key_id, nonce, seen_at) VALUES (?, ?, ?)", [.text(key), .text(nonce), .real(now)])
         }
     }
 

@@ -23,6 +23,9 @@ public struct CoordinatorError: Error, CustomStringConvertible, Equatable, Senda
     }
 
     public var description: String { "\(code): \(message)" }
+
+    /// A protocol-level refusal (malformed header, bad signature, bad update) as the coordinator answers it.
+    init(_ error: ProtocolError) { self.init(error.httpStatus, error.code.rawValue, error.message) }
 }
 
 /// The coordinator's state and rules, independent of HTTP: enrolment, plan,
@@ -248,23 +251,15 @@ public final class CoordinatorService: @unchecked Sendable {
                                           publicKey: [UInt8], now: Double) throws {
         let credentials: RequestSigning.Credentials
         do { credentials = try RequestSigning.credentials(header) } catch let e as ProtocolError {
-            throw CoordinatorError(e.httpStatus, e.code.rawValue, e.message)
+            throw CoordinatorError(e)
         }
         guard credentials.keyId == "enroll" else { throw CoordinatorError(400, "malformed_header", "enrolment requests use key id \"enroll\"") }
         do {
             try RequestSigning.verify(credentials, method: method, path: target, body: body, publicKey: publicKey, now: Int64(now))
         } catch let e as ProtocolError {
-            throw CoordinatorError(e.httpStatus, e.code.rawValue, e.message)
+            throw CoordinatorError(e)
         }
-        try locked {
-            let window = Double(RequestSigning.defaultSkewWindow)
-            var seen = false
-            try database.run("SELECT 1 FROM nonces WHERE key_id = ? AND nonce = ? AND seen_at >= ?",
-                             [.text(Hex.encode(publicKey)), .text(credentials.nonce), .real(now - 2 * window)]) { _ in seen = true }
-            guard !seen else { throw CoordinatorError(401, "replayed_nonce", "nonce already used") }
-            try database.run("INSERT OR REPLACE INTO nonces(key_id, nonce, seen_at) VALUES (?, ?, ?)",
-                             [.text(Hex.encode(publicKey)), .text(credentials.nonce), .real(now)])
-        }
+        try locked { try unusedNonce(credentials.nonce, key: Hex.encode(publicKey), now: now)() }
     }
 
     // MARK: - Plan and models
@@ -449,7 +444,7 @@ public final class CoordinatorService: @unchecked Sendable {
         guard let plan = try currentPlan() else { throw CoordinatorError(409, "no_plan", "no plan is set") }
         let envelope: UpdateEnvelope
         do { envelope = try UpdateEnvelope.decode(body, maximumDimension: min(maximumDimension, plan.dimension)) } catch let e as ProtocolError {
-            throw CoordinatorError(e.httpStatus, e.code.rawValue, e.message)
+            throw CoordinatorError(e)
         }
         let digest = Hex.encode(SHA256.hash(body))
         var previous: String?
