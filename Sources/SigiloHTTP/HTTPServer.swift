@@ -22,6 +22,11 @@ public final class HTTPServer: @unchecked Sendable {
         public var idleTimeout: Double
         /// Plain TCP or TLS.
         public var channels: any ChannelFactory
+        /// Bodies of at least `largeBodyBytes` are received and handled at most
+        /// `maximumLargeBodies` at a time; the others wait (their bytes stay in
+        /// the kernel), so memory depends on this, not on how many clients upload.
+        public var largeBodyBytes: Int = 1 << 20
+        public var maximumLargeBodies: Int = 2
 
         public init(host: String = "127.0.0.1", port: UInt16 = 0, limits: HTTPLimits = HTTPLimits(),
                     maximumConnections: Int = 256, requestTimeout: Double = 30, idleTimeout: Double = 60,
@@ -47,10 +52,12 @@ public final class HTTPServer: @unchecked Sendable {
     private var stopping = false
     private var acceptThread: Thread?
     private let stopped = DispatchSemaphore(value: 0)
+    private let largeBodies: DispatchSemaphore
 
     public init(configuration: Configuration, handler: @escaping Handler) {
         self.configuration = configuration
         self.handler = handler
+        largeBodies = DispatchSemaphore(value: configuration.maximumLargeBodies)
     }
 
     /// Binds, listens and starts accepting; returns the bound port.
@@ -157,6 +164,8 @@ public final class HTTPServer: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         var lastActivity = Date()
         var requestStart: Date?
+        var holdsLargeBody = false
+        defer { if holdsLargeBody { largeBodies.signal() } }
         while true {
             // Answer every complete request already buffered (pipelining).
             while true {
@@ -168,7 +177,13 @@ public final class HTTPServer: @unchecked Sendable {
                     return
                 case .request(let request):
                     requestStart = nil
+                    // (A large body that arrived whole, without pausing, takes its turn here.)
+                    if !holdsLargeBody, request.body.count >= configuration.largeBodyBytes {
+                        guard takeLargeBodyTurn(channel) else { return }
+                        holdsLargeBody = true
+                    }
                     let response = handler(request, peer)
+                    if holdsLargeBody { largeBodies.signal(); holdsLargeBody = false }
                     let keepAlive = request.keepAlive && !isStopping
                     guard channel.write(response.serialized(keepAlive: keepAlive)), keepAlive else { return }
                     lastActivity = Date()
@@ -177,6 +192,11 @@ public final class HTTPServer: @unchecked Sendable {
                 break
             }
             if parser.isIdle && isStopping { return }
+            if !holdsLargeBody, let pending = parser.pendingBodyBytes, pending >= configuration.largeBodyBytes {
+                guard takeLargeBodyTurn(channel) else { return }
+                holdsLargeBody = true
+                requestStart = Date() // the deadline for the body starts once it may be received
+            }
             switch buffer.withUnsafeMutableBytes({ channel.read(into: $0) }) {
             case .bytes(let n):
                 if requestStart == nil { requestStart = Date() }
@@ -195,6 +215,15 @@ public final class HTTPServer: @unchecked Sendable {
             }
             if parser.isIdle, now.timeIntervalSince(lastActivity) > configuration.idleTimeout { return }
         }
+    }
+
+    /// Waits for one of the large-body slots; after `requestTimeout` answers 503 and gives up.
+    private func takeLargeBodyTurn(_ channel: any Channel) -> Bool {
+        guard largeBodies.wait(timeout: .now() + configuration.requestTimeout) == .success else {
+            _ = channel.write(HTTPResponse.error(503, code: "busy", message: "too many large uploads in progress; retry later").serialized(keepAlive: false))
+            return false
+        }
+        return true
     }
 
     /// Writes all bytes (retrying on EINTR, never raising SIGPIPE); false if the peer is gone.

@@ -54,6 +54,12 @@ public struct RequestParser: Sendable {
     /// Bytes received but not yet part of a returned request.
     public var bufferedBytes: Int { buffer.count }
 
+    /// While a request's body is being received: its declared length.
+    public var pendingBodyBytes: Int? {
+        if case .body(_, let remaining) = state { return remaining }
+        return nil
+    }
+
     /// Whether the parser is between requests with nothing buffered (an idle connection).
     public var isIdle: Bool {
         if case .head = state { return buffer.isEmpty }

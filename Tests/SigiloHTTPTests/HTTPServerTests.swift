@@ -150,4 +150,41 @@ struct RawClient {
         #expect(throws: HTTPServerError.self) { try RawClient(port: port) }
         c.close()
     }
+
+    /// Large bodies are received and handled a bounded number at a time, so
+    /// memory does not grow with the number of clients uploading at once.
+    @Test func largeBodiesAreTakenABoundedNumberAtATime() throws {
+        final class Gauge: @unchecked Sendable {
+            let lock = NSLock()
+            var current = 0, peak = 0, served = 0
+            func enter() { lock.withLock { current += 1; peak = max(peak, current) } }
+            func leave() { lock.withLock { current -= 1; served += 1 } }
+        }
+        let gauge = Gauge()
+        var configuration = HTTPServer.Configuration()
+        configuration.largeBodyBytes = 1000
+        configuration.maximumLargeBodies = 2
+        let server = HTTPServer(configuration: configuration) { request, _ in
+            if request.body.count >= 1000 { gauge.enter(); usleep(150_000); gauge.leave() }
+            return HTTPResponse(status: 200, body: Array("\(request.body.count)".utf8))
+        }
+        let port = try server.start()
+        defer { server.shutdown() }
+        let body = String(repeating: "x", count: 5000)
+        let clients = try (0..<6).map { _ in try RawClient(port: port) }
+        for client in clients { client.send("POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n" + body) }
+        // A small request is not held up by the queue of large ones.
+        let small = try RawClient(port: port)
+        let start = Date()
+        small.send("POST /s HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        #expect(small.read().hasSuffix("\r\n\r\n2"))
+        #expect(Date().timeIntervalSince(start) < 0.3)
+        for client in clients {
+            #expect(client.read().hasSuffix("\r\n\r\n5000"))
+            client.close()
+        }
+        small.close()
+        #expect(gauge.served == 6)
+        #expect(gauge.peak == 2)
+    }
 }
