@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "SigiloCLI"),
 
         // Command implementations (libraries, so tests reach them directly).
-        .target(name: "SigiloEval", dependencies: ["SigiloText", "SigiloModel", "SigiloPrivacy", "SigiloFederation", "SigiloProtocol", "SigiloCLI"]),
+        .target(name: "SigiloEval", dependencies: ["SigiloText", "SigiloModel", "SigiloPrivacy", "SigiloFederation", "SigiloProtocol", "SigiloCLI", "SigiloClient", "SigiloCrypto"]),
         .target(name: "SigiloClient", dependencies: ["SigiloCrypto", "SigiloProtocol", "SigiloFederation", "SigiloPrivacy"]),
         .target(
             name: "SigiloTenant",

@@ -31,6 +31,7 @@ public final class CoordinatorClient: @unchecked Sendable {
     public var coordinatorKey: [UInt8]?
     let key: Ed25519.KeyPair
     let session: URLSession
+    let timeout: Double
     let clock: () -> Int64
 
     public init(baseURL: URL, keyId: String, key: Ed25519.KeyPair, timeout: Double = 30,
@@ -38,6 +39,7 @@ public final class CoordinatorClient: @unchecked Sendable {
         self.baseURL = baseURL
         self.keyId = keyId
         self.key = key
+        self.timeout = timeout
         let configuration = URLSessionConfiguration.ephemeral
         configuration.timeoutIntervalForRequest = timeout
         session = URLSession(configuration: configuration)
@@ -121,9 +123,12 @@ public final class CoordinatorClient: @unchecked Sendable {
         public var dimension: Int
     }
 
-    /// The open round, or nil.
-    public func currentRound() throws -> RoundInfo? {
-        let response = try send("GET", "/v1/rounds/current")
+    /// The open round, or nil. With `wait` > 0 the coordinator answers as soon
+    /// as a round this tenant has not answered opens, or after `wait` seconds
+    /// (at most 30, and at most half the request timeout).
+    public func currentRound(wait: Double = 0) throws -> RoundInfo? {
+        let seconds = Int(min(30, wait, timeout / 2).rounded(.down))
+        let response = try send("GET", seconds > 0 ? "/v1/rounds/current?wait=\(seconds)" : "/v1/rounds/current")
         guard response.status == 200 else { return nil }
         guard let o = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any],
               let round = o["round"] as? Int, let version = o["model_version"] as? Int, let dimension = o["dimension"] as? Int else {

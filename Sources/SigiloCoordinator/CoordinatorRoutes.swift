@@ -227,8 +227,25 @@ public struct CoordinatorRoutes: Sendable {
         return value
     }
 
+    /// The open round. With `?wait=S` (at most 30 s) the answer waits until a
+    /// round this tenant has not yet answered is open, so clients need not poll
+    /// hard; the lock is not held while waiting.
     func currentRound(_ call: Call) throws -> HTTPResponse {
-        guard let round = try service.currentRound(for: call.principal!.id), let plan = try service.plan() else { return HTTPResponse(status: 204) }
+        let query = call.request.target.split(separator: "?", maxSplits: 1).dropFirst().first.map(String.init) ?? ""
+        var wait = 0.0
+        if !query.isEmpty {
+            guard query.hasPrefix("wait="), let seconds = Double(query.dropFirst(5)), seconds.isFinite, (0...30).contains(seconds) else {
+                throw CoordinatorError(400, "bad_query", "the only query is wait=SECONDS with SECONDS in 0...30")
+            }
+            wait = seconds
+        }
+        let deadline = Date().addingTimeInterval(wait)
+        var current = try service.currentRound(for: call.principal!.id)
+        while current == nil || current!.submitted, Date() < deadline {
+            usleep(50_000)
+            current = try service.currentRound(for: call.principal!.id)
+        }
+        guard let round = current, let plan = try service.plan() else { return HTTPResponse(status: 204) }
         return .json(200, JSON.object([
             ("round", .integer(Int(round.id))), ("model_version", .integer(Int(round.modelVersion))), ("state", .string("open")),
             ("deadline", .number(round.deadline)), ("submitted", .bool(round.submitted)), ("sample_rate", .number(plan.sampleRate)),

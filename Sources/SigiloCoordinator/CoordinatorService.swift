@@ -137,6 +137,7 @@ public final class CoordinatorService: @unchecked Sendable {
                 CREATE TABLE sessions(token_hash BLOB PRIMARY KEY, credential_id TEXT NOT NULL, expires_at REAL NOT NULL);
                 ALTER TABLE tenants ADD COLUMN last_address TEXT;
                 ALTER TABLE submissions ADD COLUMN score REAL;
+                CREATE INDEX nonces_by_time ON nonces(seen_at);
                 PRAGMA user_version = 2;
                 """)
             }

@@ -19,6 +19,7 @@ public enum EvalTool {
                     (PrivacyCommands.calibrateSpec, PrivacyCommands.runCalibrate),
                     (BenchPrivacyCommand.spec, BenchPrivacyCommand.run),
                     (BenchAggregateCommand.spec, BenchAggregateCommand.run),
+                    (BenchClientCommand.spec, BenchClientCommand.run),
                 ]
             )
         }

@@ -1,0 +1,55 @@
+import Foundation
+import SigiloCLI
+import SigiloClient
+import SigiloCrypto
+import SigiloModel
+import SigiloProtocol
+
+/// `sigilo-eval bench-client`: the client side of tools/bench-round, doing the
+/// work Flower's anchor clients do (../shared/reference/flower): each round it
+/// downloads the model (verifying its signature) and answers with an update of
+/// small noise, N(0, 0.01²) per value, so what is measured is the coordinator,
+/// the transport and the aggregation, not learning.
+enum BenchClientCommand {
+    static let spec = CommandSpec(
+        name: "bench-client",
+        summary: "Benchmark client for tools/bench-round: enrol, then answer ROUNDS rounds with small-noise updates.",
+        usage: "sigilo-eval bench-client --coordinator URL --token T --rounds R [--weight W] [--seed S]",
+        options: [.value("coordinator", "URL", "Coordinator base URL."), .value("token", "T", "One-time enrolment token."),
+                  .value("rounds", "R", "Rounds to answer."), .value("weight", "W", "Declared weight q x population (default 100)."),
+                  .value("seed", "S", "Seed of the update noise (not privacy noise: a stand-in for training).")])
+
+    static func run(_ args: ParsedArguments) throws {
+        try args.rejectPositional()
+        guard let url = URL(string: try args.required("coordinator")) else { throw CLIError.usage("bench-client: --coordinator is not a URL") }
+        let rounds = try args.int("rounds", range: 1...100_000) ?? 6
+        let weight = try args.double("weight", where: { $0 > 0 }, expectation: "a number > 0") ?? 100
+        var rng = SplitMix64(seed: UInt64(try args.int("seed", range: 0...Int.max) ?? 1))
+        let client = CoordinatorClient(baseURL: url, keyId: "enroll", key: try Ed25519.KeyPair.generate(), timeout: 300)
+        do {
+            try client.enroll(token: try args.required("token"))
+            var last: UInt64 = 0
+            for _ in 0..<rounds {
+                var info: CoordinatorClient.RoundInfo?
+                while info == nil {
+                    if let round = try client.currentRound(wait: 30), round.round > last, !round.submitted { info = round }
+                }
+                let round = info!
+                _ = try client.model(version: round.modelVersion)
+                var values = [Float](repeating: 0, count: round.dimension)
+                var i = 0
+                while i < values.count { // Box-Muller pairs
+                    let u1 = Double.random(in: Double.ulpOfOne..<1, using: &rng), u2 = Double.random(in: 0..<1, using: &rng)
+                    let r = (-2 * log(u1)).squareRoot() * 0.01
+                    values[i] = Float(r * cos(2 * .pi * u2))
+                    if i + 1 < values.count { values[i + 1] = Float(r * sin(2 * .pi * u2)) }
+                    i += 2
+                }
+                _ = try client.submit(UpdateEnvelope(round: round.round, modelVersion: round.modelVersion, flags: [], weight: weight, values: values))
+                last = round.round
+            }
+        } catch let e as ClientError {
+            throw CLIError(.failure, "bench-client: \(e)")
+        }
+    }
+}
