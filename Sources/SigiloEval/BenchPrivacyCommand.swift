@@ -19,7 +19,6 @@ enum BenchPrivacyCommand {
         return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     }
 
-    static func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 
     static func run(_ args: ParsedArguments) throws {
         try args.rejectPositional()

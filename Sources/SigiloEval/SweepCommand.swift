@@ -63,12 +63,6 @@ enum SweepCommand {
         OutputStream.standardOutput.write(table(rows, central: central))
     }
 
-    static func median(_ xs: [Double]) -> Double {
-        let s = xs.sorted()
-        guard !s.isEmpty else { return 0 }
-        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-    }
-
     static func table(_ rows: [Row], central: Double) -> String {
         var out = "| epsilon | z | global in-scope | median tenant: local-only | global | personalised | personalised gain (median / least-data quarter) |\n"
         out += "|---|---|---|---|---|---|---|\n"

@@ -92,12 +92,14 @@ enum TenantComparison {
 
     /// Median of the differences personalised - local-only, over all tenants and over the quarter with the least data.
     static func gains(_ outcomes: [TenantOutcome]) -> (median: Double, leastDataQuarter: Double) {
-        func median(_ xs: [Double]) -> Double {
-            let s = xs.sorted()
-            guard !s.isEmpty else { return 0 }
-            return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-        }
         let quarter = outcomes.sorted { $0.trainExamples < $1.trainExamples }.prefix(max(1, outcomes.count / 4))
         return (median(outcomes.map { $0.personalised - $0.localOnly }), median(quarter.map { $0.personalised - $0.localOnly }))
     }
+}
+
+/// The median (0 for no values).
+func median(_ values: [Double]) -> Double {
+    let s = values.sorted()
+    guard !s.isEmpty else { return 0 }
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
