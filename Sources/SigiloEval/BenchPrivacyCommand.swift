@@ -19,7 +19,6 @@ enum BenchPrivacyCommand {
         return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     }
 
-
     static func run(_ args: ParsedArguments) throws {
         try args.rejectPositional()
         let d = try args.int("dimension", range: 1...100_000_000) ?? 10_000_000
