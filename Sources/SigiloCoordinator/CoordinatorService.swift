@@ -51,6 +51,8 @@ public final class CoordinatorService: @unchecked Sendable {
     /// rounds are charged. `maintain` runs several times a second; the PLD
     /// check behind the verdict is recomputed only when one of those changes.
     private var budgetVerdict: (plan: Plan, charged: Int, exceeded: Bool)?
+    /// The latest model file, as served (published models never change).
+    private var servedModel: (version: UInt64, file: [UInt8], sha256: String)?
     let maximumDimension: Int
     let audit: AuditStore
     /// Set when an audit entry was appended; the head is signed when the lock is released.
@@ -333,10 +335,14 @@ public final class CoordinatorService: @unchecked Sendable {
     }
 
     /// A model file and its SHA-256 (hex).
+    /// The version tenants download most is kept in memory, so concurrent
+    /// downloads share one buffer instead of each reading its own copy.
     public func model(version: UInt64) throws -> (file: [UInt8], sha256: String)? {
         try locked {
+            if let cached = servedModel, cached.version == version { return (cached.file, cached.sha256) }
             var result: ([UInt8], String)?
             try database.run("SELECT file, sha256 FROM models WHERE version = ?", [.integer(Int64(version))]) { result = ($0.blob(0), $0.text(1)) }
+            if let result, version == (try latestModelVersion()) { servedModel = (version, result.0, result.1) }
             return result
         }
     }

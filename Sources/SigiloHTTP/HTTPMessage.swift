@@ -70,6 +70,15 @@ public struct HTTPResponse: Sendable {
         500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported",
     ]
 
+    /// The status line and headers on the wire (the body follows as is).
+    public func head(keepAlive: Bool) -> [UInt8] {
+        var head = "HTTP/1.1 \(status) \(Self.reasons[status] ?? "Status")\r\n"
+        for (name, value) in headers { head += "\(name): \(value)\r\n" }
+        head += "Content-Length: \(body.count)\r\n"
+        head += keepAlive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n"
+        return Array(head.utf8)
+    }
+
     /// The bytes on the wire.
     public func serialized(keepAlive: Bool) -> [UInt8] {
         var head = "HTTP/1.1 \(status) \(Self.reasons[status] ?? "Status")\r\n"

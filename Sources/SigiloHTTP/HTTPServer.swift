@@ -23,8 +23,9 @@ public final class HTTPServer: @unchecked Sendable {
         /// Plain TCP or TLS.
         public var channels: any ChannelFactory
         /// Bodies of at least `largeBodyBytes` are received and handled at most
-        /// `maximumLargeBodies` at a time; the others wait (their bytes stay in
-        /// the kernel), so memory depends on this, not on how many clients upload.
+        /// `maximumLargeBodies` at a time; the others wait their turn (their bytes
+        /// stay in the kernel), so memory depends on this, not on how many
+        /// clients upload at once.
         public var largeBodyBytes: Int = 1 << 20
         public var maximumLargeBodies: Int = 2
 
@@ -185,7 +186,8 @@ public final class HTTPServer: @unchecked Sendable {
                     let response = handler(request, peer)
                     if holdsLargeBody { largeBodies.signal(); holdsLargeBody = false }
                     let keepAlive = request.keepAlive && !isStopping
-                    guard channel.write(response.serialized(keepAlive: keepAlive)), keepAlive else { return }
+                    // Head and body are written separately: a large body is never copied.
+                    guard channel.write(response.head(keepAlive: keepAlive)), response.body.isEmpty || channel.write(response.body), keepAlive else { return }
                     lastActivity = Date()
                     continue
                 }
@@ -217,11 +219,15 @@ public final class HTTPServer: @unchecked Sendable {
         }
     }
 
-    /// Waits for one of the large-body slots; after `requestTimeout` answers 503 and gives up.
+    /// Waits for one of the large-body slots: as long as it takes (the queue
+    /// is the server's doing, not a slow client's), unless the server stops,
+    /// when it answers 503.
     private func takeLargeBodyTurn(_ channel: any Channel) -> Bool {
-        guard largeBodies.wait(timeout: .now() + configuration.requestTimeout) == .success else {
-            _ = channel.write(HTTPResponse.error(503, code: "busy", message: "too many large uploads in progress; retry later").serialized(keepAlive: false))
-            return false
+        while largeBodies.wait(timeout: .now() + 0.5) == .timedOut {
+            if isStopping {
+                _ = channel.write(HTTPResponse.error(503, code: "shutting_down", message: "the server is stopping; retry later").serialized(keepAlive: false))
+                return false
+            }
         }
         return true
     }
