@@ -239,28 +239,16 @@ extension CoordinatorService {
     /// Verifies the audit chain and its signed head: nil when intact, else the first problem.
     public func verifyAudit() throws -> String? { try locked { try audit.verify() } }
 
+    /// How many entries the audit log holds (its last sequence number; verified logs have no gaps).
+    public func auditEntryCount() throws -> Int64 { try locked { try audit.head().sequence } }
+
     /// Audit entries after `sequence`, at most `limit`.
     public func auditEntries(after sequence: Int64 = 0, limit: Int = Int.max) throws -> [(entry: AuditEntry, hash: [UInt8])] {
         try locked { try audit.entries(after: sequence, limit: limit) }
     }
 
-    public struct LedgerRow: Sendable, Equatable {
-        public var round: UInt64
-        public var sampleRate: Double
-        public var noiseMultiplier: Double
-        public var chargedAt: Double
-    }
-
     /// The privacy ledger as charged (for the auditor).
-    public func ledgerRows() throws -> [LedgerRow] {
-        try locked {
-            var rows = [LedgerRow]()
-            try database.run("SELECT round_id, sample_rate, noise_multiplier, charged_at FROM ledger ORDER BY round_id") {
-                rows.append(LedgerRow(round: UInt64($0.integer(0)), sampleRate: $0.real(1), noiseMultiplier: $0.real(2), chargedAt: $0.real(3)))
-            }
-            return rows
-        }
-    }
+    public func ledgerRows() throws -> [LedgerRow] { try locked { try chargedRounds() } }
 
     public struct ModelInfo: Sendable, Equatable {
         public var version: UInt64

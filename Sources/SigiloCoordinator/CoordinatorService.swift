@@ -357,14 +357,27 @@ public final class CoordinatorService: @unchecked Sendable {
     /// The plan's ledger, as charged so far.
     func ledger(_ plan: Plan) throws -> PrivacyLedger {
         var ledger = try PrivacyLedger(delta: plan.delta)
-        var rows = [(UInt64, Double, Double, Double)]()
-        try database.run("SELECT round_id, sample_rate, noise_multiplier, charged_at FROM ledger ORDER BY round_id") {
-            rows.append((UInt64($0.integer(0)), $0.real(1), $0.real(2), $0.real(3)))
-        }
-        for (id, q, z, time) in rows {
-            try ledger.charge(round: String(id), SubsampledGaussian(sampleRate: q, noiseMultiplier: z), at: Date(timeIntervalSince1970: time))
+        for row in try chargedRounds() {
+            try ledger.charge(round: String(row.round), SubsampledGaussian(sampleRate: row.sampleRate, noiseMultiplier: row.noiseMultiplier),
+                              at: Date(timeIntervalSince1970: row.chargedAt))
         }
         return ledger
+    }
+
+    public struct LedgerRow: Sendable, Equatable {
+        public var round: UInt64
+        public var sampleRate: Double
+        public var noiseMultiplier: Double
+        public var chargedAt: Double
+    }
+
+    /// The ledger table's rows, in round order (caller holds the lock).
+    func chargedRounds() throws -> [LedgerRow] {
+        var rows = [LedgerRow]()
+        try database.run("SELECT round_id, sample_rate, noise_multiplier, charged_at FROM ledger ORDER BY round_id") {
+            rows.append(LedgerRow(round: UInt64($0.integer(0)), sampleRate: $0.real(1), noiseMultiplier: $0.real(2), chargedAt: $0.real(3)))
+        }
+        return rows
     }
 
     /// Time passes: closes or abandons a round at its deadline, and opens the

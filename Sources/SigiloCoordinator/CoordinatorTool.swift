@@ -296,7 +296,7 @@ public enum CoordinatorTool {
         try args.rejectPositional()
         let service = try openService(args)
         if let problem = try service.verifyAudit() { throw CLIError(.dataError, "audit log NOT intact: \(problem)") }
-        let count = try service.auditEntries().count
+        let count = try service.auditEntryCount()
         OutputStream.standardOutput.write("audit log intact: \(count) entries, chain and signed head verified\n")
     }
 

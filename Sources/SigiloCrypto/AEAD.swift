@@ -63,11 +63,14 @@ public struct AES256GCM: Sendable {
 
 /// HMAC-SHA256 through OpenSSL.
 public enum HMACSHA256 {
-    public static func authenticate(_ message: [UInt8], key: [UInt8]) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 32)
-        var length: UInt32 = 0
-        let result = HMAC(EVP_sha256(), key, Int32(key.count), message, message.count, &out, &length)
-        precondition(result != nil && length == 32, "OpenSSL HMAC failed")
-        return out
-    }
+    public static func authenticate(_ message: [UInt8], key: [UInt8]) -> [UInt8] { hmac(EVP_sha256(), 32, message, key: key) }
+}
+
+/// OpenSSL's one-shot HMAC with `digest`, whose output is `size` bytes.
+func hmac(_ digest: OpaquePointer?, _ size: Int, _ message: [UInt8], key: [UInt8]) -> [UInt8] {
+    var out = [UInt8](repeating: 0, count: size)
+    var length: UInt32 = 0
+    let result = HMAC(digest, key, Int32(key.count), message, message.count, &out, &length)
+    precondition(result != nil && Int(length) == size, "OpenSSL HMAC failed")
+    return out
 }

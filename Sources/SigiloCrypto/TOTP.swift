@@ -9,13 +9,7 @@ public func secureRandomBytes(_ count: Int) throws -> [UInt8] {
 
 /// HMAC-SHA1 through OpenSSL: only for TOTP, whose authenticator apps expect it.
 public enum HMACSHA1 {
-    public static func authenticate(_ message: [UInt8], key: [UInt8]) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 20)
-        var length: UInt32 = 0
-        let result = HMAC(EVP_sha1(), key, Int32(key.count), message, message.count, &out, &length)
-        precondition(result != nil && length == 20, "OpenSSL HMAC failed")
-        return out
-    }
+    public static func authenticate(_ message: [UInt8], key: [UInt8]) -> [UInt8] { hmac(EVP_sha1(), 20, message, key: key) }
 }
 
 /// Time-based one-time passwords (RFC 6238 over RFC 4226): 6 digits, 30-second

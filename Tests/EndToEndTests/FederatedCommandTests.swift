@@ -8,8 +8,7 @@ import Testing
 @Suite(.serialized) struct FederatedCommandTests {
     func run(_ extra: [String], data: URL) throws -> [String: Any] {
         let r = try Binary.run("sigilo-eval", ["federated", "--train", data.appendingPathComponent("train.jsonl").path,
-                                              "--test", data.appendingPathComponent("holdout.jsonl").path, "--tenants", "4",
-                                              "--buckets", "1024", "--rounds", "6", "--eval-every", "3", "--sample-rate", "0.5", "--server-learning-rate", "30", "--json"] + extra)
+                                              "--test", data.appendingPathComponent("holdout.jsonl").path, "--json"] + Self.small + extra)
         #expect(r.status == 0, "\(r.stderr)")
         return try #require(jsonObject(Substring(r.stdout)))
     }
@@ -17,10 +16,7 @@ import Testing
     @Test func learnsReportsEpsilonAndIsDeterministicWithSeededNoise() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        _ = try Binary.run("sigilo-eval", ["synth", "--tenants", "4", "--customers", "150", "--seed", "2", "--out", dir.path, "--holdout", "300"])
-        let all = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("tenant-") }.sorted()
-            .map { try String(contentsOf: dir.appendingPathComponent($0), encoding: .utf8) }.joined()
-        try all.write(to: dir.appendingPathComponent("train.jsonl"), atomically: true, encoding: .utf8)
+        let all = try String(contentsOfFile: try synthetic(dir).train, encoding: .utf8)
 
         let plain = try run(["--no-dp", "--seed", "3"], data: dir)
         #expect((plain["accuracy"] as! Double) > 0.5)
@@ -39,10 +35,7 @@ import Testing
     @Test func readsAFixedSplitAndRefusesABadOne() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        _ = try Binary.run("sigilo-eval", ["synth", "--tenants", "2", "--customers", "40", "--seed", "4", "--out", dir.path, "--holdout", "100"])
-        let all = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("tenant-") }.sorted()
-            .map { try String(contentsOf: dir.appendingPathComponent($0), encoding: .utf8) }.joined()
-        try all.write(to: dir.appendingPathComponent("train.jsonl"), atomically: true, encoding: .utf8)
+        let all = try String(contentsOfFile: try synthetic(dir, tenants: 2, customers: 40, seed: 4, holdout: 100).train, encoding: .utf8)
         let intents = Array(Set(all.split(separator: "\n").compactMap(jsonObject).map { $0["intent"] as! String })).sorted()
         let count = all.split(separator: "\n").count
         // Customers of 3 consecutive rows, alternating between two tenants.
@@ -60,8 +53,10 @@ import Testing
         #expect(refused.stderr.contains("users[0] row \(count + 5) is outside"))
     }
 
-    func synthetic(_ dir: URL, tenants: Int = 4, customers: Int = 150) throws -> (train: String, test: String) {
-        _ = try Binary.run("sigilo-eval", ["synth", "--tenants", "\(tenants)", "--customers", "\(customers)", "--seed", "2", "--out", dir.path, "--holdout", "300"])
+    /// Synthetic tenants' files concatenated into train.jsonl, and the hold-out set: their paths.
+    func synthetic(_ dir: URL, tenants: Int = 4, customers: Int = 150, seed: Int = 2, holdout: Int = 300) throws -> (train: String, test: String) {
+        _ = try Binary.run("sigilo-eval", ["synth", "--tenants", "\(tenants)", "--customers", "\(customers)", "--seed", "\(seed)", "--out", dir.path,
+                                           "--holdout", "\(holdout)"])
         let all = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("tenant-") }.sorted()
             .map { try String(contentsOf: dir.appendingPathComponent($0), encoding: .utf8) }.joined()
         try all.write(to: dir.appendingPathComponent("train.jsonl"), atomically: true, encoding: .utf8)
