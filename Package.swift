@@ -41,7 +41,7 @@ let package = Package(
 
         // Command implementations (libraries, so tests reach them directly).
         .target(name: "SigiloEval", dependencies: ["SigiloText", "SigiloModel", "SigiloPrivacy", "SigiloFederation", "SigiloProtocol", "SigiloCLI", "SigiloClient", "SigiloCrypto"]),
-        .target(name: "SigiloClient", dependencies: ["SigiloCrypto", "SigiloProtocol", "SigiloFederation", "SigiloPrivacy"]),
+        .target(name: "SigiloClient", dependencies: ["SigiloCrypto", "SigiloProtocol", "SigiloFederation", "SigiloPrivacy", "SigiloHTTP", "SigiloTLS"]),
         .target(
             name: "SigiloTenant",
             dependencies: ["SigiloText", "SigiloModel", "SigiloCLI", "SigiloSQLite", "SigiloCrypto", "SigiloPrivacy",

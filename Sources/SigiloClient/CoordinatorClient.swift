@@ -1,11 +1,10 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import SigiloCrypto
 import SigiloFederation
+import SigiloHTTP
 import SigiloPrivacy
 import SigiloProtocol
+import SigiloTLS
 
 /// A refusal or failure talking to the coordinator.
 public struct ClientError: Error, CustomStringConvertible, Sendable {
@@ -23,27 +22,42 @@ public struct ClientError: Error, CustomStringConvertible, Sendable {
 
 /// The tenant side of protocol/PROTOCOL.md: signs every request with the
 /// tenant's Ed25519 key. Synchronous by design: the tenant CLI does one thing
-/// at a time.
+/// at a time. Speaks HTTP/1.1 over one kept-alive connection (`HTTPClient`),
+/// HTTPS when the URL says so, trusting `caFile` or else the system's CAs.
 public final class CoordinatorClient: @unchecked Sendable {
     public let baseURL: URL
     public private(set) var keyId: String
     /// The coordinator's public key, pinned at enrolment; models must be signed with it.
     public var coordinatorKey: [UInt8]?
     let key: Ed25519.KeyPair
-    let session: URLSession
+    /// The connection, or why there cannot be one (a bad URL, an unreadable CA file): reported by the first request.
+    let http: Result<HTTPClient, ClientError>
     let timeout: Double
     let clock: () -> Int64
 
-    public init(baseURL: URL, keyId: String, key: Ed25519.KeyPair, timeout: Double = 30,
+    public init(baseURL: URL, keyId: String, key: Ed25519.KeyPair, timeout: Double = 30, caFile: String? = nil,
                 clock: @escaping () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
         self.baseURL = baseURL
         self.keyId = keyId
         self.key = key
         self.timeout = timeout
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.timeoutIntervalForRequest = timeout
-        session = URLSession(configuration: configuration)
         self.clock = clock
+        http = Result {
+            guard let scheme = baseURL.scheme, scheme == "http" || scheme == "https", let host = baseURL.host, !host.isEmpty else {
+                throw ClientError(status: nil, code: "bad_url", message: "\(baseURL.absoluteString) is not an http(s) URL with a host")
+            }
+            let port = baseURL.port ?? (scheme == "https" ? 443 : 80)
+            guard (1...65535).contains(port) else { throw ClientError(status: nil, code: "bad_url", message: "port \(port) is out of range") }
+            let channels: any ClientChannelFactory
+            if scheme == "https" {
+                do { channels = try TLSClientChannels(caFile: caFile) } catch {
+                    throw ClientError(status: nil, code: "tls_setup", message: "\(error)")
+                }
+            } else {
+                channels = PlainChannels()
+            }
+            return HTTPClient(host: host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port: UInt16(port), timeout: timeout, channels: channels)
+        }.mapError { $0 as? ClientError ?? ClientError(status: nil, code: "bad_url", message: "\($0)") }
     }
 
     /// The key pair (tests build forged and stale clients from it).
@@ -57,40 +71,23 @@ public final class CoordinatorClient: @unchecked Sendable {
 
     /// Sends one signed request; error statuses become `ClientError`s with the server's code.
     public func send(_ method: String, _ path: String, body: [UInt8] = [], contentType: String? = nil) throws -> Response {
-        var request = URLRequest(url: URL(string: path, relativeTo: baseURL)!)
-        request.httpMethod = method
+        let http = try http.get()
         let rng = SecureRandom()
         let nonce = (0..<16).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
-        for (name, value) in try RequestSigning.sign(method: method, path: path, body: body, keyId: keyId, key: key, timestamp: clock(), nonce: nonce) {
-            request.setValue(value, forHTTPHeaderField: name)
+        var headers = try RequestSigning.sign(method: method, path: path, body: body, keyId: keyId, key: key, timestamp: clock(), nonce: nonce)
+        if let contentType { headers.append(("Content-Type", contentType)) }
+        let response: HTTPClientResponse
+        do { response = try http.send(method: method, target: path, headers: headers, body: body) } catch {
+            throw ClientError(status: nil, code: "unreachable", message: "\(baseURL.absoluteString): \(error)")
         }
-        if let contentType { request.setValue(contentType, forHTTPHeaderField: "Content-Type") }
-        if !body.isEmpty { request.httpBody = Data(body) }
-        final class Box: @unchecked Sendable { var result: Result<(Data, HTTPURLResponse), any Error>? }
-        let box = Box()
-        let done = DispatchSemaphore(value: 0)
-        session.dataTask(with: request) { data, response, error in
-            if let error { box.result = .failure(error) } else if let http = response as? HTTPURLResponse {
-                box.result = .success((data ?? Data(), http))
-            }
-            done.signal()
-        }.resume()
-        done.wait()
-        switch box.result {
-        case .failure(let error)?:
-            throw ClientError(status: nil, code: "unreachable", message: "\(baseURL.absoluteString): \(error.localizedDescription)")
-        case nil:
-            throw ClientError(status: nil, code: "unreachable", message: "no response from \(baseURL.absoluteString)")
-        case .success(let (data, http))?:
-            var headers = [String: String]()
-            for (k, v) in http.allHeaderFields { if let k = k as? String, let v = v as? String { headers[k.lowercased()] = v } }
-            guard (200..<300).contains(http.statusCode) else {
-                let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
-                throw ClientError(status: http.statusCode, code: object?["error"] as? String ?? "http_\(http.statusCode)",
-                                  message: object?["message"] as? String ?? String(decoding: data.prefix(200), as: UTF8.self))
-            }
-            return Response(status: http.statusCode, headers: headers, body: Array(data))
+        guard (200..<300).contains(response.status) else {
+            let object = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any]
+            throw ClientError(status: response.status, code: object?["error"] as? String ?? "http_\(response.status)",
+                              message: object?["message"] as? String ?? String(decoding: response.body.prefix(200), as: UTF8.self))
         }
+        var fields = [String: String]()
+        for (name, value) in response.headers where fields[name] == nil { fields[name] = value }
+        return Response(status: response.status, headers: fields, body: response.body)
     }
 
     /// Enrols this client's key with a one-time token; remembers the tenant id.

@@ -84,7 +84,7 @@ public struct RequestParser: Sendable {
             state = .head
             return .request(complete)
         case .head:
-            guard let end = headEnd() else {
+            guard let end = MessageHead.end(of: buffer, limit: limits.maximumHeaderBytes) else {
                 if buffer.count > limits.maximumHeaderBytes {
                     return fail(431, "header_too_large", "request head exceeds \(limits.maximumHeaderBytes) bytes")
                 }
@@ -112,45 +112,18 @@ public struct RequestParser: Sendable {
         return .failure(HTTPParseError(status: status, code: code, message: message))
     }
 
-    /// Index of the CRLFCRLF that ends the head, if buffered.
-    private func headEnd() -> Int? {
-        guard buffer.count >= 4 else { return nil }
-        var i = 0
-        let limit = min(buffer.count - 3, limits.maximumHeaderBytes + 1)
-        while i < limit {
-            if buffer[i] == 13, buffer[i + 1] == 10, buffer[i + 2] == 13, buffer[i + 3] == 10 { return i }
-            i += 1
-        }
-        return nil
-    }
-
-    private static func isToken(_ b: UInt8) -> Bool {
-        // RFC 9110 tchar
-        switch b {
-        case 0x30...0x39, 0x41...0x5a, 0x61...0x7a: return true
-        default: return "!#$%&'*+-.^_`|~".utf8.contains(b)
-        }
-    }
-
     private func parseHead(_ head: [UInt8]) -> Swift.Result<(HTTPRequest, Int), HTTPParseError> {
         func bad(_ message: String) -> Swift.Result<(HTTPRequest, Int), HTTPParseError> {
             .failure(HTTPParseError(status: 400, code: "bad_request", message: message))
         }
-        var lines = [ArraySlice<UInt8>]()
-        var start = 0
-        var i = 0
-        while i < head.count {
-            if head[i] == 13 {
-                guard i + 1 < head.count, head[i + 1] == 10 else { return bad("bare CR in request head") }
-                lines.append(head[start..<i]); i += 2; start = i; continue
-            }
-            if head[i] == 10 { return bad("bare LF in request head") }
-            i += 1
+        let lines: [ArraySlice<UInt8>]
+        switch MessageHead.lines(head, of: "request") {
+        case .success(let split): lines = split
+        case .failure(let malformed): return bad(malformed.message)
         }
-        lines.append(head[start..<head.count])
         let requestLine = lines[0]
         let parts = requestLine.split(separator: 0x20, omittingEmptySubsequences: false)
-        guard parts.count == 3, !parts[0].isEmpty, parts[0].allSatisfy(Self.isToken) else {
+        guard parts.count == 3, !parts[0].isEmpty, parts[0].allSatisfy(MessageHead.isToken) else {
             return bad("malformed request line")
         }
         let method = String(decoding: parts[0], as: UTF8.self)
@@ -166,33 +139,20 @@ public struct RequestParser: Sendable {
             }
             return bad("malformed HTTP version")
         }
-        var headers = [(name: String, value: String)]()
-        for line in lines.dropFirst() {
-            guard headers.count < limits.maximumHeaderCount else {
-                return .failure(HTTPParseError(status: 431, code: "too_many_headers", message: "more than \(limits.maximumHeaderCount) headers"))
-            }
-            guard let colon = line.firstIndex(of: 0x3a), colon > line.startIndex,
-                  line[line.startIndex..<colon].allSatisfy(Self.isToken) else {
-                return bad("malformed header line")
-            }
-            let name = String(decoding: line[line.startIndex..<colon], as: UTF8.self).lowercased()
-            var value = line[(colon + 1)...]
-            while let f = value.first, f == 0x20 || f == 0x09 { value = value.dropFirst() }
-            while let l = value.last, l == 0x20 || l == 0x09 { value = value.dropLast() }
-            guard value.allSatisfy({ $0 == 0x09 || ($0 >= 0x20 && $0 != 0x7f) }) else { return bad("control character in header \(name)") }
-            headers.append((name, String(decoding: value, as: UTF8.self)))
+        let headers: [(name: String, value: String)]
+        switch MessageHead.fields(lines.dropFirst(), maximumCount: limits.maximumHeaderCount) {
+        case .success(let fields): headers = fields
+        case .failure(.tooMany):
+            return .failure(HTTPParseError(status: 431, code: "too_many_headers", message: "more than \(limits.maximumHeaderCount) headers"))
+        case .failure(.malformed(let malformed)): return bad(malformed.message)
         }
         if headers.contains(where: { $0.name == "transfer-encoding" }) {
             return .failure(HTTPParseError(status: 501, code: "transfer_encoding_not_supported", message: "send bodies with Content-Length"))
         }
-        let lengths = headers.filter { $0.name == "content-length" }.map(\.value)
-        var length = 0
-        if let first = lengths.first {
-            guard Set(lengths).count == 1, !first.isEmpty, first.utf8.count <= 12, first.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-                  let parsed = Int(first) else {
-                return bad("invalid Content-Length")
-            }
-            length = parsed
+        let length: Int
+        switch MessageHead.contentLength(headers) {
+        case .success(let declared): length = declared ?? 0
+        case .failure(let malformed): return bad(malformed.message)
         }
         guard length <= limits.maximumBodyBytes else {
             return .failure(HTTPParseError(status: 413, code: "body_too_large", message: "body of \(length) bytes exceeds \(limits.maximumBodyBytes)"))

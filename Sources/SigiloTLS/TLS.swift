@@ -79,7 +79,9 @@ final class TLSChannel: Channel {
             let n = bytes.withUnsafeBytes { SSL_write(ssl, $0.baseAddress! + offset, Int32(min($0.count - offset, Int(Int32.max)))) }
             if n <= 0 {
                 let error = SSL_get_error(ssl, n)
-                if error == SSL_ERROR_WANT_WRITE || error == SSL_ERROR_WANT_READ { continue }
+                // WANT_READ: the socket's receive timeout interrupted a read the write needed; try again.
+                // WANT_WRITE: a send timeout (clients set one) passed without progress; give up.
+                if error == SSL_ERROR_WANT_READ { continue }
                 ERR_clear_error()
                 return false
             }
@@ -91,49 +93,60 @@ final class TLSChannel: Channel {
     func finish() { SSL_shutdown(ssl) }
 }
 
-/// A minimal blocking TLS client: one request, the whole response until the
-/// server closes. Verifies the server against `caFile` and the host name.
-public enum TLSClient {
-    public static func exchange(host: String, port: UInt16, request: [UInt8], caFile: String,
-                                certificateFile: String? = nil, keyFile: String? = nil) throws -> [UInt8] {
+/// TLS for `HTTPClient`: verifies the server's certificate chain against
+/// `caFile` (or the system's trust store) and its name or IP address against
+/// the host connected to; optionally presents a client certificate.
+public final class TLSClientChannels: ClientChannelFactory, @unchecked Sendable {
+    private let context: OpaquePointer
+
+    public init(caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil) throws {
         guard let context = SSL_CTX_new(TLS_client_method()) else { throw TLSError("cannot create a TLS context") }
-        defer { SSL_CTX_free(context) }
-        guard SSL_CTX_load_verify_locations(context, caFile, nil) == 1 else { throw TLSError("cannot load CA \(caFile)") }
+        self.context = context
+        guard SSL_CTX_ctrl(context, SSL_CTRL_SET_MIN_PROTO_VERSION, Int(TLS1_2_VERSION), nil) == 1 else { throw TLSError("cannot require TLS 1.2") }
+        if let caFile {
+            guard SSL_CTX_load_verify_locations(context, caFile, nil) == 1 else { throw TLSError("cannot load CA \(caFile)") }
+        } else {
+            guard SSL_CTX_set_default_verify_paths(context) == 1 else { throw TLSError("cannot load the system's trusted certificates") }
+        }
         SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nil)
         if let certificateFile, let keyFile {
             guard SSL_CTX_use_certificate_chain_file(context, certificateFile) == 1,
-                  SSL_CTX_use_PrivateKey_file(context, keyFile, SSL_FILETYPE_PEM) == 1 else { throw TLSError("cannot load client certificate") }
+                  SSL_CTX_use_PrivateKey_file(context, keyFile, SSL_FILETYPE_PEM) == 1 else {
+                throw TLSError("cannot load client certificate \(certificateFile)")
+            }
         }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TLSError("socket failed") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        inet_pton(AF_INET, host, &address.sin_addr)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw TLSError("cannot connect to \(host):\(port)") }
+    }
+
+    deinit { SSL_CTX_free(context) }
+
+    public func clientChannel(for fd: Int32, host: String, deadline: Double) throws -> any Channel {
         guard let ssl = SSL_new(context) else { throw TLSError("cannot create a TLS session") }
-        defer { SSL_free(ssl) }
+        var handedOver = false
+        defer { if !handedOver { SSL_free(ssl) } }
         SSL_set_fd(ssl, fd)
-        guard SSL_set1_host(ssl, host) == 1 else { throw TLSError("cannot set the expected host name") }
-        guard SSL_connect(ssl) == 1 else { throw TLSError("TLS handshake with \(host):\(port) failed") }
-        guard SSL_get_verify_result(ssl) == Int(X509_V_OK) else { throw TLSError("server certificate not verified") }
-        var offset = 0
-        while offset < request.count {
-            let n = request.withUnsafeBytes { SSL_write(ssl, $0.baseAddress! + offset, Int32($0.count - offset)) }
-            guard n > 0 else { throw TLSError("TLS write failed") }
-            offset += Int(n)
+        var address = in6_addr()
+        let isAddress = inet_pton(AF_INET, host, &address) == 1 || inet_pton(AF_INET6, host, &address) == 1
+        if isAddress {
+            guard X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1 else { throw TLSError("cannot set the expected address") }
+        } else {
+            // Server Name Indication, and the name the certificate must carry.
+            let named = host.withCString { SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, Int(TLSEXT_NAMETYPE_host_name), UnsafeMutableRawPointer(mutating: $0)) }
+            guard named == 1, SSL_set1_host(ssl, host) == 1 else { throw TLSError("cannot set the expected host name") }
         }
-        var response = [UInt8]()
-        var buffer = [UInt8](repeating: 0, count: 16384)
         while true {
-            let n = buffer.withUnsafeMutableBytes { SSL_read(ssl, $0.baseAddress, Int32($0.count)) }
-            if n <= 0 { break }
-            response += buffer[0..<Int(n)]
+            let rc = SSL_connect(ssl)
+            if rc == 1 { break }
+            let error = SSL_get_error(ssl, rc)
+            if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE), Date().timeIntervalSince1970 < deadline { continue }
+            let verdict = SSL_get_verify_result(ssl)
+            if verdict != Int(X509_V_OK) {
+                ERR_clear_error()
+                throw TLSError("\(host): server certificate not accepted (\(String(cString: X509_verify_cert_error_string(verdict))))")
+            }
+            throw TLSError("TLS handshake with \(host) failed")
         }
-        return response
+        guard SSL_get_verify_result(ssl) == Int(X509_V_OK) else { throw TLSError("\(host): server certificate not verified") }
+        handedOver = true
+        return TLSChannel(ssl: ssl)
     }
 }

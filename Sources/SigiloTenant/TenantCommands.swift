@@ -47,7 +47,7 @@ extension TenantTool {
         guard let url = try store.setting("coordinator").flatMap(URL.init(string:)), let id = try store.setting("tenant_id") else {
             throw CLIError(.usage, "not enrolled: run 'sigilo-tenant enroll --coordinator URL --token T' first")
         }
-        let client = CoordinatorClient(baseURL: url, keyId: id, key: try store.identity())
+        let client = CoordinatorClient(baseURL: url, keyId: id, key: try store.identity(), caFile: try store.setting("coordinator_ca"))
         client.coordinatorKey = try store.setting("coordinator_key").flatMap(Hex.decode)
         return client
     }
@@ -106,9 +106,10 @@ extension TenantTool {
 
     static let enrollSpec = CommandSpec(
         name: "enroll", summary: "Enrol this tenant's key with a coordinator using a one-time token.",
-        usage: "sigilo-tenant enroll --coordinator URL --token T --state DIR --key-file FILE",
+        usage: "sigilo-tenant enroll --coordinator URL --token T --state DIR --key-file FILE [--coordinator-ca PEM]",
         options: storeOptions + [.value("coordinator", "URL", "Coordinator base URL, e.g. http://127.0.0.1:8443."),
-                                 .value("token", "T", "One-time enrolment token from 'sigilo-coordinator tenant invite'.")])
+                                 .value("token", "T", "One-time enrolment token from 'sigilo-coordinator tenant invite'."),
+                                 .value("coordinator-ca", "PEM", "For https: trust only this CA (or self-signed certificate), not the system's CAs; remembered.")])
 
     static func runEnroll(_ args: ParsedArguments) throws {
         try args.rejectPositional()
@@ -116,12 +117,19 @@ extension TenantTool {
         guard let url = URL(string: try args.required("coordinator")), url.scheme == "http" || url.scheme == "https" else {
             throw CLIError.usage("enroll: --coordinator must be an http(s) URL")
         }
-        let client = CoordinatorClient(baseURL: url, keyId: "enroll", key: try store.identity())
+        var caFile: String?
+        if let path = args.string("coordinator-ca") {
+            guard url.scheme == "https" else { throw CLIError.usage("enroll: --coordinator-ca needs an https coordinator URL") }
+            guard FileManager.default.isReadableFile(atPath: path) else { throw CLIError(.noInput, "enroll: cannot read --coordinator-ca \(path)") }
+            caFile = URL(fileURLWithPath: path).standardizedFileURL.path
+        }
+        let client = CoordinatorClient(baseURL: url, keyId: "enroll", key: try store.identity(), caFile: caFile)
         let id: String
         do { id = try client.enroll(token: try args.required("token")) } catch let e as ClientError {
             throw CLIError(e.status == nil ? .failure : .refused, "enrolment failed: \(e)")
         }
         try store.setSetting("coordinator", url.absoluteString)
+        if let caFile { try store.setSetting("coordinator_ca", caFile) }
         try store.setSetting("tenant_id", id)
         try store.setSetting("coordinator_key", Hex.encode(client.coordinatorKey!))
         OutputStream.standardOutput.write("enrolled as \(id) at \(url.absoluteString)\n")
@@ -232,7 +240,7 @@ extension TenantTool {
         options: storeOptions + [.value("max-epsilon", "E", "As for 'round'."), .value("poll", "SECONDS", "Initial wait between polls (default 1; doubles up to 30 while idle).")])
 
     static func runRun(_ args: ParsedArguments) throws {
-        TerminationSignals.block() // before URLSession's threads exist
+        TerminationSignals.block() // before any other thread exists
         try args.rejectPositional()
         let store = try openStore(args)
         let limit = try args.double("max-epsilon", where: { $0 > 0 }, expectation: "a number > 0")

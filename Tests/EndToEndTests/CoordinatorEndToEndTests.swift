@@ -1,7 +1,4 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import Testing
 import SigiloClient
 import SigiloCrypto
@@ -178,28 +175,14 @@ final class RunningCoordinator {
         #expect(refusal { _ = try forger.plan() }.map { $0.1 } == "bad_signature")
         let headers = try RequestSigning.sign(method: "GET", path: "/v1/plan", body: [], keyId: a.keyId, key: a.keyForTests,
                                               timestamp: Int64(Date().timeIntervalSince1970), nonce: Array(repeating: 9, count: 16))
-        var request = URLRequest(url: server.url.appendingPathComponent("v1/plan"))
-        for (n, v) in headers { request.setValue(v, forHTTPHeaderField: n) }
-        #expect(try status(of: request) == 200)
-        #expect(try status(of: request) == 401) // the same nonce again
+        #expect(http("GET", server.url.appendingPathComponent("v1/plan"), headers: headers).status == 200)
+        #expect(http("GET", server.url.appendingPathComponent("v1/plan"), headers: headers).status == 401) // the same nonce again
 
         // None of that changed the round: both tenants can still submit and it closes once.
         #expect(try a.submit(good) == false)
         #expect(try b.submit(update(round: info.round, model: info.modelVersion, dimension: info.dimension, seed: 2)) == false)
         let next = try #require(try waitForRound(a, after: info.round))
         #expect(next.modelVersion == info.modelVersion + 1)
-    }
-
-    func status(of request: URLRequest) throws -> Int {
-        final class Box: @unchecked Sendable { var status = 0 }
-        let box = Box()
-        let done = DispatchSemaphore(value: 0)
-        URLSession.shared.dataTask(with: request) { _, response, _ in
-            box.status = (response as? HTTPURLResponse)?.statusCode ?? 0
-            done.signal()
-        }.resume()
-        done.wait()
-        return box.status
     }
 }
 

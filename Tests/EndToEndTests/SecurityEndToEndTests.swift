@@ -1,29 +1,19 @@
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 import Testing
 import SigiloClient
 import SigiloCrypto
 import SigiloFederation
+import SigiloHTTP
 import SigiloProtocol
 import SigiloTLS
 
-/// One HTTP exchange with URLSession (no signing): status and body.
-func http(_ method: String, _ url: URL, headers: [(String, String)] = [], body: [UInt8] = []) -> (status: Int, body: [UInt8]) {
-    final class Box: @unchecked Sendable { var result = (0, [UInt8]()) }
-    let box = Box()
-    var request = URLRequest(url: url)
-    request.httpMethod = method
-    for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
-    if !body.isEmpty { request.httpBody = Data(body) }
-    let done = DispatchSemaphore(value: 0)
-    URLSession.shared.dataTask(with: request) { data, response, _ in
-        box.result = ((response as? HTTPURLResponse)?.statusCode ?? 0, Array(data ?? Data()))
-        done.signal()
-    }.resume()
-    done.wait()
-    return box.result
+/// One unsigned HTTP exchange on a fresh connection: status and body (status 0 when no HTTP answer came).
+func http(_ method: String, _ url: URL, headers: [(String, String)] = [], body: [UInt8] = [],
+          channels: any ClientChannelFactory = PlainChannels()) -> (status: Int, body: [UInt8]) {
+    let client = HTTPClient(host: url.host!, port: UInt16(url.port!), timeout: 30, channels: channels)
+    let target = (url.path.isEmpty ? "/" : url.path) + (url.query.map { "?" + $0 } ?? "")
+    guard let response = try? client.send(method: method, target: target, headers: headers, body: body) else { return (0, []) }
+    return (response.status, response.body)
 }
 
 @Suite(.serialized) struct SecurityEndToEndTests {
@@ -189,33 +179,40 @@ func http(_ method: String, _ url: URL, headers: [(String, String)] = [], body: 
         try certificate("stranger", subject: "someone")
         let state = dir.appendingPathComponent("state")
         #expect(try Binary.run("sigilo-coordinator", ["init", "--state", state.path, "--secrets-to", dir.appendingPathComponent("s.json").path]).status == 0)
-        let health = Array("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
         let serverCert = dir.appendingPathComponent("server.pem").path, serverKey = dir.appendingPathComponent("server.key").path
+        func health(_ port: UInt16, trusting ca: String, as client: String? = nil) throws -> Int {
+            let channels = try TLSClientChannels(caFile: ca, certificateFile: client.map { dir.appendingPathComponent("\($0).pem").path },
+                                                 keyFile: client.map { dir.appendingPathComponent("\($0).key").path })
+            return try HTTPClient(host: "127.0.0.1", port: port, timeout: 10, channels: channels).send(method: "GET", target: "/healthz").status
+        }
 
         do {
             let server = try RunningCoordinator(state: state, arguments: ["--listen", "127.0.0.1:0", "--tls-cert", serverCert, "--tls-key", serverKey])
             defer { _ = server.stop() }
-            let response = try TLSClient.exchange(host: "127.0.0.1", port: server.port, request: health, caFile: serverCert)
-            #expect(String(decoding: response, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+            #expect(try health(server.port, trusting: serverCert) == 200)
             // Plain HTTP to the TLS port gets nothing useful, and a client that does not trust the certificate refuses it.
             #expect(http("GET", URL(string: "http://127.0.0.1:\(server.port)/healthz")!).status != 200)
-            #expect(throws: TLSError.self) {
-                _ = try TLSClient.exchange(host: "127.0.0.1", port: server.port, request: health, caFile: dir.appendingPathComponent("stranger.pem").path)
-            }
+            #expect(throws: TLSError.self) { _ = try health(server.port, trusting: dir.appendingPathComponent("stranger.pem").path) }
+            // A tenant enrols over HTTPS trusting only the coordinator's certificate, and keeps using it.
+            let tenant = ["--state", dir.appendingPathComponent("tenant").path, "--key-file", dir.appendingPathComponent("tenant.key").path]
+            #expect(try Binary.run("sigilo-tenant", ["init"] + tenant).status == 0)
+            let url = "https://127.0.0.1:\(server.port)"
+            let invite = { try Binary.run("sigilo-coordinator", ["tenant", "invite", "t", "--state", state.path]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) }
+            let untrusted = try Binary.run("sigilo-tenant", ["enroll", "--coordinator", url, "--token", try invite()] + tenant)
+            #expect(untrusted.status == 1 && untrusted.stderr.contains("certificate"), "\(untrusted.stderr)")
+            let enrolled = try Binary.run("sigilo-tenant", ["enroll", "--coordinator", url, "--coordinator-ca", serverCert, "--token", try invite()] + tenant)
+            #expect(enrolled.status == 0, "\(enrolled.stderr)")
+            let round = try Binary.run("sigilo-tenant", ["round"] + tenant)
+            #expect(round.status != 1, "the stored CA was not used: \(round.stderr)")
         }
         do {
             let server = try RunningCoordinator(state: state, arguments: ["--listen", "127.0.0.1:0", "--tls-cert", serverCert, "--tls-key", serverKey,
                                                                           "--tls-client-ca", dir.appendingPathComponent("client.pem").path])
             defer { _ = server.stop() }
-            let withCertificate = try TLSClient.exchange(host: "127.0.0.1", port: server.port, request: health, caFile: serverCert,
-                                                         certificateFile: dir.appendingPathComponent("client.pem").path,
-                                                         keyFile: dir.appendingPathComponent("client.key").path)
-            #expect(String(decoding: withCertificate, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
-            for (cert, key) in [(nil, nil), ("stranger.pem", "stranger.key")] as [(String?, String?)] {
-                let refused = (try? TLSClient.exchange(host: "127.0.0.1", port: server.port, request: health, caFile: serverCert,
-                                                       certificateFile: cert.map { dir.appendingPathComponent($0).path },
-                                                       keyFile: key.map { dir.appendingPathComponent($0).path })) ?? []
-                #expect(!String(decoding: refused, as: UTF8.self).hasPrefix("HTTP/1.1 200"), "client certificate \(cert ?? "none") was accepted")
+            #expect(try health(server.port, trusting: serverCert, as: "client") == 200)
+            for client in [nil, "stranger"] {
+                let refused = (try? health(server.port, trusting: serverCert, as: client)) ?? 0
+                #expect(refused != 200, "client certificate \(client ?? "none") was accepted")
             }
         }
         // Plain HTTP off loopback is refused unless the operator says --insecure.
