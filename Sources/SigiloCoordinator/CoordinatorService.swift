@@ -299,8 +299,8 @@ public final class CoordinatorService: @unchecked Sendable {
                     let handoff = plan.labels.indices.filter { IntentTraining.defaultHandoffIntents.contains(plan.labels[$0]) }
                     let model = SoftmaxModel(features: FeatureConfiguration(bucketBits: plan.bucketBits), labels: plan.labels, handoffLabels: handoff)
                     try publish(model: model, parent: nil, round: nil, epsilon: 0, now: now)
-                    let zeros = Self.bytes([Float](repeating: 0, count: plan.dimension))
-                    try database.run("INSERT OR REPLACE INTO optimizer(id, momentum, second) VALUES (1, ?, ?)", [.blob(zeros), .blob(zeros)])
+                    // Empty moments are zeros (ServerOptimizerState): nothing to store until an optimiser keeps one.
+                    try database.run("INSERT OR REPLACE INTO optimizer(id, momentum, second) VALUES (1, ?, ?)", [.blob([]), .blob([])])
                 }
             }
         }
@@ -415,7 +415,7 @@ public final class CoordinatorService: @unchecked Sendable {
                         VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?)
                         """, [.integer(Int64(opened.id)), .integer(Int64(version)), .real(now), .real(opened.deadline),
                               .text(active.sorted().joined(separator: ",")), .integer(Int64(plan.minimumTenants)),
-                              .real(plan.sampleRate), .real(round.noiseMultiplier), .blob(Self.bytes([Float](repeating: 0, count: plan.dimension)))])
+                              .real(plan.sampleRate), .real(round.noiseMultiplier), .zeroBlob(4 * plan.dimension)])
                     try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "round.open",
                                           object: "round \(opened.id)", detail: "model \(version), \(active.count) tenants, q \(plan.sampleRate), z \(round.noiseMultiplier)"))
                 }
@@ -482,7 +482,7 @@ public final class CoordinatorService: @unchecked Sendable {
             case .duplicate, .roundAlreadyOpen: throw CoordinatorError(409, "already_submitted", "already submitted to round \(id)")
             }
         }
-        guard case .open(let round) = machine.state, var running = sum else { throw CoordinatorError(409, "wrong_round", "no round is open") }
+        guard case .open(let round) = machine.state, sum != nil else { throw CoordinatorError(409, "wrong_round", "no round is open") }
         guard envelope.modelVersion == round.modelVersion else {
             throw CoordinatorError(409, "wrong_model_version", "round \(id) trains model version \(round.modelVersion), update is from \(envelope.modelVersion)")
         }
@@ -505,15 +505,7 @@ public final class CoordinatorService: @unchecked Sendable {
         var peers = [Double]()
         try database.run("SELECT score FROM submissions WHERE score IS NOT NULL AND round_id >= ? ORDER BY round_id DESC LIMIT 64",
                          [.integer(Int64(id) - 2)]) { peers.append($0.real(0)) }
-        var cosine: Double?
-        if running.count > 0 {
-            var dot = 0.0, others = 0.0
-            for i in 0..<running.values.count {
-                dot += Double(running.values[i]) * Double(envelope.values[i])
-                others += Double(running.values[i]) * Double(running.values[i])
-            }
-            if others > 0, norm > 0 { cosine = dot / (others.squareRoot() * norm) }
-        }
+        let cosine = sum!.count > 0 ? UpdateAnomaly.cosine(envelope.values, norm: norm, others: sum!.values) : nil
         if let anomaly = UpdateAnomaly.check(score: score, peerScores: peers, cosine: cosine) {
             let excluded = plan.excludeAnomalousUpdates ?? false
             try alert(anomaly.kind == .norm ? .updateNorm : .updateDirection, tenant: tenant, now: now,
@@ -522,16 +514,24 @@ public final class CoordinatorService: @unchecked Sendable {
                 throw CoordinatorError(422, "anomalous_update", "update refused as anomalous: \(anomaly.detail)")
             }
         }
-        running.add(envelope.values, weight: envelope.weight)
-        try database.transaction {
-            try database.run("INSERT INTO submissions(round_id, tenant_id, digest, accepted_at, score) VALUES (?, ?, ?, ?, ?)",
-                             [.integer(Int64(id)), .text(tenant), .text(digest), .real(now), .real(score)])
-            try record(AuditEntry(time: now, actor: tenant, role: Role.tenant.rawValue, action: "update.accept", object: "round \(id)",
-                                  detail: "weight \(envelope.weight)"))
-            try database.run("UPDATE rounds SET sum = ?, weight = ?, updates = ? WHERE id = ?",
-                             [.blob(Self.bytes(running.values)), .real(running.weight), .integer(Int64(running.count)), .integer(Int64(id))])
+        // The sum is updated in place (a copy would be 4 x d bytes per update)
+        // and written over its row; should the transaction fail, the durable
+        // sum is reloaded, so memory never keeps an unacknowledged update.
+        sum!.add(envelope.values, weight: envelope.weight)
+        do {
+            try database.transaction {
+                try database.run("INSERT INTO submissions(round_id, tenant_id, digest, accepted_at, score) VALUES (?, ?, ?, ?, ?)",
+                                 [.integer(Int64(id)), .text(tenant), .text(digest), .real(now), .real(score)])
+                try record(AuditEntry(time: now, actor: tenant, role: Role.tenant.rawValue, action: "update.accept", object: "round \(id)",
+                                      detail: "weight \(envelope.weight)"))
+                try sum!.values.withUnsafeBytes { try database.overwriteBlob(table: "rounds", column: "sum", rowid: Int64(id), with: $0) }
+                try database.run("UPDATE rounds SET weight = ?, updates = ? WHERE id = ?",
+                                 [.real(sum!.weight), .integer(Int64(sum!.count)), .integer(Int64(id))])
+            }
+        } catch {
+            try restoreOpenRound()
+            throw error
         }
-        sum = running
         let action = try machine.submitted(tenant: tenant, round: id, now: now)
         try perform(action, now: now)
         return false
@@ -552,7 +552,7 @@ public final class CoordinatorService: @unchecked Sendable {
             sum = nil
         case .close(let round):
             guard let plan = try currentPlan(), let running = sum, let current = try model(versionUnlocked: round.modelVersion) else { return }
-            var optimizerState = ServerOptimizerState(dimension: plan.dimension)
+            var optimizerState = ServerOptimizerState()
             try database.run("SELECT momentum, second FROM optimizer WHERE id = 1") {
                 optimizerState = ServerOptimizerState(momentum: Self.floats($0.blob(0)), secondMoment: Self.floats($0.blob(1)))
             }

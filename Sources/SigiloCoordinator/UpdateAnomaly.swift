@@ -43,4 +43,16 @@ struct UpdateAnomaly: Equatable, Sendable {
     }
 
     private static func rounded(_ x: Double) -> String { String(format: "%.3g", x) }
+
+    /// The cosine between an update (of L2 norm `norm`) and the sum of the
+    /// others; nil when either is zero.
+    static func cosine(_ update: [Float], norm: Double, others: [Float]) -> Double? {
+        var dot = 0.0, squared = 0.0
+        for i in others.indices {
+            dot += Double(others[i]) * Double(update[i])
+            squared += Double(others[i]) * Double(others[i])
+        }
+        guard squared > 0, norm > 0 else { return nil }
+        return dot / (squared.squareRoot() * norm)
+    }
 }

@@ -234,7 +234,7 @@ enum FederatedSimulation {
         let charged = try noise.map { try SubsampledGaussian(sampleRate: q, noiseMultiplier: $0.effectiveNoiseMultiplier) }
         let handoff = data.labels.indices.filter { IntentTraining.defaultHandoffIntents.contains(data.labels[$0]) }
         var model = SoftmaxModel(features: data.features, labels: data.labels, handoffLabels: handoff)
-        var optimizer = ServerOptimizerState(dimension: plan.dimension)
+        var optimizer = ServerOptimizerState()
         log("\(data.train.count) examples, \(data.tenants.count) tenants, \(data.customerCount) customers, \(data.labels.count) intents, d = \(plan.dimension)")
         log(settings.dp ? "DP: z = \(String(format: "%.4f", plan.noiseMultiplier)) (\(settings.placement.rawValue)), q = \(q), C = \(clip), delta = \(settings.delta)" : "no DP noise")
         if settings.insecureSeededNoise { log("WARNING: --insecure-seeded-noise: the noise is NOT cryptographically secure (simulation only)") }

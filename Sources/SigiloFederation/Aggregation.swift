@@ -70,12 +70,16 @@ public func updateNormBound(population: Double, clipNorm: Double, noiseMultiplie
 
 /// The server optimiser's step: model <- model + step(average update).
 public struct ServerOptimizerState: Sendable, Equatable {
-    public var momentum: [Float]
-    public var secondMoment: [Float]
+    /// Empty until an optimiser that keeps a moment first steps (plain
+    /// FedAvg keeps none, FedAvgM only the first): empty means all zeros, so
+    /// no unused 4 x d bytes are allocated, stored or rewritten each round.
+    public private(set) var momentum: [Float]
+    public private(set) var secondMoment: [Float]
 
-    public init(dimension: Int) {
-        momentum = [Float](repeating: 0, count: dimension)
-        secondMoment = [Float](repeating: 0, count: dimension)
+    /// Zero moments, of whatever length the model has.
+    public init() {
+        momentum = []
+        secondMoment = []
     }
 
     public init(momentum: [Float], secondMoment: [Float]) {
@@ -86,16 +90,23 @@ public struct ServerOptimizerState: Sendable, Equatable {
     /// Applies `average` (the round's mean update) to `model` per `settings`.
     public mutating func apply(_ average: [Float], to model: inout [Float], settings: Plan.ServerOptimizer) {
         let lr = Float(settings.learningRate)
+        // A moment of another length belongs to another model shape: start it again.
+        func zeroedIfStale(_ moment: inout [Float]) {
+            if moment.count != model.count { moment = [Float](repeating: 0, count: model.count) }
+        }
         switch settings.kind {
         case .fedavg:
             for i in model.indices { model[i] += lr * average[i] }
         case .fedavgm:
+            zeroedIfStale(&momentum)
             let beta = Float(settings.momentum)
             for i in model.indices {
                 momentum[i] = beta * momentum[i] + average[i]
                 model[i] += lr * momentum[i]
             }
         case .fedadam:
+            zeroedIfStale(&momentum)
+            zeroedIfStale(&secondMoment)
             let b1 = Float(settings.momentum), b2 = Float(settings.beta2), tau = Float(settings.epsilon)
             for i in model.indices {
                 momentum[i] = b1 * momentum[i] + (1 - b1) * average[i]

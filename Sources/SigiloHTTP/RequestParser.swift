@@ -56,7 +56,7 @@ public struct RequestParser: Sendable {
 
     /// While a request's body is being received: its declared length.
     public var pendingBodyBytes: Int? {
-        if case .body(_, let remaining) = state { return remaining }
+        if case .body(let request, let remaining) = state { return request.body.count + remaining }
         return nil
     }
 
@@ -66,9 +66,20 @@ public struct RequestParser: Sendable {
         return false
     }
 
-    /// Adds received bytes.
-    public mutating func feed(_ bytes: some Sequence<UInt8>) {
-        buffer.append(contentsOf: bytes)
+    /// Adds received bytes. Body bytes go straight into the request being
+    /// received (its full length is reserved once they start to arrive, which
+    /// for a large body is after the server gave it a turn).
+    public mutating func feed<Bytes: Collection<UInt8>>(_ bytes: Bytes) {
+        guard case .body(var request, let remaining) = state, buffer.isEmpty, remaining > 0 else {
+            buffer.append(contentsOf: bytes)
+            return
+        }
+        state = .failed // drop the state's reference, so appending does not copy the body
+        if request.body.isEmpty { request.body.reserveCapacity(remaining) }
+        let taken = min(remaining, bytes.count)
+        request.body.append(contentsOf: bytes.prefix(taken))
+        state = .body(request, remaining: remaining - taken)
+        if taken < bytes.count { buffer.append(contentsOf: bytes.dropFirst(taken)) }
     }
 
     /// The next event: call repeatedly until `.needMore` (pipelined requests).
@@ -77,12 +88,15 @@ public struct RequestParser: Sendable {
         case .failed:
             return .failure(HTTPParseError(status: 400, code: "bad_request", message: "connection already failed"))
         case .body(let request, let remaining):
-            guard buffer.count >= remaining else { return .needMore }
-            var complete = request
-            complete.body = Array(buffer[0..<remaining])
-            buffer.removeFirst(remaining)
+            if remaining > 0, !buffer.isEmpty { // the body began in the same read as the head
+                let early = buffer
+                buffer = []
+                feed(early)
+                return next()
+            }
+            guard remaining == 0 else { return .needMore }
             state = .head
-            return .request(complete)
+            return .request(request)
         case .head:
             guard let end = MessageHead.end(of: buffer, limit: limits.maximumHeaderBytes) else {
                 if buffer.count > limits.maximumHeaderBytes {

@@ -54,7 +54,9 @@ public final class Database {
             case .integer(let v): rc = sqlite3_bind_int64(statement, index, v)
             case .real(let v): rc = sqlite3_bind_double(statement, index, v)
             case .text(let v): rc = sqlite3_bind_text(statement, index, v, -1, Self.transient)
+            case .blob(let v) where v.isEmpty: rc = sqlite3_bind_zeroblob64(statement, index, 0) // a null pointer would bind NULL
             case .blob(let v): rc = v.withUnsafeBytes { sqlite3_bind_blob64(statement, index, $0.baseAddress, UInt64($0.count), Self.transient) }
+            case .zeroBlob(let count): rc = sqlite3_bind_zeroblob64(statement, index, UInt64(count))
             }
             guard rc == SQLITE_OK else { throw DatabaseError("cannot bind parameter \(index): \(String(cString: sqlite3_errmsg(handle)))") }
         }
@@ -77,6 +79,27 @@ public final class Database {
         } catch {
             try? execute("ROLLBACK")
             throw error
+        }
+    }
+
+    /// Overwrites, in place, the whole blob in `column` of `table`'s row
+    /// `rowid`, which must already have exactly `bytes.count` bytes (from a
+    /// `zeroBlob`, say). Unlike an UPDATE, the bytes are not copied into
+    /// SQLite's heap first and the row's pages are not freed and reallocated.
+    public func overwriteBlob(table: String, column: String, rowid: Int64, with bytes: UnsafeRawBufferPointer) throws {
+        var blob: OpaquePointer?
+        guard sqlite3_blob_open(handle, "main", table, column, rowid, 1, &blob) == SQLITE_OK else {
+            let message = String(cString: sqlite3_errmsg(handle))
+            sqlite3_blob_close(blob)
+            throw DatabaseError("cannot open \(table).\(column) of row \(rowid): \(message)")
+        }
+        defer { sqlite3_blob_close(blob) }
+        let stored = Int(sqlite3_blob_bytes(blob))
+        guard stored == bytes.count, bytes.count <= Int(Int32.max) else {
+            throw DatabaseError("\(table).\(column) of row \(rowid) holds \(stored) bytes, not \(bytes.count)")
+        }
+        guard bytes.isEmpty || sqlite3_blob_write(blob, bytes.baseAddress, Int32(bytes.count), 0) == SQLITE_OK else {
+            throw DatabaseError("cannot write \(table).\(column) of row \(rowid): \(String(cString: sqlite3_errmsg(handle)))")
         }
     }
 
@@ -110,6 +133,8 @@ public final class Database {
         case real(Double)
         case text(String)
         case blob([UInt8])
+        /// `count` zero bytes, reserved without building them in memory.
+        case zeroBlob(Int)
     }
 
     public struct Row {

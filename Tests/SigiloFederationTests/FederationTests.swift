@@ -56,7 +56,7 @@ import Testing
         var sum = RoundSum(dimension: 3)
         sum.add([1, 2, 3], weight: 2.5)
         sum.add([3, 2, 1], weight: 2.5)
-        var optimizer = ServerOptimizerState(dimension: 3)
+        var optimizer = ServerOptimizerState()
         let next = try closeRound(sum: sum, model: [0, 0, 0], plan: plan, optimizer: &optimizer) { _ in Issue.record("no central noise for tenant placement") }
         #expect(next == [0.8, 0.8, 0.8]) // (4, 4, 4) / 5 expected customers, not / 2 updates
     }
@@ -67,7 +67,7 @@ import Testing
         var sum = RoundSum(dimension: 2)
         sum.add([1, 1], weight: 1)
         var calls = 0
-        var optimizer = ServerOptimizerState(dimension: 2)
+        var optimizer = ServerOptimizerState()
         let next = try closeRound(sum: sum, model: [0, 0], plan: central, optimizer: &optimizer) { values in
             calls += 1
             values[0] += 10
@@ -78,13 +78,13 @@ import Testing
 
     @Test func optimisersStepInTheUpdatesDirection() {
         for kind in [Plan.ServerOptimizer.Kind.fedavg, .fedavgm, .fedadam] {
-            var state = ServerOptimizerState(dimension: 2)
+            var state = ServerOptimizerState()
             var model: [Float] = [0, 0]
             for _ in 0..<3 { state.apply([1, -1], to: &model, settings: .init(kind: kind, learningRate: 0.1)) }
             #expect(model[0] > 0 && model[1] < 0, "\(kind)")
         }
         // Momentum accumulates: three steps of FedAvgM go further than three of FedAvg.
-        var avg = ServerOptimizerState(dimension: 1), mom = ServerOptimizerState(dimension: 1)
+        var avg = ServerOptimizerState(), mom = ServerOptimizerState()
         var a: [Float] = [0], m: [Float] = [0]
         for _ in 0..<3 {
             avg.apply([1], to: &a, settings: .init(kind: .fedavg, learningRate: 1))
