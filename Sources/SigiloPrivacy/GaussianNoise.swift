@@ -62,6 +62,35 @@ public struct GaussianNoise: Sendable {
         try privatize(&sum, generator: &generator)
     }
 
+    /// As `privatize(_:using:)`, with the coordinates split into blocks drawn
+    /// on all cores, each block from its own secure generator. Every
+    /// coordinate gets the same mechanism (round to the grid, add an exact
+    /// discrete Gaussian); only the wall time differs. The coordinator uses
+    /// it at round close, when nothing else runs and d may be in the millions.
+    public func privatizeOnAllCores(_ sum: inout [Float]) throws {
+        guard sum.count == dimension else { throw PrivacyParameterError("update has \(sum.count) values, mechanism expects \(dimension)") }
+        let inverse = 1 / step, s = step
+        // Validate everything first, so a refusal leaves `sum` untouched.
+        for i in sum.indices {
+            let v = Double(sum[i])
+            guard v.isFinite else { throw PrivacyParameterError("value \(i) of the sum is not finite") }
+            guard abs((v * inverse).rounded()) < 0x1p62 else { throw PrivacyParameterError("value \(i) of the sum (\(v)) is too large for the grid") }
+        }
+        let blockSize = 1 << 18
+        let blocks = (sum.count + blockSize - 1) / blockSize
+        let sampler = self.sampler
+        sum.withUnsafeMutableBufferPointer { values in
+            nonisolated(unsafe) let values = values // blocks write disjoint ranges
+            DispatchQueue.concurrentPerform(iterations: blocks) { block in
+                var bits = RandomBits(SecureRandom())
+                for i in (block * blockSize)..<min(values.count, (block + 1) * blockSize) {
+                    let grid = Int64((Double(values[i]) * inverse).rounded()) &+ sampler.sample(using: &bits)
+                    values[i] = Float(Double(grid) * s)
+                }
+            }
+        }
+    }
+
     /// For simulations only: noise from a seeded generator that is NOT
     /// cryptographically secure, so that a run can be repeated exactly.
     /// The tenant and coordinator programs never call this; `sigilo-eval`

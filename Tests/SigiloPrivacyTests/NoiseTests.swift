@@ -92,6 +92,29 @@ typealias SeededGenerator = InsecureSeededGenerator
         #expect(sd > 0.5 && sd < 4) // z·C = 2
     }
 
+    @Test func noiseOnAllCoresHasTheMechanismsLawInEveryBlock() throws {
+        // 4 blocks of 2^18: each drawn by its own generator on its own thread.
+        let d = 1 << 20, clip = 0.5, z = 1.5
+        let mechanism = try GaussianNoise(clipNorm: clip, noiseMultiplier: z, dimension: d)
+        var values = [Float](repeating: 0.125, count: d)
+        try mechanism.privatizeOnAllCores(&values)
+        let sigma = z * clip
+        for block in 0..<4 {
+            let noise = values[(block << 18)..<((block + 1) << 18)].map { Double($0) - 0.125 }
+            let mean = noise.reduce(0, +) / Double(noise.count)
+            let sd = (noise.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(noise.count - 1)).squareRoot()
+            #expect(abs(mean) < 5 * sigma / Double(noise.count).squareRoot(), "block \(block) mean \(mean)")
+            #expect(abs(sd / sigma - 1) < 0.01, "block \(block) sd \(sd) vs \(sigma)")
+        }
+        for v in values.prefix(1000) { #expect((Double(v) / mechanism.step).rounded() == Double(v) / mechanism.step) }
+        #expect(values[0..<1000] != values[(1 << 18)..<((1 << 18) + 1000)], "two blocks drew the same stream")
+        // A non-finite input is refused before any noise is added.
+        var bad = [Float](repeating: 1, count: d)
+        bad[d - 1] = .infinity
+        #expect(throws: PrivacyParameterError.self) { try mechanism.privatizeOnAllCores(&bad) }
+        #expect(bad[0] == 1)
+    }
+
     @Test func badInputIsRefused() throws {
         #expect(throws: PrivacyParameterError.self) { try GaussianNoise(clipNorm: 0, noiseMultiplier: 1, dimension: 3) }
         #expect(throws: PrivacyParameterError.self) { try GaussianNoise(clipNorm: 1, noiseMultiplier: .nan, dimension: 3) }
