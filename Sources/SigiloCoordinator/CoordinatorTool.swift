@@ -99,6 +99,23 @@ public enum CoordinatorTool {
         Plain HTTP is served only on loopback unless --insecure is given. Refuses to start when the audit log fails verification.
         """)
 
+    /// glibc would give each connection thread its own malloc arena, each
+    /// keeping freed multi-megabyte upload buffers, and would raise its mmap
+    /// threshold until such buffers live in the heap for good. Two arenas and
+    /// a fixed 1 MiB threshold return them to the system when freed
+    /// (tools/bench-round, K 10, d 3.9M: peak 751 MiB without, ~190 MiB with).
+    static func limitMallocRetention() {
+        #if canImport(Glibc)
+        // mallopt(3) is in <malloc.h>, which Glibc's module does not import; so are
+        // its M_ARENA_MAX (-8) and M_MMAP_THRESHOLD (-3).
+        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return }
+        let mallopt = unsafeBitCast(symbol, to: Mallopt.self)
+        _ = mallopt(-8, 2)
+        _ = mallopt(-3, 1 << 20)
+        #endif
+    }
+
     static func runServe(_ args: ParsedArguments) throws {
         try args.rejectPositional()
         let service = try openService(args)
@@ -124,6 +141,7 @@ public enum CoordinatorTool {
         }
         configuration.limits.maximumBodyBytes = 80 + 4 * (1 << 24)
         TerminationSignals.block() // before the server's threads exist
+        limitMallocRetention()
         let routes = CoordinatorRoutes(service: service)
         let server = HTTPServer(configuration: configuration) { request, peer in routes.handle(request, peer: peer) }
         let bound: UInt16
