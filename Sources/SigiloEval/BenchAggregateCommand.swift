@@ -20,7 +20,7 @@ enum BenchAggregateCommand {
         let updates = (0..<k).map { _ in (0..<d).map { _ in Float.random(in: -1...1, using: &rng) } }
         let noise = try GaussianNoise(clipNorm: 1, noiseMultiplier: 1, dimension: d)
         let secure = SecureRandom()
-        var bestSum = Double.infinity, bestTotal = Double.infinity
+        var bestSum = Double.infinity, bestTotal = Double.infinity, bestAllCores = Double.infinity
         for _ in 0..<5 {
             let start = DispatchTime.now().uptimeNanoseconds
             var sum = RoundSum(dimension: d)
@@ -31,12 +31,20 @@ enum BenchAggregateCommand {
             let scale = Float(1) / Float(k)
             for i in values.indices { values[i] *= scale }
             let end = DispatchTime.now().uptimeNanoseconds
+            // The coordinator's close draws the noise on all cores.
+            var parallel = sum.values
+            let noiseStart = DispatchTime.now().uptimeNanoseconds
+            try noise.privatizeOnAllCores(&parallel)
+            for i in parallel.indices { parallel[i] *= scale }
+            let noiseEnd = DispatchTime.now().uptimeNanoseconds
             bestSum = min(bestSum, Double(summed - start) / 1e9)
             bestTotal = min(bestTotal, Double(end - start) / 1e9)
+            bestAllCores = min(bestAllCores, Double(summed - start + noiseEnd - noiseStart) / 1e9)
         }
         OutputStream.standardOutput.write(JSON.object([
             ("dimension", .integer(d)), ("updates", .integer(k)),
             ("clip_sum_seconds", .number(bestSum)), ("clip_sum_noise_seconds", .number(bestTotal)),
+            ("clip_sum_noise_all_cores_seconds", .number(bestAllCores)), ("cores", .integer(ProcessInfo.processInfo.activeProcessorCount)),
         ]).rendered() + "\n")
     }
 }
