@@ -51,8 +51,26 @@ public struct SoftmaxModel: Sendable, Equatable {
                 let o = out.baseAddress!
                 let w0 = w.baseAddress!
                 for l in 0..<labelCount { o[l] = b[l] }
-                for k in 0..<indices.count {
+                // Eight rows per pass: scoring waits on rows scattered over a table
+                // larger than the cache, so eight independent reads in flight (and an
+                // eighth of the writes to `o`) beat one row at a time: classify went
+                // from ~40k to ~55k messages/s on CLINC150 (tools/bench-model).
+                var k = 0
+                while k + 8 <= indices.count {
+                    let r0 = w0 + Int(indices[k]) * labelCount, r1 = w0 + Int(indices[k + 1]) * labelCount
+                    let r2 = w0 + Int(indices[k + 2]) * labelCount, r3 = w0 + Int(indices[k + 3]) * labelCount
+                    let r4 = w0 + Int(indices[k + 4]) * labelCount, r5 = w0 + Int(indices[k + 5]) * labelCount
+                    let r6 = w0 + Int(indices[k + 6]) * labelCount, r7 = w0 + Int(indices[k + 7]) * labelCount
+                    let f0 = values[k], f1 = values[k + 1], f2 = values[k + 2], f3 = values[k + 3]
+                    let f4 = values[k + 4], f5 = values[k + 5], f6 = values[k + 6], f7 = values[k + 7]
+                    for l in 0..<labelCount {
+                        o[l] += ((f0 * r0[l] + f1 * r1[l]) + (f2 * r2[l] + f3 * r3[l])) + ((f4 * r4[l] + f5 * r5[l]) + (f6 * r6[l] + f7 * r7[l]))
+                    }
+                    k += 8
+                }
+                while k < indices.count {
                     Vector.axpy(values[k], w0 + Int(indices[k]) * labelCount, o, labelCount)
+                    k += 1
                 }
             }
         }
