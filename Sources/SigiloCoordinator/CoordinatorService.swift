@@ -47,10 +47,8 @@ public final class CoordinatorService: @unchecked Sendable {
     private var machine = RoundMachine()
     /// The open round's running sum, mirrored in the database.
     private var sum: RoundSum?
-    /// The last budget verdict and what it depends on: the plan and how many
-    /// rounds are charged. `maintain` runs several times a second; the PLD
-    /// check behind the verdict is recomputed only when one of those changes.
-    private var budgetVerdict: (plan: Plan, charged: Int, exceeded: Bool)?
+    /// ε of the ledger's compositions, each computed once (see EpsilonMemo).
+    let epsilons = EpsilonMemo()
     /// The latest model file, as served (published models never change).
     private var servedModel: (version: UInt64, file: [UInt8], sha256: String)?
     let maximumDimension: Int
@@ -397,7 +395,10 @@ public final class CoordinatorService: @unchecked Sendable {
     /// budget allows it. Returns the reason when no round could be opened.
     @discardableResult
     public func maintain(now: Double) throws -> String? {
-        try locked {
+        // The budget check's ε is computed here, outside the lock, so that no
+        // request waits on the accountant; the locked part finds it remembered.
+        if let (ledger, round) = try locked({ try nextRoundCharge() }) { _ = try epsilons.epsilon(ledger, adding: round) }
+        return try locked {
             try perform(machine.tick(now: now), now: now)
             guard case .idle = machine.state else { return nil }
             guard let plan = try currentPlan(), let version = try latestModelVersion() else { return "no plan" }
@@ -405,15 +406,7 @@ public final class CoordinatorService: @unchecked Sendable {
             try database.run("SELECT id FROM tenants WHERE status = 'active'") { active.insert($0.text(0)) }
             guard active.count >= plan.minimumTenants else { return "waiting for tenants (\(active.count) of \(plan.minimumTenants))" }
             let round = try SubsampledGaussian(sampleRate: plan.sampleRate, noiseMultiplier: try chargedNoiseMultiplier(plan))
-            let ledger = try ledger(plan)
-            let exceeded: Bool
-            if let verdict = budgetVerdict, verdict.plan == plan, verdict.charged == ledger.entries.count {
-                exceeded = verdict.exceeded
-            } else {
-                exceeded = try ledger.wouldExceed(plan.maximumEpsilon, adding: round)
-                budgetVerdict = (plan, ledger.entries.count, exceeded)
-            }
-            guard !exceeded else {
+            guard try epsilons.epsilon(try ledger(plan), adding: round) <= plan.maximumEpsilon else {
                 return "privacy budget exhausted: another round would exceed epsilon \(plan.maximumEpsilon)"
             }
             var next: UInt64 = 1
@@ -439,6 +432,12 @@ public final class CoordinatorService: @unchecked Sendable {
             try cacheRunningSum(dimension: plan.dimension)
             return nil
         }
+    }
+
+    /// The ledger and the charge of the round `maintain` would open next, when none is open.
+    private func nextRoundCharge() throws -> (PrivacyLedger, SubsampledGaussian)? {
+        guard case .idle = machine.state, let plan = try currentPlan() else { return nil }
+        return (try ledger(plan), try SubsampledGaussian(sampleRate: plan.sampleRate, noiseMultiplier: try chargedNoiseMultiplier(plan)))
     }
 
     public struct RoundInfo: Sendable, Equatable {
@@ -580,7 +579,7 @@ public final class CoordinatorService: @unchecked Sendable {
             let charged = try SubsampledGaussian(sampleRate: plan.sampleRate, noiseMultiplier: try chargedNoiseMultiplier(plan))
             var ledger = try ledger(plan)
             try ledger.charge(round: String(round.id), charged, at: Date(timeIntervalSince1970: now))
-            let epsilon = try ledger.epsilon()
+            let epsilon = try epsilons.epsilon(ledger)
             try database.transaction {
                 try database.run("UPDATE rounds SET state = 'closed', closed_at = ?, sum = NULL WHERE id = ?", [.real(now), .integer(Int64(round.id))])
                 try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "round.close",
@@ -632,7 +631,7 @@ public final class CoordinatorService: @unchecked Sendable {
             }
             if case .open(let r) = machine.state { s.openRound = r.id }
             if let plan = try currentPlan() {
-                s.epsilon = try ledger(plan).epsilon()
+                s.epsilon = try epsilons.epsilon(try ledger(plan))
                 s.delta = plan.delta
                 s.maximumEpsilon = plan.maximumEpsilon
             }
