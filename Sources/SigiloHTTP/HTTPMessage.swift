@@ -80,11 +80,5 @@ public struct HTTPResponse: Sendable {
     }
 
     /// The bytes on the wire.
-    public func serialized(keepAlive: Bool) -> [UInt8] {
-        var head = "HTTP/1.1 \(status) \(Self.reasons[status] ?? "Status")\r\n"
-        for (name, value) in headers { head += "\(name): \(value)\r\n" }
-        head += "Content-Length: \(body.count)\r\n"
-        head += keepAlive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n"
-        return Array(head.utf8) + body
-    }
+    public func serialized(keepAlive: Bool) -> [UInt8] { head(keepAlive: keepAlive) + body }
 }
