@@ -240,9 +240,12 @@ public struct CoordinatorRoutes: Sendable {
             wait = seconds
         }
         let deadline = Date().addingTimeInterval(wait)
+        var seen = service.roundsOpenedSoFar
         var current = try service.currentRound(for: call.principal!.id)
         while current == nil || current!.submitted, Date() < deadline {
-            usleep(50_000)
+            // Woken by the next opening; at least once a second to look again all the same.
+            service.waitForNextRound(after: seen, until: min(deadline, Date().addingTimeInterval(1)))
+            seen = service.roundsOpenedSoFar
             current = try service.currentRound(for: call.principal!.id)
         }
         guard let round = current, let plan = try service.plan() else { return HTTPResponse(status: 204) }

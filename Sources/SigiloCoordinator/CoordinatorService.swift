@@ -47,6 +47,12 @@ public final class CoordinatorService: @unchecked Sendable {
     private var machine = RoundMachine()
     /// The open round's running sum, mirrored in the database.
     private var sum: RoundSum?
+    /// Signalled when a round closes or is abandoned, so the caller of
+    /// `maintain` can open the next one at once instead of at its next tick.
+    public let roundFinished = DispatchSemaphore(value: 0)
+    /// Counts opened rounds; long-polls wait on it instead of polling the lock.
+    private let roundOpening = NSCondition()
+    private var roundsOpened = 0
     /// ε of the ledger's compositions, each computed once (see EpsilonMemo).
     let epsilons = EpsilonMemo()
     /// The latest model file, as served (published models never change).
@@ -430,6 +436,10 @@ public final class CoordinatorService: @unchecked Sendable {
             }
             sum = RoundSum(dimension: plan.dimension)
             try cacheRunningSum(dimension: plan.dimension)
+            roundOpening.withLock {
+                roundsOpened += 1
+                roundOpening.broadcast()
+            }
             return nil
         }
     }
@@ -446,6 +456,18 @@ public final class CoordinatorService: @unchecked Sendable {
         public var deadline: Double
         public var dimension: Int
         public var submitted: Bool
+    }
+
+    /// How many rounds this process has opened: read before looking at the
+    /// current round, then handed to `waitForNextRound`, so an opening in
+    /// between is not missed.
+    public var roundsOpenedSoFar: Int { roundOpening.withLock { roundsOpened } }
+
+    /// Waits until a round opens after the `seen`-th, or until `deadline`.
+    public func waitForNextRound(after seen: Int, until deadline: Date) {
+        roundOpening.withLock {
+            while roundsOpened == seen, roundOpening.wait(until: deadline) {}
+        }
     }
 
     /// The open round, as `tenant` sees it.
@@ -562,6 +584,7 @@ public final class CoordinatorService: @unchecked Sendable {
             }
             machine.finished()
             sum = nil
+            roundFinished.signal()
         case .close(let round):
             guard let plan = try currentPlan(), let running = sum, let current = try model(versionUnlocked: round.modelVersion) else { return }
             var optimizerState = ServerOptimizerState()
@@ -592,6 +615,7 @@ public final class CoordinatorService: @unchecked Sendable {
             }
             machine.finished()
             sum = nil
+            roundFinished.signal()
         }
     }
 

@@ -149,10 +149,12 @@ public enum CoordinatorTool {
         OutputStream.standardOutput.write("listening on \(configuration.host):\(bound)\(configuration.channels is TLSChannels ? " (TLS)" : "")\n")
         OutputStream.standardOutput.flush()
 
-        // Rounds open, close and expire on a one-second tick.
+        // Rounds open, close at their deadline and expire on a 0.2 s tick; a
+        // round that closes on its last update wakes the tick, so the next opens at once.
         let stop = DispatchSemaphore(value: 0)
         let ticking = Thread {
-            while stop.wait(timeout: .now() + 0.2) == .timedOut {
+            while stop.wait(timeout: .now()) == .timedOut {
+                _ = service.roundFinished.wait(timeout: .now() + 0.2)
                 do { try service.maintain(now: now()) } catch { printError("maintenance: \(error)") }
             }
         }

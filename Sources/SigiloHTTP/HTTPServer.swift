@@ -158,6 +158,10 @@ public final class HTTPServer: @unchecked Sendable {
         // Reads wake up every half second so deadlines and shutdown are noticed.
         var timeout = timeval(tv_sec: 0, tv_usec: 500_000)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        // Head and body go out as separate writes: without this, Nagle's algorithm holds a
+        // small body back until the client acknowledges the head (a delayed ACK: 40 ms or more).
+        var noDelay: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &noDelay, socklen_t(MemoryLayout<Int32>.size))
         let deadline = Date().timeIntervalSince1970 + configuration.requestTimeout
         guard let channel = try? configuration.channels.channel(for: fd, deadline: deadline) else { return }
         defer { channel.finish() }

@@ -7,9 +7,10 @@ import SigiloHTTP
 import SigiloModel
 import SigiloProtocol
 
-/// The running sum is updated in place and written over its row; a failed
-/// commit must not leave the refused update in memory.
-@Suite struct RunningSumTests {
+/// Rounds through the service: the running sum (updated in place and written
+/// over its row; a failed commit must not leave the refused update in memory)
+/// and long-polls for the next round.
+@Suite struct RoundFlowTests {
     @Test func aFailedCommitLeavesTheSumAsCommittedAndTheRetryCountsOnce() throws {
         let plan = Plan(labels: ["a", "b", "c"], bucketBits: 8, clipNorm: 1, noiseMultiplier: 1, sampleRate: 0.5, delta: 1e-5,
                         maximumEpsilon: 50, placement: .tenant, minimumTenants: 3, roundSeconds: 600, serverOptimizer: .init(kind: .fedavg))
@@ -42,5 +43,23 @@ import SigiloProtocol
         for u in updates { for i in expected.indices { expected[i] += u.values[i] } }
         let published = model.weights + model.bias
         for i in expected.indices { #expect(abs(published[i] - expected[i] / Float(weight)) < 1e-6, "value \(i)") }
+    }
+
+    @Test func aLongPollReturnsTheRoundThatOpensWhileItWaits() throws {
+        let h = try Harness()
+        let first = try h.enrollTenant("loja0")
+        let target = "/v1/rounds/current?wait=10"
+        let headers = try h.signed("GET", target, tenant: first.id, key: first.key)
+        final class Box: @unchecked Sendable { var response: HTTPResponse? }
+        let box = Box()
+        let done = DispatchSemaphore(value: 0)
+        Thread { box.response = h.send("GET", target, headers: headers); done.signal() }.start()
+        usleep(300_000) // the poll is waiting: one tenant of the two the plan needs
+        _ = try h.enrollTenant("loja1")
+        try h.service.maintain(now: h.now)
+        #expect(done.wait(timeout: .now() + 10) == .success)
+        let response = try #require(box.response)
+        #expect(response.status == 200)
+        #expect(Harness.json(response)["round"] as? Int == 1)
     }
 }
