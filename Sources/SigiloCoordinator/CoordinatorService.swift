@@ -75,12 +75,16 @@ public final class CoordinatorService: @unchecked Sendable {
         self.maximumDimension = maximumDimension
         identityFailures = FailureLimiter(policy: identityLockout)
         addressFailures = FailureLimiter(policy: addressLockout)
-        database = try Database(path: directory.appendingPathComponent(Self.databaseName).path)
         // Each acknowledged update rewrites the running sum (4 x d bytes) in
-        // place: checkpointing every 64 MB of WAL rather than every 4 MB copies
-        // each page of the sum into the database once per few updates, not once
-        // per update. (The page cache is sized to the sum when a round opens.)
-        try database.execute("PRAGMA wal_autocheckpoint = 16384")
+        // place and commits it: 64 KiB pages make that 16x fewer WAL frames to
+        // write (commit of a 4 MB sum: 54 -> 28 ms), and checkpointing every
+        // 64 MB of WAL copies each page of the sum into the database once per
+        // few updates, not once per update. (The page cache is sized to the
+        // sum when a round opens.)
+        database = try Database(path: directory.appendingPathComponent(Self.databaseName).path, pageSize: 1 << 16)
+        var pageSize = 4096 // states created before 64 KiB pages keep theirs
+        try database.run("PRAGMA page_size") { pageSize = Int($0.integer(0)) }
+        try database.execute("PRAGMA wal_autocheckpoint = \((64 << 20) / pageSize)")
         signingKey = try Self.loadOrCreateSigningKey(directory.appendingPathComponent(Self.signingKeyName))
         audit = AuditStore(database: database, headURL: directory.appendingPathComponent(AuditStore.headName), key: signingKey)
         try migrate()

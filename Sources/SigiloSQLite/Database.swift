@@ -13,7 +13,9 @@ public struct DatabaseError: Error, CustomStringConvertible, Sendable {
 public final class Database {
     private var handle: OpaquePointer?
 
-    public init(path: String) throws {
+    /// Opens (creating if needed) the database at `path`. `pageSize` applies
+    /// only when the file is created (SQLite cannot change it in WAL mode).
+    public init(path: String, pageSize: Int? = nil) throws {
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX
         guard sqlite3_open_v2(path, &handle, flags, nil) == SQLITE_OK else {
             let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
@@ -21,6 +23,7 @@ public final class Database {
             throw DatabaseError("cannot open \(path): \(message)")
         }
         sqlite3_busy_timeout(handle, 5000)
+        if let pageSize { try execute("PRAGMA page_size=\(pageSize)") }
         try execute("PRAGMA journal_mode=WAL")
         try execute("PRAGMA synchronous=FULL")
         try execute("PRAGMA foreign_keys=ON")
