@@ -59,6 +59,15 @@ public struct UpdateEnvelope: Equatable, Sendable {
     /// Decodes and validates wire bytes. `maximumDimension` bounds what a
     /// sender can make the receiver allocate.
     public static func decode(_ bytes: [UInt8], maximumDimension: Int) throws -> UpdateEnvelope {
+        var values = [Float]()
+        return try decode(bytes, maximumDimension: maximumDimension, reusing: &values)
+    }
+
+    /// As `decode(_:maximumDimension:)`, writing the values into `storage`
+    /// (which the envelope then shares): a caller decoding update after update
+    /// of the same size reuses one array instead of allocating and faulting in
+    /// 4 x d fresh bytes each time. Release the envelope before the next call.
+    public static func decode(_ bytes: [UInt8], maximumDimension: Int, reusing storage: inout [Float]) throws -> UpdateEnvelope {
         guard bytes.count >= headerBytes else {
             throw ProtocolError(.malformedUpdate, "update is \(bytes.count) bytes, shorter than its \(headerBytes)-byte header")
         }
@@ -91,18 +100,19 @@ public struct UpdateEnvelope: Equatable, Sendable {
         guard constantTimeEqual(SHA256.hash(payload), Array(bytes[48..<80])) else {
             throw ProtocolError(.checksumMismatch, "update payload does not match its SHA-256")
         }
-        let values = try Self.finiteFloats(payload)
+        try Self.finiteFloats(payload, into: &storage)
+        let values = storage
         return UpdateEnvelope(round: round, modelVersion: modelVersion, flags: flags, weight: weight, values: values)
     }
 
     /// Little-endian float32 values, refused at the first NaN or infinity
     /// (all exponent bits set). One bulk copy and a branch-free scan per
     /// block: 4M values decode in a few milliseconds.
-    static func finiteFloats(_ payload: ArraySlice<UInt8>) throws -> [Float] {
+    static func finiteFloats(_ payload: ArraySlice<UInt8>, into values: inout [Float]) throws {
         let count = payload.count / 4
-        var values = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
-            payload.withUnsafeBytes { UnsafeMutableRawBufferPointer(buffer).copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<(count * 4)])) }
-            initialized = count
+        if values.count != count { values = [Float](repeating: 0, count: count) }
+        values.withUnsafeMutableBytes { destination in
+            payload.withUnsafeBytes { destination.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<(count * 4)])) }
         }
         #if _endian(big)
         for i in values.indices { values[i] = Float(bitPattern: UInt32(littleEndian: values[i].bitPattern)) }
@@ -122,6 +132,5 @@ public struct UpdateEnvelope: Equatable, Sendable {
                 }
             }
         }
-        return values
     }
 }

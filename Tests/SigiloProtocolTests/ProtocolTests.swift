@@ -104,6 +104,17 @@ import SigiloCrypto
         do { _ = try UpdateEnvelope.decode(bytes, maximumDimension: maximumDimension); return nil } catch let e as ProtocolError { return e.code } catch { return nil }
     }
 
+    @Test func decodingIntoReusedStorageGivesTheSameUpdates() throws {
+        var storage = [Float]()
+        for seed in 0..<3 {
+            let update = UpdateEnvelope(round: 1, modelVersion: 1, flags: [], weight: 2, values: (0..<1000).map { Float(sin(Double($0 + seed))) })
+            let decoded = try UpdateEnvelope.decode(update.encoded(), maximumDimension: 1000, reusing: &storage)
+            #expect(decoded == update)
+        }
+        let nonFinite = UpdateEnvelope(round: 1, modelVersion: 1, flags: [], weight: 2, values: [1, 2, .nan]).encoded()
+        #expect(throws: ProtocolError.self) { _ = try UpdateEnvelope.decode(nonFinite, maximumDimension: 10, reusing: &storage) }
+    }
+
     @Test func everyTruncationAndEveryFlippedByteIsRejected() {
         let bytes = envelope.encoded()
         for length in 0..<bytes.count { #expect(code(Array(bytes[0..<length])) != nil, "cut at \(length)") }
