@@ -137,7 +137,7 @@ public struct CoordinatorRoutes: Sendable {
             }).rendered())
         },
         Endpoint(method: "GET", pattern: ["v1", "audit", "log"], access: oversight) { routes, call in
-            let query = call.request.target.split(separator: "?", maxSplits: 1).dropFirst().first.map(String.init) ?? ""
+            let query = call.request.query
             var after: Int64 = 0, limit = 1000
             for pair in query.split(separator: "&") {
                 let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
@@ -231,7 +231,7 @@ public struct CoordinatorRoutes: Sendable {
     /// round this tenant has not yet answered is open, so clients need not poll
     /// hard; the lock is not held while waiting.
     func currentRound(_ call: Call) throws -> HTTPResponse {
-        let query = call.request.target.split(separator: "?", maxSplits: 1).dropFirst().first.map(String.init) ?? ""
+        let query = call.request.query
         var wait = 0.0
         if !query.isEmpty {
             guard query.hasPrefix("wait="), let seconds = Double(query.dropFirst(5)), seconds.isFinite, (0...30).contains(seconds) else {

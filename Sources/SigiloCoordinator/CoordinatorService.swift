@@ -371,9 +371,11 @@ public final class CoordinatorService: @unchecked Sendable {
 
     // MARK: - Rounds
 
-    /// The noise multiplier rounds are charged with: the grid mechanism's effective one.
-    func chargedNoiseMultiplier(_ plan: Plan) throws -> Double {
-        try GaussianNoise(clipNorm: plan.clipNorm, noiseMultiplier: plan.noiseMultiplier, dimension: plan.dimension).effectiveNoiseMultiplier
+    /// What one round of `plan` charges the ledger: its sampling rate and the
+    /// grid mechanism's effective noise multiplier.
+    func charge(of plan: Plan) throws -> SubsampledGaussian {
+        let noise = try GaussianNoise(clipNorm: plan.clipNorm, noiseMultiplier: plan.noiseMultiplier, dimension: plan.dimension)
+        return try SubsampledGaussian(sampleRate: plan.sampleRate, noiseMultiplier: noise.effectiveNoiseMultiplier)
     }
 
     /// The plan's ledger, as charged so far.
@@ -417,7 +419,7 @@ public final class CoordinatorService: @unchecked Sendable {
             var active = Set<String>()
             try database.run("SELECT id FROM tenants WHERE status = 'active'") { active.insert($0.text(0)) }
             guard active.count >= plan.minimumTenants else { return "waiting for tenants (\(active.count) of \(plan.minimumTenants))" }
-            let round = try SubsampledGaussian(sampleRate: plan.sampleRate, noiseMultiplier: try chargedNoiseMultiplier(plan))
+            let round = try charge(of: plan)
             guard try epsilons.epsilon(try ledger(plan), adding: round) <= plan.maximumEpsilon else {
                 return "privacy budget exhausted: another round would exceed epsilon \(plan.maximumEpsilon)"
             }
@@ -453,7 +455,7 @@ public final class CoordinatorService: @unchecked Sendable {
     /// The ledger and the charge of the round `maintain` would open next, when none is open.
     private func nextRoundCharge() throws -> (PrivacyLedger, SubsampledGaussian)? {
         guard case .idle = machine.state, let plan = try currentPlan() else { return nil }
-        return (try ledger(plan), try SubsampledGaussian(sampleRate: plan.sampleRate, noiseMultiplier: try chargedNoiseMultiplier(plan)))
+        return (try ledger(plan), try charge(of: plan))
     }
 
     public struct RoundInfo: Sendable, Equatable {
@@ -588,9 +590,7 @@ public final class CoordinatorService: @unchecked Sendable {
                 try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "round.abandon",
                                       object: "round \(round.id)", detail: "\(round.submitted.count) of \(round.minimumTenants) required tenants submitted; nothing released"))
             }
-            machine.finished()
-            sum = nil
-            roundFinished.signal()
+            roundEnded()
         case .close(let round):
             guard let plan = try currentPlan(), let running = sum, let current = try model(versionUnlocked: round.modelVersion) else { return }
             var optimizerState = ServerOptimizerState()
@@ -605,7 +605,7 @@ public final class CoordinatorService: @unchecked Sendable {
             let split = current.weights.count
             model.weights = Array(next[0..<split])
             model.bias = Array(next[split...])
-            let charged = try SubsampledGaussian(sampleRate: plan.sampleRate, noiseMultiplier: try chargedNoiseMultiplier(plan))
+            let charged = try charge(of: plan)
             var ledger = try ledger(plan)
             try ledger.charge(round: String(round.id), charged, at: Date(timeIntervalSince1970: now))
             let epsilon = try epsilons.epsilon(ledger)
@@ -619,10 +619,16 @@ public final class CoordinatorService: @unchecked Sendable {
                                  [.blob(Self.bytes(optimizerState.momentum)), .blob(Self.bytes(optimizerState.secondMoment))])
                 try publish(model: model, parent: round.modelVersion, round: round.id, epsilon: epsilon, now: now)
             }
-            machine.finished()
-            sum = nil
-            roundFinished.signal()
+            roundEnded()
         }
+    }
+
+    /// After a close or an abandon is committed: no round is open, and the
+    /// maintenance tick is woken to open the next.
+    private func roundEnded() {
+        machine.finished()
+        sum = nil
+        roundFinished.signal()
     }
 
     private func model(versionUnlocked version: UInt64) throws -> SoftmaxModel? {

@@ -23,6 +23,9 @@ public struct HTTPRequest: Sendable, Equatable {
     /// The path without the query.
     public var path: Substring { target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0] }
 
+    /// The query after "?", empty when there is none.
+    public var query: Substring { target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).dropFirst().first ?? "" }
+
     public static func == (a: HTTPRequest, b: HTTPRequest) -> Bool {
         a.method == b.method && a.target == b.target && a.body == b.body && a.keepAlive == b.keepAlive
             && a.headers.map(\.name) == b.headers.map(\.name) && a.headers.map(\.value) == b.headers.map(\.value)

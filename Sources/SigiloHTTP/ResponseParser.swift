@@ -58,28 +58,20 @@ public struct ResponseParser: Sendable {
             switch state {
             case .done:
                 return .failure("response already complete")
-            case .body(var response, let remaining?):
-                if remaining < 0 { return fail("more bytes than the Content-Length of \(response.body.count + remaining)") }
-                if !buffer.isEmpty {
-                    state = .done
-                    response.body.append(contentsOf: buffer)
-                    let left = remaining - buffer.count
+            case .body(let response, let remaining):
+                if !buffer.isEmpty { // the body began in the same read as the head
+                    let early = buffer
                     buffer = []
-                    state = .body(response, remaining: left)
+                    early.withUnsafeBytes { feed($0) }
                     continue
                 }
+                guard let remaining else { // close-delimited: complete at `finish`
+                    return response.body.count > limits.maximumBodyBytes ? fail("body exceeds \(limits.maximumBodyBytes) bytes") : .needMore
+                }
+                if remaining < 0 { return fail("more bytes than the Content-Length of \(response.body.count + remaining)") }
                 guard remaining == 0 else { return .needMore }
                 state = .done
                 return .response(response)
-            case .body(var response, nil):
-                if !buffer.isEmpty {
-                    state = .done
-                    response.body.append(contentsOf: buffer)
-                    buffer = []
-                    state = .body(response, remaining: nil)
-                }
-                if response.body.count > limits.maximumBodyBytes { return fail("body exceeds \(limits.maximumBodyBytes) bytes") }
-                return .needMore
             case .head:
                 guard let end = MessageHead.end(of: buffer, limit: limits.maximumHeaderBytes) else {
                     return buffer.count > limits.maximumHeaderBytes ? fail("response head exceeds \(limits.maximumHeaderBytes) bytes") : .needMore

@@ -50,14 +50,12 @@ public enum PLDAccountant {
 
     /// ε of the Gaussian mechanism with sensitivity 1 and standard deviation
     /// σ at `delta`, from its exact privacy profile (Balle and Wang 2018):
-    /// δ(ε) = Φ(1/(2σ) - εσ) - e^ε Φ(-1/(2σ) - εσ), decreasing in ε, inverted
-    /// by bisection; the upper end of the final bracket is returned, so the
-    /// answer is never below the truth.
+    /// δ(ε) = Φ(1/(2σ) - εσ) - e^ε Φ(-1/(2σ) - εσ), the hockey stick of the
+    /// subsampled pair at q = 1; decreasing in ε, inverted by bisection; the
+    /// upper end of the final bracket is returned, so the answer is never
+    /// below the truth.
     static func gaussianEpsilon(sigma: Double, delta: Double) -> Double {
-        func profile(_ e: Double) -> Double {
-            let phi = { (x: Double) in 0.5 * erfc(-x / 2.0.squareRoot()) }
-            return phi(1 / (2 * sigma) - e * sigma) - exp(e) * phi(-1 / (2 * sigma) - e * sigma)
-        }
+        func profile(_ e: Double) -> Double { LossDistribution.hockeyStick(epsilon: e, q: 1, sigma: sigma, direction: .remove) }
         guard profile(0) > delta else { return 0 }
         var low = 0.0, high = 1.0
         while profile(high) > delta { low = high; high *= 2 }
