@@ -68,14 +68,10 @@ public struct GaussianNoise: Sendable {
     /// discrete Gaussian); only the wall time differs. The coordinator uses
     /// it at round close, when nothing else runs and d may be in the millions.
     public func privatizeOnAllCores(_ sum: inout [Float]) throws {
-        guard sum.count == dimension else { throw PrivacyParameterError("update has \(sum.count) values, mechanism expects \(dimension)") }
+        try checkDimension(sum)
         let inverse = 1 / step, s = step
         // Validate everything first, so a refusal leaves `sum` untouched.
-        for i in sum.indices {
-            let v = Double(sum[i])
-            guard v.isFinite else { throw PrivacyParameterError("value \(i) of the sum is not finite") }
-            guard abs((v * inverse).rounded()) < 0x1p62 else { throw PrivacyParameterError("value \(i) of the sum (\(v)) is too large for the grid") }
-        }
+        for i in sum.indices { _ = try gridPoint(sum[i], index: i, inverse: inverse) }
         let blockSize = 1 << 18
         let blocks = (sum.count + blockSize - 1) / blockSize
         let sampler = self.sampler
@@ -109,19 +105,28 @@ public struct GaussianNoise: Sendable {
 
     /// The released integers: round(sum / step) + N_Z(0, σ²), coordinate by coordinate.
     func noisyGrid<R: RandomNumberGenerator>(_ sum: [Float], generator: inout R) throws -> [Int64] {
-        guard sum.count == dimension else { throw PrivacyParameterError("update has \(sum.count) values, mechanism expects \(dimension)") }
+        try checkDimension(sum)
         let inverse = 1 / step
         var bits = RandomBits(generator)
         defer { generator = bits.generator }
         var out = [Int64](repeating: 0, count: sum.count)
-        for i in sum.indices {
-            let v = Double(sum[i])
-            guard v.isFinite else { throw PrivacyParameterError("value \(i) of the sum is not finite") }
-            let scaled = (v * inverse).rounded()
-            guard abs(scaled) < 0x1p62 else { throw PrivacyParameterError("value \(i) of the sum (\(v)) is too large for the grid") }
-            out[i] = Int64(scaled) &+ sampler.sample(using: &bits)
-        }
+        for i in sum.indices { out[i] = try gridPoint(sum[i], index: i, inverse: inverse) &+ sampler.sample(using: &bits) }
         return out
+    }
+
+    private func checkDimension(_ sum: [Float]) throws {
+        guard sum.count == dimension else { throw PrivacyParameterError("update has \(sum.count) values, mechanism expects \(dimension)") }
+    }
+
+    /// `value` rounded to the grid (`inverse` = 1 / step); a non-finite value,
+    /// or one too large for the grid's integers, is refused, naming `index`.
+    @inline(__always)
+    private func gridPoint(_ value: Float, index: Int, inverse: Double) throws -> Int64 {
+        let v = Double(value)
+        guard v.isFinite else { throw PrivacyParameterError("value \(index) of the sum is not finite") }
+        let scaled = (v * inverse).rounded()
+        guard abs(scaled) < 0x1p62 else { throw PrivacyParameterError("value \(index) of the sum (\(v)) is too large for the grid") }
+        return Int64(scaled)
     }
 }
 
