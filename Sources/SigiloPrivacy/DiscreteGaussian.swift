@@ -1,43 +1,43 @@
-/// Exact sampling of the discrete Gaussian N_Z(0, σ²) on the integers
-/// (Canonne, Kamath, Steinke 2020, Algorithms 1-3), using only integer
-/// arithmetic and uniform random bits: no floating point touches a sample,
-/// so no low-order bit can carry information about anything but the noise
-/// (the failure Mironov 2012 showed for floating-point samplers).
+/// Exact sampling of the discrete Gaussian N_Z(0, σ²) on the integers, using
+/// only integer arithmetic and uniform random words: no floating point touches
+/// a sample, so no low-order bit can carry information about anything but the
+/// noise (the failure Mironov 2012 showed for floating-point samplers).
 ///
-/// σ is an integer number of grid steps (callers round it up, which only
-/// adds noise). The proposal scale is t = σ: CKS's rejection step is exact for
-/// any t, and with t = σ the acceptance exponent (|y| - σ)²/(2σ²) has a
-/// numerator and denominator that fit in 64 bits for σ < 2^26, so every
-/// Bernoulli trial is one multiply-shift draw.
+/// The construction is Karney's (2016, "Sampling exactly from the normal
+/// distribution", algorithm D) for an integer σ: propose |x| = kσ + j with
+/// k >= 0 drawn with P(k) ∝ e^(-k²/2), j uniform in [0, σ) and a random sign,
+/// and accept with probability e^(-j(2kσ + j)/(2σ²)). The proposal's weight
+/// times the acceptance is e^(-(kσ + j)²/(2σ²)), the target mass of x; each
+/// integer has exactly one (k, j, sign) (zero only with the + sign). Every
+/// accept/reject decision is an exact coin: e^(-m/128) against the binary
+/// expansion (`ExpMinusDigits`), and the remaining e^(-r/(128σ²)), r < σ²,
+/// by Canonne, Kamath and Steinke's (2020) Bernoulli algorithm. The proposal
+/// is accepted about 71% of the time and a sample costs about 7 random words.
+///
+/// σ is an integer number of grid steps (callers round it up, which only adds noise).
 public struct DiscreteGaussianSampler: Sendable {
     /// The standard deviation σ, in grid steps.
     public let sigma: UInt64
+    private let sigmaSquared: UInt64
+    private let thresholds: [UInt64]
 
     public init(sigma: UInt64) {
         precondition(sigma >= 1 && sigma < 1 << 26, "σ must be in 1..<2^26 grid steps")
         self.sigma = sigma
+        sigmaSquared = sigma * sigma
+        thresholds = ExpMinusDigits.firstWords
     }
-
-    /// The variance σ².
-    public var sigmaSquared: UInt64 { sigma * sigma }
 
     /// One sample from N_Z(0, σ²).
     func sample<R: RandomNumberGenerator>(using bits: inout RandomBits<R>) -> Int64 {
-        let denominator = 2 * sigma * sigma
         while true {
-            let y = discreteLaplace(using: &bits)
-            // Accept with probability exp(-(|y| - σ²/t)² / (2σ²)) = exp(-(|y| - σ)² / (2σ²)).
-            let magnitude = y.magnitude
-            let difference = magnitude > sigma ? magnitude - sigma : sigma - magnitude
-            let accepted: Bool
-            if difference < 1 << 32 {
-                accepted = bernoulliExpMinus(numerator: difference * difference, denominator: denominator, using: &bits)
-            } else {
-                // |y| >= 2^32 - σ (probability below e^-64 per proposal): the exact test in 128 bits.
-                accepted = bernoulliExpMinusWide(numerator: UInt128(difference) * UInt128(difference),
-                                                 denominator: UInt128(denominator), using: &bits)
-            }
-            if accepted { return y }
+            let k = halfSquareExponent(using: &bits)
+            let j = bits.generator.next(upperBound: sigma)
+            let negative = bits.next()
+            if negative && k == 0 && j == 0 { continue } // zero has only the + sign
+            guard accepts(k: k, j: j, using: &bits) else { continue }
+            let magnitude = Int64(k &* sigma &+ j)
+            return negative ? -magnitude : magnitude
         }
     }
 
@@ -48,19 +48,75 @@ public struct DiscreteGaussianSampler: Sendable {
         return sample(using: &bits)
     }
 
-    /// Discrete Laplace with scale t = σ: P(x) ∝ exp(-|x|/t) (CKS Algorithm 2).
-    func discreteLaplace<R: RandomNumberGenerator>(using bits: inout RandomBits<R>) -> Int64 {
-        let t = sigma
-        while true {
-            let u = bits.generator.next(upperBound: t)
-            guard bernoulliExpMinus(numerator: u, denominator: t, using: &bits) else { continue }
-            var v: UInt64 = 0
-            while bernoulliExpMinusOne(using: &bits) { v += 1 }
-            let x = u &+ t &* v
-            let negative = bits.next()
-            if negative && x == 0 { continue }
-            return negative ? -Int64(x) : Int64(x)
+    /// The coin e^(-j(2kσ + j)/(2σ²)) = e^(-m/128) · e^(-r/(128σ²)) with
+    /// 64·j(2kσ + j) = m·σ² + r.
+    @inline(__always)
+    private func accepts<R: RandomNumberGenerator>(k: UInt64, j: UInt64, using bits: inout RandomBits<R>) -> Bool {
+        // j < 2^26 and 2kσ + j < (2k + 1)·2^26, so 64·j(2kσ + j) fits in 64 bits while k < 32.
+        guard k < 32 else {
+            // Probability below e^-512 per proposal: one exact coin in 128 bits.
+            let n = UInt128(j) * (2 * UInt128(k) * UInt128(sigma) + UInt128(j))
+            return bernoulliExpMinusWide(numerator: n, denominator: 2 * UInt128(sigmaSquared), using: &bits)
         }
+        let scaled = 64 * j * (2 * k * sigma + j)
+        let (ticks, rest) = scaled.quotientAndRemainder(dividingBy: sigmaSquared)
+        return expMinusCoin(ticks: Int(ticks), using: &bits)
+            && bernoulliExpMinus(numerator: rest, denominator: 128 * sigmaSquared, using: &bits)
+    }
+
+    /// k >= 0 with P(k) ∝ e^(-k²/2) (Karney's algorithm G): a geometric k with
+    /// P(k) ∝ e^(-k/2), accepted with probability e^(-k(k-1)/2).
+    @inline(__always)
+    private func halfSquareExponent<R: RandomNumberGenerator>(using bits: inout RandomBits<R>) -> UInt64 {
+        while true {
+            let k = halfGeometric(using: &bits)
+            if k < 2 { return k }
+            if expMinusCoin(ticks: Int(k * (k - 1) / 2) * ExpMinusDigits.ticksPerUnit, using: &bits) { return k }
+        }
+    }
+
+    /// k >= 0 with P(k >= m) = e^(-m/2): one uniform u, k = #{m in 1...7 : u < e^(-m/2)},
+    /// continued (the law is memoryless) when u is below all seven.
+    @inline(__always)
+    func halfGeometric<R: RandomNumberGenerator>(using bits: inout RandomBits<R>) -> UInt64 {
+        let step = ExpMinusDigits.ticksPerUnit / 2
+        var total: UInt64 = 0
+        while true {
+            let u = bits.generator.next()
+            var k: UInt64 = 0
+            var tie = 0
+            for m in 1...7 {
+                let threshold = thresholds[m * step]
+                k += u < threshold ? 1 : 0
+                if u == threshold { tie = m }
+            }
+            // u's first word equals the m-th threshold's (probability 2^-64): its later words decide.
+            if tie != 0, ExpMinusDigits.resolveTie(ticks: tie * step, using: &bits.generator) { k += 1 }
+            total += k
+            if k < 7 { return total }
+        }
+    }
+
+    /// The coin [u < e^(-ticks/128)] for fresh uniforms, any ticks >= 0.
+    @inline(__always)
+    private func expMinusCoin<R: RandomNumberGenerator>(ticks: Int, using bits: inout RandomBits<R>) -> Bool {
+        var ticks = ticks
+        // e^(-a-b) = e^(-a)·e^(-b): beyond the table, independent coins of e^-3.
+        let three = 3 * ExpMinusDigits.ticksPerUnit
+        while ticks >= ExpMinusDigits.tableTicks {
+            if !tableCoin(ticks: three, using: &bits) { return false }
+            ticks -= three
+        }
+        return tableCoin(ticks: ticks, using: &bits)
+    }
+
+    /// The coin [u < e^(-ticks/128)] for ticks in the table.
+    @inline(__always)
+    private func tableCoin<R: RandomNumberGenerator>(ticks: Int, using bits: inout RandomBits<R>) -> Bool {
+        if ticks == 0 { return true }
+        let u = bits.generator.next(), threshold = thresholds[ticks]
+        if u != threshold { return u < threshold }
+        return ExpMinusDigits.resolveTie(ticks: ticks, using: &bits.generator)
     }
 }
 
@@ -95,8 +151,14 @@ func bernoulliExpMinus<R: RandomNumberGenerator>(numerator n: UInt64, denominato
     // γ in [0, 1): K counts successes of Bernoulli(γ/K); the result is "K is odd".
     if rest == 0 { return true }
     var k: UInt64 = 1
-    while bits.generator.next(upperBound: d * k) < rest { k += 1 }
-    return k & 1 == 1
+    while true {
+        let (bound, overflow) = d.multipliedReportingOverflow(by: k)
+        let success = overflow
+            ? bernoulli(numerator: UInt128(rest), denominator: UInt128(d) * UInt128(k), using: &bits)
+            : bits.generator.next(upperBound: bound) < rest
+        if !success { return k & 1 == 1 }
+        k += 1
+    }
 }
 
 /// Bernoulli(exp(-1)): K counts successes of Bernoulli(1/K) (the first is certain).

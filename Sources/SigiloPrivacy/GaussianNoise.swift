@@ -68,21 +68,14 @@ public struct GaussianNoise: Sendable {
     /// discrete Gaussian); only the wall time differs. The coordinator uses
     /// it at round close, when nothing else runs and d may be in the millions.
     public func privatizeOnAllCores(_ sum: inout [Float]) throws {
-        try checkDimension(sum)
-        let inverse = 1 / step, s = step
-        // Validate everything first, so a refusal leaves `sum` untouched.
-        for i in sum.indices { _ = try gridPoint(sum[i], index: i, inverse: inverse) }
+        try validate(sum)
         let blockSize = 1 << 18
         let blocks = (sum.count + blockSize - 1) / blockSize
-        let sampler = self.sampler
         sum.withUnsafeMutableBufferPointer { values in
             nonisolated(unsafe) let values = values // blocks write disjoint ranges
             DispatchQueue.concurrentPerform(iterations: blocks) { block in
                 var bits = RandomBits(SecureRandom())
-                for i in (block * blockSize)..<min(values.count, (block + 1) * blockSize) {
-                    let grid = Int64((Double(values[i]) * inverse).rounded()) &+ sampler.sample(using: &bits)
-                    values[i] = Float(Double(grid) * s)
-                }
+                addNoise(to: values, range: (block * blockSize)..<min(values.count, (block + 1) * blockSize), using: &bits)
             }
         }
     }
@@ -98,24 +91,29 @@ public struct GaussianNoise: Sendable {
 
     /// As `privatize(_:using:)`; generic so that tests can pass a seeded generator.
     func privatize<R: RandomNumberGenerator>(_ sum: inout [Float], generator: inout R) throws {
-        let grid = try noisyGrid(sum, generator: &generator)
-        let s = step
-        for i in sum.indices { sum[i] = Float(Double(grid[i]) * s) }
-    }
-
-    /// The released integers: round(sum / step) + N_Z(0, σ²), coordinate by coordinate.
-    func noisyGrid<R: RandomNumberGenerator>(_ sum: [Float], generator: inout R) throws -> [Int64] {
-        try checkDimension(sum)
-        let inverse = 1 / step
+        try validate(sum)
         var bits = RandomBits(generator)
         defer { generator = bits.generator }
-        var out = [Int64](repeating: 0, count: sum.count)
-        for i in sum.indices { out[i] = try gridPoint(sum[i], index: i, inverse: inverse) &+ sampler.sample(using: &bits) }
-        return out
+        sum.withUnsafeMutableBufferPointer { addNoise(to: $0, range: $0.indices, using: &bits) }
     }
 
-    private func checkDimension(_ sum: [Float]) throws {
+    /// Replaces each value in `range` by the release: (round(value / step) + N_Z(0, σ²)) · step.
+    /// The values have been validated.
+    private func addNoise<R: RandomNumberGenerator>(to values: UnsafeMutableBufferPointer<Float>, range: Range<Int>,
+                                                    using bits: inout RandomBits<R>) {
+        let inverse = 1 / step, s = step
+        for i in range {
+            let grid = Int64((Double(values[i]) * inverse).rounded()) &+ sampler.sample(using: &bits)
+            values[i] = Float(Double(grid) * s)
+        }
+    }
+
+    /// Refuses a sum of the wrong dimension or with a value the grid cannot
+    /// hold, before anything is changed.
+    private func validate(_ sum: [Float]) throws {
         guard sum.count == dimension else { throw PrivacyParameterError("update has \(sum.count) values, mechanism expects \(dimension)") }
+        let inverse = 1 / step
+        for i in sum.indices { _ = try gridPoint(sum[i], index: i, inverse: inverse) }
     }
 
     /// `value` rounded to the grid (`inverse` = 1 / step); a non-finite value,

@@ -8,31 +8,35 @@ typealias SeededGenerator = InsecureSeededGenerator
 @Suite struct DiscreteGaussianTests {
     static let samples = 1_000_000
 
-    @Test func smallSigmaMatchesTheExactMassFunction() {
-        // σ² = 4: chi-square over x in -8...8 plus both tails, 10^6 samples.
-        let sampler = DiscreteGaussianSampler(sigma: 2)
-        var rng = SeededGenerator(seed: 11)
+    /// Chi-square over x in -4σ...4σ plus both tails (8σ + 2 degrees of
+    /// freedom), 10^6 samples; the bound is the chi-square law's 1 - 10^-6
+    /// quantile, so a correct sampler fails once in a million runs. σ = 1
+    /// exercises the k of Karney's proposal alone (j is always 0), larger σ
+    /// the uniform j and its acceptance coin.
+    @Test(arguments: [(UInt64(1), 46.9), (2, 61.9), (3, 75.5), (7, 124.2)])
+    func smallSigmaMatchesTheExactMassFunction(_ sigmaSteps: UInt64, _ bound: Double) {
+        let sigma = Int(sigmaSteps)
+        let sampler = DiscreteGaussianSampler(sigma: sigmaSteps)
+        var rng = SeededGenerator(seed: 11 + sigmaSteps)
         var counts = [Int: Int]()
         for _ in 0..<Self.samples { counts[Int(sampler.sample(using: &rng)), default: 0] += 1 }
-        let weights = (-60...60).map { exp(-Double($0 * $0) / 8) }
-        let total = weights.reduce(0, +)
-        func p(_ x: Int) -> Double { exp(-Double(x * x) / 8) / total }
+        let limit = 4 * sigma, far = 40 * sigma
+        func weight(_ x: Int) -> Double { exp(-Double(x * x) / Double(2 * sigma * sigma)) }
+        let total = (-far...far).reduce(0.0) { $0 + weight($1) }
         var chi2 = 0.0
-        for x in -8...8 {
-            let expected = p(x) * Double(Self.samples)
+        for x in -limit...limit {
+            let expected = weight(x) / total * Double(Self.samples)
             let observed = Double(counts[x, default: 0])
             chi2 += (observed - expected) * (observed - expected) / expected
         }
-        let tailExpected = (9...60).reduce(0.0) { $0 + p($1) } * Double(Self.samples)
-        for tail in [counts.filter { $0.key > 8 }, counts.filter { $0.key < -8 }] {
+        let tailExpected = ((limit + 1)...far).reduce(0.0) { $0 + weight($1) } / total * Double(Self.samples)
+        for tail in [counts.filter { $0.key > limit }, counts.filter { $0.key < -limit }] {
             let observed = Double(tail.values.reduce(0, +))
             chi2 += (observed - tailExpected) * (observed - tailExpected) / tailExpected
         }
-        // 18 degrees of freedom: P(χ² > 60) < 1e-6 for a correct sampler.
-        #expect(chi2 < 60, "chi-square \(chi2)")
-        // Symmetry and the mean.
+        #expect(chi2 < bound, "σ \(sigma): chi-square \(chi2)")
         let mean = counts.reduce(0.0) { $0 + Double($1.key * $1.value) } / Double(Self.samples)
-        #expect(abs(mean) < 5 * 2 / Double(Self.samples).squareRoot())
+        #expect(abs(mean) < 5 * Double(sigma) / Double(Self.samples).squareRoot())
     }
 
     /// σ = 1000 and σ = 2^21 steps (what a 4M-value update's grid uses).
@@ -70,11 +74,13 @@ typealias SeededGenerator = InsecureSeededGenerator
         let a = (0..<1000).map { Float(sin(Double($0))) * 0.01 }
         let b = (0..<1000).map { Float($0 % 7) * 0.3 }
         var r1 = SeededGenerator(seed: 5), r2 = SeededGenerator(seed: 5)
-        let na = try mechanism.noisyGrid(a, generator: &r1)
-        let nb = try mechanism.noisyGrid(b, generator: &r2)
+        var ra = a, rb = b
+        try mechanism.privatize(&ra, generator: &r1)
+        try mechanism.privatize(&rb, generator: &r2)
+        // Releases are grid points (|grid| < 2^24, so the floats hold them exactly).
         let inverse = 1 / mechanism.step
-        let noiseA = zip(na, a).map { $0 - Int64((Double($1) * inverse).rounded()) }
-        let noiseB = zip(nb, b).map { $0 - Int64((Double($1) * inverse).rounded()) }
+        let noiseA = zip(ra, a).map { Int64(Double($0) * inverse) - Int64((Double($1) * inverse).rounded()) }
+        let noiseB = zip(rb, b).map { Int64(Double($0) * inverse) - Int64((Double($1) * inverse).rounded()) }
         #expect(noiseA == noiseB)
         #expect(Set(noiseA).count > 900) // and it is noise
     }
@@ -120,8 +126,10 @@ typealias SeededGenerator = InsecureSeededGenerator
         #expect(throws: PrivacyParameterError.self) { try GaussianNoise(clipNorm: 1, noiseMultiplier: .nan, dimension: 3) }
         let mechanism = try GaussianNoise(clipNorm: 1, noiseMultiplier: 1, dimension: 3)
         var rng = SeededGenerator(seed: 1)
-        #expect(throws: PrivacyParameterError.self) { try mechanism.noisyGrid([1, .nan, 2], generator: &rng) }
-        #expect(throws: PrivacyParameterError.self) { try mechanism.noisyGrid([1, 2], generator: &rng) }
+        var nonFinite: [Float] = [1, .nan, 2], short: [Float] = [1, 2]
+        #expect(throws: PrivacyParameterError.self) { try mechanism.privatize(&nonFinite, generator: &rng) }
+        #expect(throws: PrivacyParameterError.self) { try mechanism.privatize(&short, generator: &rng) }
+        #expect(nonFinite[0] == 1 && nonFinite[2] == 2 && short == [1, 2]) // untouched
     }
 
     @Test func secureRandomIsNotConstantAndCopiesShareOneStream() {
@@ -253,5 +261,58 @@ typealias SeededGenerator = InsecureSeededGenerator
         #expect(abs(Double(e) / 200_000 - exp(-0.5)) < 0.005)
         let narrow = (0..<200_000).filter { _ in bernoulliExpMinus(numerator: 5, denominator: 2, using: &bits) }.count
         #expect(abs(Double(narrow) / 200_000 - exp(-2.5)) < 0.003)
+    }
+}
+
+@Suite struct ExpMinusDigitsTests {
+    /// ⌊e^(-t/128) · 2^192⌋ in three words, from Python's decimal module at 200 digits.
+    @Test(arguments: [
+        (1, [UInt64(0xfe01_feab_5511_27cb), 0xfe5f_8999_4c44_216f, 0x70d4_017a_ec23_4b1f]),
+        (64, [0x9b45_97e3_7cb0_4ff3, 0xd675_a355_30cd_d767, 0xe347_bf8a_d0e8_0abb]),
+        (128, [0x5e2d_58d8_b3bc_df1a, 0xbade_c782_9054_f90d, 0xda98_05aa_b56c_7733]),
+        (384, [0x0cbe_d866_6758_5764, 0xa413_0191_c840_8680, 0x3a08_ae39_cdc3_18c6]),
+        (511, [0x04b9_bf7f_d2cf_4db7, 0x6300_489f_51aa_8f45, 0x8e22_83f4_52b4_7437]),
+    ])
+    func digitsMatchAnIndependentComputation(_ ticks: Int, _ words: [UInt64]) {
+        #expect(ExpMinusDigits.fractionWords(ticks: ticks, count: 3) == words)
+        #expect(ExpMinusDigits.firstWords[ticks] == words[0])
+    }
+
+    @Test func everyTableWordAgreesWithTheFloatingPointExponential() {
+        for ticks in 1..<ExpMinusDigits.tableTicks {
+            let approximate = exp(-Double(ticks) / 128) * 0x1p64
+            #expect(abs(Double(ExpMinusDigits.firstWords[ticks]) - approximate) < approximate * 0x1p-50, "ticks \(ticks)")
+        }
+    }
+
+    @Test func aTiedFirstWordIsDecidedByTheNextWords() {
+        // e^-1 = 0x5e2d58d8b3bcdf1a badec7829054f90d da9805aab56c7733...; the first word already tied.
+        func coin(_ words: [UInt64]) -> Bool {
+            var generator = ScriptedGenerator(words)
+            return ExpMinusDigits.resolveTie(ticks: 128, using: &generator)
+        }
+        #expect(coin([0xbade_c782_9054_f90c]))
+        #expect(!coin([0xbade_c782_9054_f90e]))
+        #expect(coin([0xbade_c782_9054_f90d, 0xda98_05aa_b56c_7732]))
+        #expect(!coin([0xbade_c782_9054_f90d, 0xda98_05aa_b56c_7734]))
+    }
+
+    @Test func theGeometricStepResolvesATieWithItsThreshold() {
+        // u's first word equals ⌊e^(-1/2)·2^64⌋: only u's second word says whether u < e^(-1/2).
+        let sampler = DiscreteGaussianSampler(sigma: 5)
+        var below = RandomBits(ScriptedGenerator([0x9b45_97e3_7cb0_4ff3, 0]))
+        var above = RandomBits(ScriptedGenerator([0x9b45_97e3_7cb0_4ff3, .max]))
+        #expect(sampler.halfGeometric(using: &below) == 1)
+        #expect(sampler.halfGeometric(using: &above) == 0)
+    }
+}
+
+/// Hands out the given words, then fails the test: a coin must not read more than it was scripted.
+struct ScriptedGenerator: RandomNumberGenerator {
+    var words: [UInt64]
+    init(_ words: [UInt64]) { self.words = words }
+    mutating func next() -> UInt64 {
+        guard !words.isEmpty else { Issue.record("the coin read more words than scripted"); return 0 }
+        return words.removeFirst()
     }
 }
