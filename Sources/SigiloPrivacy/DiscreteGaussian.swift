@@ -19,12 +19,15 @@ public struct DiscreteGaussianSampler: Sendable {
     /// The standard deviation σ, in grid steps.
     public let sigma: UInt64
     private let sigmaSquared: UInt64
+    /// ⌊(2^64 - 1) / σ²⌋: a quotient by σ² as a multiply (see `accepts`).
+    private let sigmaSquaredReciprocal: UInt64
     private let thresholds: [UInt64]
 
     public init(sigma: UInt64) {
         precondition(sigma >= 1 && sigma < 1 << 26, "σ must be in 1..<2^26 grid steps")
         self.sigma = sigma
         sigmaSquared = sigma * sigma
+        sigmaSquaredReciprocal = UInt64.max / sigmaSquared
         thresholds = ExpMinusDigits.firstWords
     }
 
@@ -32,7 +35,7 @@ public struct DiscreteGaussianSampler: Sendable {
     func sample<R: RandomNumberGenerator>(using bits: inout RandomBits<R>) -> Int64 {
         while true {
             let k = halfSquareExponent(using: &bits)
-            let j = bits.generator.next(upperBound: sigma)
+            let j = bits.uniform(below: sigma)
             let negative = bits.next()
             if negative && k == 0 && j == 0 { continue } // zero has only the + sign
             guard accepts(k: k, j: j, using: &bits) else { continue }
@@ -59,7 +62,10 @@ public struct DiscreteGaussianSampler: Sendable {
             return bernoulliExpMinusWide(numerator: n, denominator: 2 * UInt128(sigmaSquared), using: &bits)
         }
         let scaled = 64 * j * (2 * k * sigma + j)
-        let (ticks, rest) = scaled.quotientAndRemainder(dividingBy: sigmaSquared)
+        // The high word of scaled·⌊(2^64-1)/σ²⌋ undershoots the quotient by at most 2.
+        var ticks = scaled.multipliedFullWidth(by: sigmaSquaredReciprocal).high
+        var rest = scaled - ticks * sigmaSquared
+        while rest >= sigmaSquared { ticks += 1; rest -= sigmaSquared }
         return expMinusCoin(ticks: Int(ticks), using: &bits)
             && bernoulliExpMinus(numerator: rest, denominator: 128 * sigmaSquared, using: &bits)
     }
@@ -136,6 +142,18 @@ struct RandomBits<R: RandomNumberGenerator> {
         remaining -= 1
         return bit
     }
+
+    /// A uniform integer in [0, bound), exactly (Lemire 2019: the high word
+    /// of a random word times the bound, redrawn in the rare biased cases).
+    @inline(__always)
+    mutating func uniform(below bound: UInt64) -> UInt64 {
+        var product = generator.next().multipliedFullWidth(by: bound)
+        if product.low < bound {
+            let threshold = (0 &- bound) % bound
+            while product.low < threshold { product = generator.next().multipliedFullWidth(by: bound) }
+        }
+        return product.high
+    }
 }
 
 /// Bernoulli(exp(-n/d)) for n >= 0, d > 0, exactly (CKS Algorithm 1 and its
@@ -155,7 +173,7 @@ func bernoulliExpMinus<R: RandomNumberGenerator>(numerator n: UInt64, denominato
         let (bound, overflow) = d.multipliedReportingOverflow(by: k)
         let success = overflow
             ? bernoulli(numerator: UInt128(rest), denominator: UInt128(d) * UInt128(k), using: &bits)
-            : bits.generator.next(upperBound: bound) < rest
+            : bits.uniform(below: bound) < rest
         if !success { return k & 1 == 1 }
         k += 1
     }
@@ -165,7 +183,7 @@ func bernoulliExpMinus<R: RandomNumberGenerator>(numerator n: UInt64, denominato
 @inline(__always)
 func bernoulliExpMinusOne<R: RandomNumberGenerator>(using bits: inout RandomBits<R>) -> Bool {
     var k: UInt64 = 2 // the first trial, Bernoulli(1/1), always succeeds
-    while bits.generator.next(upperBound: k) == 0 { k += 1 }
+    while bits.uniform(below: k) == 0 { k += 1 }
     return k & 1 == 1
 }
 

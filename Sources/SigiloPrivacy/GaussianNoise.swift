@@ -103,7 +103,7 @@ public struct GaussianNoise: Sendable {
                                                     using bits: inout RandomBits<R>) {
         let inverse = 1 / step, s = step
         for i in range {
-            let grid = Int64((Double(values[i]) * inverse).rounded()) &+ sampler.sample(using: &bits)
+            let grid = Self.nearestInteger(Double(values[i]) * inverse) &+ sampler.sample(using: &bits)
             values[i] = Float(Double(grid) * s)
         }
     }
@@ -113,18 +113,24 @@ public struct GaussianNoise: Sendable {
     private func validate(_ sum: [Float]) throws {
         guard sum.count == dimension else { throw PrivacyParameterError("update has \(sum.count) values, mechanism expects \(dimension)") }
         let inverse = 1 / step
-        for i in sum.indices { _ = try gridPoint(sum[i], index: i, inverse: inverse) }
+        for i in sum.indices { try checkGridPoint(sum[i], index: i, inverse: inverse) }
     }
 
-    /// `value` rounded to the grid (`inverse` = 1 / step); a non-finite value,
-    /// or one too large for the grid's integers, is refused, naming `index`.
+    /// Refuses a non-finite value, or one too large for the grid's integers, naming `index`.
     @inline(__always)
-    private func gridPoint(_ value: Float, index: Int, inverse: Double) throws -> Int64 {
+    private func checkGridPoint(_ value: Float, index: Int, inverse: Double) throws {
         let v = Double(value)
         guard v.isFinite else { throw PrivacyParameterError("value \(index) of the sum is not finite") }
-        let scaled = (v * inverse).rounded()
-        guard abs(scaled) < 0x1p62 else { throw PrivacyParameterError("value \(index) of the sum (\(v)) is too large for the grid") }
-        return Int64(scaled)
+        guard abs(v * inverse) < 0x1p62 else { throw PrivacyParameterError("value \(index) of the sum (\(v)) is too large for the grid") }
+    }
+
+    /// x rounded to the nearest integer, halves away from zero (as `rounded()`),
+    /// for |x| < 2^62, without the library call `rounded()` compiles to.
+    @inline(__always)
+    static func nearestInteger(_ x: Double) -> Int64 {
+        let truncated = Int64(x)
+        let fraction = x - Double(truncated) // exact: both are within 1 of each other
+        return truncated + (fraction >= 0.5 ? 1 : 0) - (fraction <= -0.5 ? 1 : 0)
     }
 }
 

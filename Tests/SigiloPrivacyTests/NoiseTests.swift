@@ -98,6 +98,15 @@ typealias SeededGenerator = InsecureSeededGenerator
         #expect(sd > 0.5 && sd < 4) // z·C = 2
     }
 
+    @Test func gridRoundingIsRoundHalfAwayFromZero() {
+        var rng = SeededGenerator(seed: 21)
+        let halves = (-8...8).map { Double($0) + 0.5 } + [0.49999999999999994, -0.49999999999999994, 0x1p52 + 1, -0x1p61]
+        let random = (0..<10_000).map { _ in Double(Int64(bitPattern: rng.next()) >> Int(rng.next() % 60)) * 0.37 }
+        for x in halves + random {
+            #expect(GaussianNoise.nearestInteger(x) == Int64(x.rounded()), "x = \(x)")
+        }
+    }
+
     @Test func noiseOnAllCoresHasTheMechanismsLawInEveryBlock() throws {
         // 4 blocks of 2^18: each drawn by its own generator on its own thread.
         let d = 1 << 20, clip = 0.5, z = 1.5
