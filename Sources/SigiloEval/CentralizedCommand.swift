@@ -17,11 +17,11 @@ enum CentralizedCommand {
             .value("buckets", "N", "Hash buckets, a power of two in 2^8...2^24 (default 65536)."),
             .value("word-ngrams", "A-B", "Word n-gram orders (default 1-2)."),
             .value("char-ngrams", "A-B", "Character n-gram orders within words (default 3-5)."),
-            .value("loss", "hinge|softmax", "Training objective (default hinge; softmax = cross-entropy)."),
+            .value("loss", "blend|hinge|softmax", "Training objective (default blend: a squared-hinge and a cross-entropy model, scores averaged; softmax = cross-entropy)."),
             .value("epochs", "N", "Training epochs (default \(TrainingOptions().epochs))."),
-            .value("learning-rate", "R", "Initial SGD learning rate (default 0.25 hinge, 2 softmax)."),
-            .value("l2", "L", "L2 penalty (default 1e-5 hinge, 0 softmax)."),
-            .value("dropout", "P", "Feature dropout probability in [0, 1) (default 0.5 hinge, 0.7 softmax)."),
+            .value("learning-rate", "R", "Initial SGD learning rate (default 0.25 hinge, 2 softmax; a blend's hinge half)."),
+            .value("l2", "L", "L2 penalty (default 1e-5 hinge, 0 softmax; a blend's hinge half)."),
+            .value("dropout", "P", "Feature dropout probability in [0, 1) (default 0.5 hinge, 0.7 softmax; a blend's hinge half)."),
             .value("seed", "S", "Seed of the example order (default 1)."),
             .value("handoff-intent", "NAME", "An intent that always means hand-off (repeatable; default: oos, falar_com_humano).", repeatable: true),
             .value("save-model", "PATH", "Write the trained model here (models/FORMAT.md)."),
@@ -89,8 +89,9 @@ enum CentralizedCommand {
             ("temperature", .number(Double(model.temperature))),
             ("test_examples_with_unknown_intent", .integer(unknown)),
             ("train_seconds", .number(seconds)),
-            ("train_examples_per_second", .number(Double(train.count * options.epochs) / seconds)),
+            ("train_examples_per_second", .number(Double(train.count * options.passes) / seconds)),
             ("epochs", .integer(options.epochs)),
+            ("loss", .string(options.loss.rawValue)),
             ("parameters", .integer(model.parameterCount)),
             ("model_bytes", .integer(fileBytes.count)),
         ]
@@ -106,7 +107,7 @@ enum CentralizedCommand {
         text += String(format: "  hand-off below confidence %.3f (temperature %.3f): %.1f%% of test messages\n",
                        model.handoffThreshold, model.temperature, metrics.handoffRate * 100)
         text += String(format: "  trained in %.2f s (%.0f examples/s), %d parameters, model file %d bytes\n",
-                       seconds, Double(train.count * options.epochs) / seconds, model.parameterCount, fileBytes.count)
+                       seconds, Double(train.count * options.passes) / seconds, model.parameterCount, fileBytes.count)
         if unknown > 0 { text += "  note: \(unknown) test examples have intents absent from training (counted wrong)\n" }
         if let path = args.string("save-model") { text += "  model written to \(path)\n" }
         OutputStream.standardOutput.write(text)
@@ -124,9 +125,9 @@ enum CentralizedCommand {
 
     /// Training options from the command line, defaults per loss.
     static func trainingOptions(_ args: ParsedArguments) throws -> TrainingOptions {
-        let lossName = args.string("loss") ?? TrainingLoss.squaredHinge.rawValue
+        let lossName = args.string("loss") ?? TrainingLoss.blend.rawValue
         guard let loss = TrainingLoss(rawValue: lossName) else {
-            throw CLIError.usage("\(args.command): --loss must be hinge or softmax, got \"\(lossName)\"")
+            throw CLIError.usage("\(args.command): --loss must be blend, hinge or softmax, got \"\(lossName)\"")
         }
         return TrainingOptions(
             loss: loss,

@@ -46,7 +46,7 @@ public enum IntentTraining {
 
         if let validation {
             var model = SoftmaxTrainer.train(usable.features, labels: usable.labels, model: blank, options: options) {
-                progress?("epoch \($0)/\(options.epochs)")
+                progress?("epoch \($0)/\(options.passes)")
             }
             calibrate(&model, on: validation)
             return model
@@ -62,7 +62,7 @@ public enum IntentTraining {
         calibrate(&first, on: calibrationSet)
         progress?("final model on all \(usable.count) examples")
         var model = SoftmaxTrainer.train(usable.features, labels: usable.labels, model: blank, options: options) {
-            progress?("epoch \($0)/\(options.epochs)")
+            progress?("epoch \($0)/\(options.passes)")
         }
         model.temperature = first.temperature
         model.handoffThreshold = first.handoffThreshold

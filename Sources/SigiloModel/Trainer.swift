@@ -10,6 +10,15 @@ public enum TrainingLoss: String, Sendable, CaseIterable {
     /// SVM: on CLINC150 it ranks better than cross-entropy (tools/bench-model),
     /// and temperature scaling turns its scores into calibrated probabilities.
     case squaredHinge = "hinge"
+    /// Both, trained separately, scores averaged with weight `blendWeight`
+    /// on cross-entropy: the two objectives err on different examples. On
+    /// 5-fold cross-validation of the CLINC150 and Banking77 training data
+    /// the blend beat the better single loss by 0.2 and 0.4 points (weights
+    /// 0.23-0.5 all did; fewer cross-entropy epochs did not).
+    case blend = "blend"
+
+    /// The share of the cross-entropy model's scores in a blend.
+    public static let blendWeight: Float = 0.23
 }
 
 /// Hyper-parameters of training by stochastic gradient descent.
@@ -29,13 +38,15 @@ public struct TrainingOptions: Sendable, Equatable {
     /// Seed of the example order and dropout masks: same seed, same data, same model.
     public var seed: UInt64
 
-    /// Defaults per loss, chosen on CLINC150's validation split.
+    /// Defaults per loss, chosen on CLINC150's validation split. For `.blend`,
+    /// the learning rate, L2 and dropout are the squared-hinge half's; the
+    /// cross-entropy half takes its own defaults.
     public init(loss: TrainingLoss = .squaredHinge, epochs: Int = 12, learningRate: Float? = nil, l2: Float? = nil,
                 dropout: Float? = nil, seed: UInt64 = 1) {
         self.loss = loss
         self.epochs = epochs
         switch loss {
-        case .squaredHinge:
+        case .squaredHinge, .blend:
             self.learningRate = learningRate ?? 0.25
             self.l2 = l2 ?? 1e-5
             self.dropout = dropout ?? 0.5
@@ -46,6 +57,9 @@ public struct TrainingOptions: Sendable, Equatable {
         }
         self.seed = seed
     }
+
+    /// Passes over the data training makes (a blend trains two models).
+    public var passes: Int { loss == .blend ? 2 * epochs : epochs }
 }
 
 /// Trains the linear scores of a `SoftmaxModel` by SGD.
@@ -57,6 +71,7 @@ public enum SoftmaxTrainer {
     public static func train(_ x: FeatureMatrix, labels y: [Int32], model initial: SoftmaxModel,
                              options: TrainingOptions, progress: ((Int) -> Void)? = nil) -> SoftmaxModel {
         precondition(x.rowCount == y.count, "one label per row")
+        if options.loss == .blend { return blend(x, labels: y, model: initial, options: options, progress: progress) }
         var model = initial
         guard x.rowCount > 0, options.epochs > 0 else { return model }
         let labelCount = model.labelCount
@@ -112,6 +127,22 @@ public enum SoftmaxTrainer {
         return model
     }
 
+    /// A squared-hinge and a cross-entropy model trained from the same start,
+    /// their scores averaged: (1 - w)·hinge + w·cross-entropy, w = `TrainingLoss.blendWeight`.
+    /// Scores are linear in the parameters, so the blend is one model.
+    static func blend(_ x: FeatureMatrix, labels y: [Int32], model initial: SoftmaxModel,
+                      options: TrainingOptions, progress: ((Int) -> Void)?) -> SoftmaxModel {
+        var hingeOptions = options
+        hingeOptions.loss = .squaredHinge
+        let entropyOptions = TrainingOptions(loss: .crossEntropy, epochs: options.epochs, seed: options.seed &+ 1)
+        var model = train(x, labels: y, model: initial, options: hingeOptions, progress: progress)
+        let entropy = train(x, labels: y, model: initial, options: entropyOptions) { progress?(options.epochs + $0) }
+        let w = TrainingLoss.blendWeight
+        for i in model.weights.indices { model.weights[i] = (1 - w) * model.weights[i] + w * entropy.weights[i] }
+        for i in model.bias.indices { model.bias[i] = (1 - w) * model.bias[i] + w * entropy.bias[i] }
+        return model
+    }
+
     /// Replaces the scores in `z` by the gradient of the loss with respect to them.
     @inline(__always)
     static func lossGradient(_ z: UnsafeMutableBufferPointer<Float>, label: Int, loss: TrainingLoss) {
@@ -119,7 +150,7 @@ public enum SoftmaxTrainer {
         case .crossEntropy:
             SoftmaxModel.softmax(z, temperature: 1)
             z[label] -= 1
-        case .squaredHinge:
+        case .squaredHinge, .blend: // a blend trains its halves with single losses
             for l in z.indices {
                 let t: Float = l == label ? 1 : -1
                 let margin = 1 - t * z[l]
