@@ -156,11 +156,15 @@ public struct Featurizer: Sendable {
         var slots = [UInt32](), counts = [UInt16](), firstSeen = [Int32]()
         swap(&slots, &workspace.slots); swap(&counts, &workspace.counts); swap(&firstSeen, &workspace.firstSeen)
         defer { swap(&slots, &workspace.slots); swap(&counts, &workspace.counts); swap(&firstSeen, &workspace.firstSeen) }
-        for bucket in workspace.buckets {
-            var slot = Int((bucket &* 0x9e37_79b1) >> shift)
-            while slots[slot] != bucket && slots[slot] != .max { slot = (slot + 1) & mask }
-            if slots[slot] == .max { slots[slot] = bucket; firstSeen.append(Int32(slot)) }
-            counts[slot] &+= counts[slot] == .max ? 0 : 1
+        slots.withUnsafeMutableBufferPointer { slots in
+            counts.withUnsafeMutableBufferPointer { counts in
+                for bucket in workspace.buckets {
+                    var slot = Int((bucket &* 0x9e37_79b1) >> shift)
+                    while slots[slot] != bucket && slots[slot] != .max { slot = (slot + 1) & mask }
+                    if slots[slot] == .max { slots[slot] = bucket; firstSeen.append(Int32(slot)) }
+                    counts[slot] &+= counts[slot] == .max ? 0 : 1
+                }
+            }
         }
         var indices = [Int32]()
         var values = [Float]()
