@@ -170,7 +170,7 @@ public final class CoordinatorService: @unchecked Sendable {
                                            deadline: row.real(3), expected: expected, submitted: [], minimumTenants: Int(row.integer(5)))
             restored = (round, RoundSum(values: Self.floats(row.blob(6)), weight: row.real(7), count: Int(row.integer(8))))
         }
-        guard var (round, restoredSum) = restored else { return }
+        guard case (var round, let restoredSum)? = restored else { return }
         try database.run("SELECT tenant_id FROM submissions WHERE round_id = ?", [.integer(Int64(round.id))]) { round.submitted.insert($0.text(0)) }
         machine = RoundMachine(state: .open(round))
         sum = restoredSum

@@ -153,7 +153,7 @@ public final class TenantStore {
     /// Records consent given or withdrawn (granting again lifts an erasure tombstone).
     public func setConsent(customer: String, granted: Bool, now: Double) throws {
         let h = handle(customer: customer)
-        try database.transaction {
+        _ = try database.transaction {
             if try customerState(h) == nil {
                 try database.run("INSERT INTO customers(handle, sealed_id, consent, updated_at) VALUES (?, ?, ?, ?)",
                                  [.blob(h), .blob(try cipher.seal(Array(customer.utf8), context: h)), .integer(granted ? 1 : 0), .real(now)])

@@ -17,7 +17,7 @@ final class RunningCoordinator {
         process.arguments = ["serve", "--state", state.path] + arguments
         process.standardOutput = output
         if let log {
-            FileManager.default.createFile(atPath: log.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             process.standardError = try FileHandle(forWritingTo: log)
         } else {
             process.standardError = FileHandle.nullDevice
