@@ -13,8 +13,8 @@ public enum TrainingLoss: String, Sendable, CaseIterable {
     /// Both, trained separately, scores averaged with weight `blendWeight`
     /// on cross-entropy: the two objectives err on different examples. On
     /// 5-fold cross-validation of the CLINC150 and Banking77 training data
-    /// the blend beat the better single loss by 0.2 and 0.4 points (weights
-    /// 0.23-0.5 all did; fewer cross-entropy epochs did not).
+    /// the blend beat the better single loss by 0.2 and 0.3-0.4 points
+    /// (weights 0.23-0.5 all did; fewer cross-entropy epochs did not).
     case blend = "blend"
 
     /// The share of the cross-entropy model's scores in a blend.
