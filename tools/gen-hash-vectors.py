@@ -27,15 +27,16 @@ def fmix64(h: int) -> int:
 def feature_hash(tag: int, text: str) -> int:
     return fmix64(fnv1a64(bytes([tag]) + text.encode("utf-8")))
 
-def features(normalized: str, bits: int, words=(1, 2), chars=(3, 5)):
+def features(normalized: str, bits: int, words=(1, 2), chars=(3, 5), word_weight=1):
     """Features of text that is already normalised and whose tokens are
-    separated by single spaces (ASCII letters and digits only)."""
+    separated by single spaces (ASCII letters and digits only); each word
+    n-gram is counted word_weight times."""
     tokens = normalized.split(" ")
     grams = []
     for i in range(len(tokens)):
         for n in range(words[0], words[1] + 1):
             if i + n <= len(tokens):
-                grams.append((WORD_TAG, " ".join(tokens[i:i + n])))
+                grams += [(WORD_TAG, " ".join(tokens[i:i + n]))] * word_weight
     for t in tokens:
         padded = " " + t + " "
         for i in range(len(padded)):
@@ -64,4 +65,6 @@ for tag, text in [(WORD_TAG, "oi"), (WORD_TAG, "segunda via"), (WORD_TAG, "<cpf>
                           "bucket_bits_16": h & 0xFFFF, "bucket_bits_12": h & 0xFFF})
 for text in ["quero a segunda via do boleto", "oi", "cade meu pedido 4821"]:
     out["messages"].append({"normalized": text, "bucket_bits": 12, "features": features(text, 12)})
+out["messages"].append({"normalized": "quero a segunda via do boleto", "bucket_bits": 12, "word_weight": 2,
+                        "features": features("quero a segunda via do boleto", 12, word_weight=2)})
 print(json.dumps(out, indent=1, ensure_ascii=False))

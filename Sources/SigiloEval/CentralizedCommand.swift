@@ -17,6 +17,7 @@ enum CentralizedCommand {
             .value("buckets", "N", "Hash buckets, a power of two in 2^8...2^24 (default 65536)."),
             .value("word-ngrams", "A-B", "Word n-gram orders (default 1-2)."),
             .value("char-ngrams", "A-B", "Character n-gram orders within words (default 3-5)."),
+            .value("word-weight", "N", "Times each word n-gram is counted, 1...8 (default \(defaultWordWeight))."),
             .value("loss", "blend|hinge|softmax", "Training objective (default blend: a squared-hinge and a cross-entropy model, scores averaged; softmax = cross-entropy)."),
             .value("epochs", "N", "Training epochs (default \(TrainingOptions().epochs))."),
             .value("learning-rate", "R", "Initial SGD learning rate (default 0.25 hinge, 2 softmax; a blend's hinge half)."),
@@ -29,6 +30,11 @@ enum CentralizedCommand {
         ],
         discussion: "Exit codes: 0 success, 64 bad arguments, 65 invalid data (every bad line is listed), 66 missing input, 74 write error."
     )
+
+    /// Counting word n-grams twice gained 0.1-0.2 points over the plain count
+    /// on 5-fold cross-validation of the CLINC150 and Banking77 training data
+    /// (3 measured the same; tools/bench-model reports the test sets).
+    static let defaultWordWeight = 2
 
     static func run(_ args: ParsedArguments) throws {
         try args.rejectPositional()
@@ -50,6 +56,7 @@ enum CentralizedCommand {
         var features = FeatureConfiguration(bucketBits: buckets.trailingZeroBitCount)
         features.wordNGrams = try orders(args, "word-ngrams", default: features.wordNGrams, limit: 4)
         features.charNGrams = try orders(args, "char-ngrams", default: features.charNGrams, limit: 8)
+        features.wordWeight = try args.int("word-weight", range: FeatureConfiguration.supportedWordWeights) ?? Self.defaultWordWeight
         let featurizer = Featurizer(features)
         let labels = Array(Set(train.map(\.intent))).sorted()
         // Progress goes to a person at a terminal, never into logs or pipes.

@@ -25,7 +25,9 @@ public struct ModelFileError: Error, CustomStringConvertible, Equatable {
 /// error names the first thing that is wrong.
 public enum ModelFile {
     public static let magic = Array("SGLMODEL".utf8)
-    public static let formatVersion: UInt16 = 1
+    /// Version 2 adds the word n-gram weight; a model with the plain count is
+    /// written as version 1, so such files stay readable by older builds.
+    public static let formatVersions: ClosedRange<UInt16> = 1...2
     static let maximumLabels = 4096
     static let maximumLabelBytes = 256
 
@@ -33,7 +35,8 @@ public enum ModelFile {
     public static func encode(_ model: SoftmaxModel) -> [UInt8] {
         var w = ByteWriter()
         w.bytes(magic)
-        w.u16(formatVersion)
+        let version: UInt16 = model.features.wordWeight == 1 ? 1 : 2
+        w.u16(version)
         let lengthOffset = w.buffer.count
         w.u64(0) // patched below
         let name = Array(FeatureHash.name.utf8)
@@ -43,6 +46,7 @@ public enum ModelFile {
         w.u8(UInt8(model.features.bucketBits))
         w.u8(UInt8(model.features.wordNGrams.lowerBound)); w.u8(UInt8(model.features.wordNGrams.upperBound))
         w.u8(UInt8(model.features.charNGrams.lowerBound)); w.u8(UInt8(model.features.charNGrams.upperBound))
+        if version >= 2 { w.u8(UInt8(model.features.wordWeight)) }
         w.u32(UInt32(model.labels.count))
         for label in model.labels {
             let bytes = Array(label.utf8)
@@ -99,8 +103,9 @@ public enum ModelFile {
               constantTimeEqual(SHA256.hash(body), Array(bytes[(bytes.count - SHA256.byteCount)...])) else {
             throw ModelFileError(.checksumMismatch, "model file checksum mismatch: the file is corrupted")
         }
-        guard version == formatVersion else {
-            throw ModelFileError(.unsupportedVersion, "unsupported model format version \(version) (this build reads \(formatVersion))")
+        guard formatVersions.contains(version) else {
+            throw ModelFileError(.unsupportedVersion,
+                                 "unsupported model format version \(version) (this build reads \(formatVersions.lowerBound)...\(formatVersions.upperBound))")
         }
         r.end = bytes.count - SHA256.byteCount
 
@@ -128,6 +133,10 @@ public enum ModelFile {
         }
         guard charLo >= 1, charLo <= charHi, charHi <= 8 else {
             throw ModelFileError(.malformed, "character n-gram range \(charLo)...\(charHi) is invalid")
+        }
+        let wordWeight = version >= 2 ? Int(try r.u8("word n-gram weight")) : 1
+        guard FeatureConfiguration.supportedWordWeights.contains(wordWeight) else {
+            throw ModelFileError(.malformed, "word n-gram weight \(wordWeight) outside \(FeatureConfiguration.supportedWordWeights)")
         }
         let labelCount = Int(try r.u32("label count"))
         guard (1...maximumLabels).contains(labelCount) else {
@@ -165,7 +174,7 @@ public enum ModelFile {
             throw ModelFileError(.malformed, "hand-off threshold \(threshold) outside [0, 1]")
         }
         let features = FeatureConfiguration(bucketBits: bits, wordNGrams: wordLo...wordHi, charNGrams: charLo...charHi,
-                                            textPipelineVersion: pipeline, hashVersion: hashVersion)
+                                            wordWeight: wordWeight, textPipelineVersion: pipeline, hashVersion: hashVersion)
         let weightCount = try r.u64("weight count")
         let expected = UInt64(features.bucketCount * labelCount)
         guard weightCount == expected else {

@@ -13,14 +13,21 @@ public struct FeatureConfiguration: Equatable, Sendable {
     public var textPipelineVersion: UInt16
     /// Version of `FeatureHash`.
     public var hashVersion: UInt16
+    /// How many times each word n-gram is counted before the 1 + ln tf
+    /// weighting: a message has several times more character n-grams than
+    /// word n-grams, and counting words more weighs their evidence up. 1 is
+    /// the plain count.
+    public var wordWeight: Int
 
     public static let supportedBucketBits = 8...24
+    public static let supportedWordWeights = 1...8
 
     public init(bucketBits: Int = 16, wordNGrams: ClosedRange<Int> = 1...2, charNGrams: ClosedRange<Int> = 3...5,
-                textPipelineVersion: UInt16 = 1, hashVersion: UInt16 = FeatureHash.version) {
+                wordWeight: Int = 1, textPipelineVersion: UInt16 = 1, hashVersion: UInt16 = FeatureHash.version) {
         self.bucketBits = bucketBits
         self.wordNGrams = wordNGrams
         self.charNGrams = charNGrams
+        self.wordWeight = wordWeight
         self.textPipelineVersion = textPipelineVersion
         self.hashVersion = hashVersion
     }
@@ -92,6 +99,7 @@ public struct Featurizer: Sendable {
         let tokens = workspace.tokens
         let words = configuration.wordNGrams
         let chars = configuration.charNGrams
+        let wordWeight = configuration.wordWeight
 
         // Word n-grams: tokens joined by a single space.
         for start in tokens.indices {
@@ -101,7 +109,10 @@ public struct Featurizer: Sendable {
                 guard index < tokens.count else { break }
                 if n > 1 { h = FeatureHash.step(h, 0x20) }
                 for i in tokens[index] { h = FeatureHash.step(h, bytes[i]) }
-                if n >= words.lowerBound { workspace.buckets.append(UInt32(truncatingIfNeeded: FeatureHash.fmix64(h) & mask)) }
+                if n >= words.lowerBound {
+                    let bucket = UInt32(truncatingIfNeeded: FeatureHash.fmix64(h) & mask)
+                    for _ in 0..<wordWeight { workspace.buckets.append(bucket) }
+                }
             }
         }
 

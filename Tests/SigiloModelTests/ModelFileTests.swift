@@ -4,8 +4,8 @@ import SigiloText
 
 @Suite struct ModelFileTests {
     /// A small trained model: 2^8 buckets, 3 labels (about 3 KB on disk).
-    static func smallModel() -> SoftmaxModel {
-        let features = FeatureConfiguration(bucketBits: 8)
+    static func smallModel(wordWeight: Int = 1) -> SoftmaxModel {
+        let features = FeatureConfiguration(bucketBits: 8, wordWeight: wordWeight)
         let labels = ["cancelar", "oos", "saudacao"]
         let data = EncodedExamples(
             texts: ["oi", "bom dia", "quero cancelar", "cancela tudo", "qual a capital da franca", "me conta uma piada"],
@@ -19,21 +19,28 @@ import SigiloText
         return model
     }
 
-    @Test func roundTrip() throws {
-        let model = Self.smallModel()
-        let decoded = try ModelFile.decode(ModelFile.encode(model))
+    /// Word weight 1 is written as format version 1, any other as version 2.
+    @Test(arguments: [(1, UInt8(1)), (2, 2)])
+    func roundTrip(_ wordWeight: Int, _ version: UInt8) throws {
+        let model = Self.smallModel(wordWeight: wordWeight)
+        let bytes = ModelFile.encode(model)
+        #expect(bytes[8] == version)
+        let decoded = try ModelFile.decode(bytes)
         #expect(decoded == model)
+        #expect(decoded.features.wordWeight == wordWeight)
     }
 
-    @Test func everyTruncationIsRejected() {
-        let bytes = ModelFile.encode(Self.smallModel())
+    @Test(arguments: [1, 2])
+    func everyTruncationIsRejected(_ wordWeight: Int) {
+        let bytes = ModelFile.encode(Self.smallModel(wordWeight: wordWeight))
         for length in 0..<bytes.count {
             #expect(throws: ModelFileError.self, "cut at \(length)") { try ModelFile.decode(Array(bytes[0..<length])) }
         }
     }
 
-    @Test func everyFlippedByteIsRejected() {
-        let bytes = ModelFile.encode(Self.smallModel())
+    @Test(arguments: [1, 2])
+    func everyFlippedByteIsRejected(_ wordWeight: Int) {
+        let bytes = ModelFile.encode(Self.smallModel(wordWeight: wordWeight))
         for offset in bytes.indices {
             var corrupted = bytes
             corrupted[offset] ^= 0x01
@@ -55,15 +62,32 @@ import SigiloText
     }
 
     @Test func futureFormatVersionIsRefusedByName() throws {
-        // Re-sign a file whose version field says 2: checksum valid, version not.
+        // Re-sign a file whose version field says 3: checksum valid, version not.
         var bytes = ModelFile.encode(Self.smallModel())
-        bytes[8] = 2
+        bytes[8] = 3
         let body = Array(bytes[0..<(bytes.count - 32)])
         bytes.replaceSubrange((bytes.count - 32)..., with: SigiloCryptoSHA.hash(body))
         #expect(throws: ModelFileError.self) { try ModelFile.decode(bytes) }
         do { _ = try ModelFile.decode(bytes) } catch let e as ModelFileError {
             #expect(e.code == .unsupportedVersion)
-            #expect(e.description.contains("version 2"))
+            #expect(e.description.contains("version 3"))
+        }
+    }
+
+    @Test func wordWeightOutsideItsRangeIsRefusedByName() throws {
+        // The weight byte follows the char n-gram range: magic 8, version 2, length 8,
+        // hash name 2 + 14, versions 2 + 2, bucket bits 1, n-gram ranges 4.
+        for weight: UInt8 in [0, 9] {
+            var bytes = ModelFile.encode(Self.smallModel(wordWeight: 2))
+            let offset = 8 + 2 + 8 + 2 + 14 + 2 + 2 + 1 + 4
+            #expect(bytes[offset] == 2)
+            bytes[offset] = weight
+            let body = Array(bytes[0..<(bytes.count - 32)])
+            bytes.replaceSubrange((bytes.count - 32)..., with: SigiloCryptoSHA.hash(body))
+            do { _ = try ModelFile.decode(bytes); Issue.record("weight \(weight) accepted") } catch let e as ModelFileError {
+                #expect(e.code == .malformed)
+                #expect(e.description.contains("word n-gram weight \(weight)"))
+            }
         }
     }
 

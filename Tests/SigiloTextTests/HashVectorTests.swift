@@ -35,7 +35,8 @@ import Testing
         let rows = Self.vectors["messages"] as! [[String: Any]]
         #expect(!rows.isEmpty)
         for row in rows {
-            let featurizer = Featurizer(FeatureConfiguration(bucketBits: row["bucket_bits"] as! Int))
+            let featurizer = Featurizer(FeatureConfiguration(bucketBits: row["bucket_bits"] as! Int,
+                                                             wordWeight: row["word_weight"] as? Int ?? 1))
             let x = featurizer.features(of: row["normalized"] as! String)
             let expected = (row["features"] as! [[Double]]).map { (Int32($0[0]), $0[1]) }
             let actual = zip(x.indices, x.values).sorted { $0.0 < $1.0 }

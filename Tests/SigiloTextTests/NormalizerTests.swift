@@ -65,6 +65,16 @@ import Testing
         #expect(featurizer.features(of: "!!! ...").indices.isEmpty)
     }
 
+    @Test func wordWeightCountsEachWordNGramThatManyTimes() {
+        // "boleto": one word unigram and the 6 + 5 + 4 character 3-, 4- and 5-grams of " boleto ", all in distinct buckets.
+        for weight in 1...3 {
+            let x = Featurizer(FeatureConfiguration(bucketBits: 16, wordWeight: weight)).features(of: "boleto")
+            #expect(x.count == 16)
+            let ratio = x.values.max()! / x.values.min()!
+            #expect(abs(ratio - (1 + logf(Float(weight)))) < 1e-5, "weight \(weight): ratio \(ratio)")
+        }
+    }
+
     @Test func countsNGramsAsSpecified() {
         // "ab": word unigram (1) + char n-grams of " ab " (4 scalars): 3-grams 2, 4-grams 1 = 4 features.
         // Counted as hashes (collisions aside), all with tf 1 so equal weights.
