@@ -61,12 +61,16 @@ import SigiloText
         #expect(code(bytes + [0]) == .malformed)
     }
 
+    /// Recomputes an edited file's trailing SHA-256, so that the edit, not the checksum, is what the reader meets.
+    static func reseal(_ bytes: inout [UInt8]) {
+        bytes.replaceSubrange((bytes.count - 32)..., with: SigiloCryptoSHA.hash(Array(bytes[0..<(bytes.count - 32)])))
+    }
+
     @Test func futureFormatVersionIsRefusedByName() throws {
         // Re-sign a file whose version field says 3: checksum valid, version not.
         var bytes = ModelFile.encode(Self.smallModel())
         bytes[8] = 3
-        let body = Array(bytes[0..<(bytes.count - 32)])
-        bytes.replaceSubrange((bytes.count - 32)..., with: SigiloCryptoSHA.hash(body))
+        Self.reseal(&bytes)
         #expect(throws: ModelFileError.self) { try ModelFile.decode(bytes) }
         do { _ = try ModelFile.decode(bytes) } catch let e as ModelFileError {
             #expect(e.code == .unsupportedVersion)
@@ -82,8 +86,7 @@ import SigiloText
             let offset = 8 + 2 + 8 + 2 + 14 + 2 + 2 + 1 + 4
             #expect(bytes[offset] == 2)
             bytes[offset] = weight
-            let body = Array(bytes[0..<(bytes.count - 32)])
-            bytes.replaceSubrange((bytes.count - 32)..., with: SigiloCryptoSHA.hash(body))
+            Self.reseal(&bytes)
             do { _ = try ModelFile.decode(bytes); Issue.record("weight \(weight) accepted") } catch let e as ModelFileError {
                 #expect(e.code == .malformed)
                 #expect(e.description.contains("word n-gram weight \(weight)"))
