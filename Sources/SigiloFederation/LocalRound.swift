@@ -57,39 +57,56 @@ public struct LocalRound {
     public func addCustomerUpdate(examples: [(SparseVector, Int)], into sum: inout [Float]) -> Double {
         let labelCount = model.labelCount
         guard !examples.isEmpty else { return 0 }
-        // The update: changed rows only (sparse), plus the bias.
-        var rows = [Int32: [Float]]()
+        // The update touches only the rows of the features this customer's
+        // messages use: give each distinct feature a slot in one flat array,
+        // and look the slots up once rather than at every step.
+        var slotOfFeature = [Int32: Int]()
+        let slots: [[Int]] = examples.map { x, _ in
+            x.indices.map { j in
+                if let slot = slotOfFeature[j] { return slot }
+                slotOfFeature[j] = slotOfFeature.count
+                return slotOfFeature.count - 1
+            }
+        }
+        var rows = [Float](repeating: 0, count: slotOfFeature.count * labelCount)
         var bias = [Float](repeating: 0, count: labelCount)
         var scores = [Float](repeating: 0, count: labelCount)
-        for _ in 0..<Self.localEpochs {
-            for (x, y) in examples {
-                model.logits(x, into: &scores)
-                for l in 0..<labelCount { scores[l] += bias[l] }
-                for (j, v) in zip(x.indices, x.values) where rows[j] != nil {
-                    let row = rows[j]!
-                    for l in 0..<labelCount { scores[l] += v * row[l] }
+        let lr = Self.localLearningRate
+        rows.withUnsafeMutableBufferPointer { rows in
+            for _ in 0..<Self.localEpochs {
+                for ((x, y), slot) in zip(examples, slots) {
+                    // Scores of the locally updated model: global scores + bias + update rows.
+                    model.logits(x, into: &scores)
+                    scores.withUnsafeMutableBufferPointer { g in
+                        for l in 0..<labelCount { g[l] += bias[l] }
+                        for (k, v) in x.values.enumerated() {
+                            Vector.axpy(v, rows.baseAddress! + slot[k] * labelCount, g.baseAddress!, labelCount)
+                        }
+                    }
+                    SoftmaxModel.softmax(&scores)
+                    scores[y] -= 1
+                    scores.withUnsafeBufferPointer { g in
+                        for (k, v) in x.values.enumerated() {
+                            Vector.axpy(-lr * v, g.baseAddress!, rows.baseAddress! + slot[k] * labelCount, labelCount)
+                        }
+                    }
+                    for l in 0..<labelCount { bias[l] -= Self.biasStepScale * lr * scores[l] }
                 }
-                SoftmaxModel.softmax(&scores)
-                scores[y] -= 1
-                let lr = Self.localLearningRate
-                for (j, v) in zip(x.indices, x.values) {
-                    var row = rows[j] ?? [Float](repeating: 0, count: labelCount)
-                    for l in 0..<labelCount { row[l] -= lr * v * scores[l] }
-                    rows[j] = row
-                }
-                for l in 0..<labelCount { bias[l] -= Self.biasStepScale * lr * scores[l] }
             }
         }
         // Clip the whole update (every row and the bias) to C.
         var squares = 0.0
-        for row in rows.values { for v in row { squares += Double(v) * Double(v) } }
+        for v in rows { squares += Double(v) * Double(v) }
         for v in bias { squares += Double(v) * Double(v) }
         let norm = squares.squareRoot()
         let scale = norm > plan.clipNorm ? Float(plan.clipNorm / norm) * (1 - 1e-6) : 1
         let biasOffset = (1 << plan.bucketBits) * labelCount
-        for (j, row) in rows {
-            let base = Int(j) * labelCount
-            for l in 0..<labelCount { sum[base + l] += scale * row[l] }
+        sum.withUnsafeMutableBufferPointer { sum in
+            rows.withUnsafeBufferPointer { rows in
+                for (feature, slot) in slotOfFeature {
+                    Vector.axpy(scale, rows.baseAddress! + slot * labelCount, sum.baseAddress! + Int(feature) * labelCount, labelCount)
+                }
+            }
         }
         for l in 0..<labelCount { sum[biasOffset + l] += scale * bias[l] }
         return norm

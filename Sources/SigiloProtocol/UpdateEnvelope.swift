@@ -38,9 +38,12 @@ public struct UpdateEnvelope: Equatable, Sendable {
 
     /// The wire bytes: 80-byte header, then the values as little-endian float32.
     public func encoded() -> [UInt8] {
-        var payload = [UInt8]()
-        payload.reserveCapacity(values.count * 4)
-        for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { payload.append(contentsOf: $0) } }
+        // The values' bytes in one bulk copy: they are already little-endian float32 on little-endian hosts.
+        #if _endian(little)
+        let payload = values.withUnsafeBytes { [UInt8]($0) }
+        #else
+        let payload = values.flatMap { v in withUnsafeBytes(of: v.bitPattern.littleEndian) { [UInt8]($0) } }
+        #endif
         var out = Self.magic
         out.reserveCapacity(Self.headerBytes + payload.count)
         func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
