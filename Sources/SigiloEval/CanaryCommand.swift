@@ -56,6 +56,9 @@ enum CanaryCommand {
             guard labels.contains(intent) else { throw CLIError(.dataError, "canary: --intent \(intent) is not an intent of the data") }
             return Array(repeating: LabeledExample(text: SecretFormat.template + secret, intent: intent), count: copies)
         }
+        // One schedule for both runs (the one recommended with DP), so only the noise differs.
+        settings.epsilon = epsilon
+        settings = try settings.resolved(tenants: data.tenants.count)
         let featurizer = Featurizer(data.features)
         let label = data.labels.firstIndex(of: intent)!
         let ordered = candidates.sorted()

@@ -24,13 +24,15 @@ enum FederatedCommand {
         discussion: """
         Defaults are the configuration we recommend: --epsilon 8 alone runs it. Sampling, the split and local training are
         deterministic for a seed; noise comes from the secure generator unless --insecure-seeded-noise.
-        """)
+
+        """ + SimulationSettings.scheduleHelp)
 
     static func run(_ args: ParsedArguments) throws {
         try args.rejectPositional()
         let json = args.flag("json")
-        let settings = try SimulationSettings.parse(args)
+        let parsed = try SimulationSettings.parse(args)
         let data = try FederatedData.load(args)
+        let settings = try parsed.resolved(tenants: data.tenants.count)
         let log: (String) -> Void = { if !json { printError("  " + $0) } }
         let run = try FederatedSimulation.run(data, settings, log: log)
         if let path = args.string("save-model") {

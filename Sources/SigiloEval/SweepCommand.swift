@@ -13,10 +13,12 @@ enum SweepCommand {
             .value("report", "DIR", "Write sweep.md, sweep.svg and sweep.json into DIR."),
             .flag("json", "Print one JSON object."),
         ],
-        discussion: "Every run uses the same split, seed and settings; only the noise changes.")
+        discussion: "Every run uses the same split, seed and settings; only the noise changes, and with it the recommended schedule "
+            + "unless --rounds, --sample-rate and --server-learning-rate are given.\n\n" + SimulationSettings.scheduleHelp)
 
     struct Row {
         var epsilon: Double?
+        var settings: SimulationSettings
         var run: SimulationResult
         var tenants: [TenantOutcome]
     }
@@ -38,18 +40,19 @@ enum SweepCommand {
         for (i, epsilon) in epsilons.enumerated() {
             var settings = base
             settings.epsilon = epsilon
+            settings = try settings.resolved(tenants: data.tenants.count)
             if !json { printError("sweep \(i + 1)/\(epsilons.count): " + (epsilon.map { "epsilon \($0)" } ?? "no DP")) }
             let run = try FederatedSimulation.run(data, settings) { if !json { printError("    " + $0) } }
-            rows.append(Row(epsilon: epsilon, run: run, tenants: TenantComparison.evaluate(data, global: run.model, seed: settings.seed)))
+            rows.append(Row(epsilon: epsilon, settings: settings, run: run, tenants: TenantComparison.evaluate(data, global: run.model, seed: settings.seed)))
         }
         let result = JSON.object([
-            ("centralised_accuracy_in_scope", .number(central)), ("rounds", .integer(base.rounds)), ("sample_rate", .number(base.sampleRate)),
-            ("placement", .string(base.placement.rawValue)), ("insecure_seeded_noise", .bool(base.insecureSeededNoise)),
+            ("centralised_accuracy_in_scope", .number(central)), ("placement", .string(base.placement.rawValue)), ("insecure_seeded_noise", .bool(base.insecureSeededNoise)),
             ("runs", .array(rows.map { row in
                 let gains = TenantComparison.gains(row.tenants)
                 return JSON.object([
                     ("target_epsilon", row.epsilon.map { .number($0) } ?? .null), ("epsilon", row.run.epsilon.map { .number($0) } ?? .null),
-                    ("noise_multiplier", row.run.noiseMultiplier.map { .number($0) } ?? .null),
+                    ("noise_multiplier", row.run.noiseMultiplier.map { .number($0) } ?? .null), ("rounds", .integer(row.settings.rounds)),
+                    ("sample_rate", .number(row.settings.sampleRate)), ("server_learning_rate", .number(row.settings.serverLearningRate)),
                     ("accuracy_in_scope", .number(row.run.final.accuracyInScope)), ("accuracy", .number(row.run.final.accuracy)),
                     ("median_local_only", .number(median(row.tenants.map(\.localOnly)))), ("median_global", .number(median(row.tenants.map(\.global)))),
                     ("median_personalised", .number(median(row.tenants.map(\.personalised)))),
@@ -64,12 +67,13 @@ enum SweepCommand {
     }
 
     static func table(_ rows: [Row], central: Double) -> String {
-        var out = "| epsilon | z | global in-scope | median tenant: local-only | global | personalised | personalised gain (median / least-data quarter) |\n"
-        out += "|---|---|---|---|---|---|---|\n"
+        var out = "| epsilon | z | rounds, q, server lr | global in-scope | median tenant: local-only | global | personalised | personalised gain (median / least-data quarter) |\n"
+        out += "|---|---|---|---|---|---|---|---|\n"
         for row in rows {
             let gains = TenantComparison.gains(row.tenants)
             out += "| " + (row.run.epsilon.map { String(format: "%.2f", $0) } ?? "none") + " | "
             out += (row.run.noiseMultiplier.map { String(format: "%.3f", $0) } ?? "-") + " | "
+            out += "\(row.settings.rounds), \(row.settings.sampleRate), \(row.settings.serverLearningRate) | "
             out += String(format: "%.4f | %.4f | %.4f | %.4f | %+.1f / %+.1f points |\n", row.run.final.accuracyInScope,
                           median(row.tenants.map(\.localOnly)), median(row.tenants.map(\.global)), median(row.tenants.map(\.personalised)),
                           100 * gains.median, 100 * gains.leastDataQuarter)
@@ -93,8 +97,8 @@ enum SweepCommand {
                                  series: lines, yRange: 0...1)
         var md = "# Sigilo privacy-utility sweep\n\n"
         if settings.insecureSeededNoise { md += "**WARNING: insecure seeded noise (simulation only): these runs are not private.**\n\n" }
-        md += "\(settings.rounds) rounds, q = \(settings.sampleRate), C = \(settings.clip), \(settings.placement.rawValue) noise, "
-        md += "\(settings.optimizer.rawValue) at learning rate \(settings.serverLearningRate); z calibrated per epsilon with the PLD accountant.\n\n"
+        md += "C = \(settings.clip), \(settings.placement.rawValue) noise, \(settings.optimizer.rawValue); each run's schedule is in the table; "
+        md += "z calibrated per epsilon with the PLD accountant.\n\n"
         md += "![sweep](sweep.svg)\n\n" + table(rows, central: central)
         do {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

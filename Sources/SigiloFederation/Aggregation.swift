@@ -118,7 +118,9 @@ public struct ServerOptimizerState: Sendable, Equatable {
 }
 
 /// Closing a round: central noise if the plan says so, division by the
-/// expected number of sampled customers (never the observed count), then the
+/// expected number of sampled customers (never the observed count), the
+/// bias coordinates dropped (the bias is not federated: see `LocalRound`;
+/// honest updates leave them at zero, so they hold only noise), then the
 /// server optimiser's step. Returns the new model vector.
 public func closeRound(sum: RoundSum, model: [Float], plan: Plan, optimizer: inout ServerOptimizerState,
                        centralNoise: (inout [Float]) throws -> Void) throws -> [Float] {
@@ -129,6 +131,7 @@ public func closeRound(sum: RoundSum, model: [Float], plan: Plan, optimizer: ino
     let scale = Float(1 / sum.weight)
     var average = total
     for i in average.indices { average[i] *= scale }
+    for i in (average.count - plan.labels.count)..<average.count { average[i] = 0 }
     var next = model
     optimizer.apply(average, to: &next, settings: plan.serverOptimizer)
     return next

@@ -92,6 +92,35 @@ import Testing
         #expect(saved["accuracy_in_scope"] as? Double == result["accuracy_in_scope"] as? Double)
     }
 
+    /// Unset schedule flags follow the noise: every customer in 60 rounds
+    /// when the aggregate's noise is heavy (central epsilon < 4, or noise at
+    /// each of enough tenants), a fifth in 300 rounds otherwise.
+    @Test func theScheduleDefaultsFollowTheNoise() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (train, test) = try synthetic(dir)
+        // The sampling rate and learning rate tell which schedule was picked; only the
+        // second case runs its default number of rounds (60), the others stop after 2.
+        let cases: [([String], rounds: Int, q: Double, lr: Double)] = [
+            (["--epsilon", "8", "--rounds", "2"], 2, 0.2, 3),
+            (["--epsilon", "2"], 60, 1, 6),
+            (["--placement", "tenant", "--epsilon", "8", "--tenants", "4", "--rounds", "2"], 2, 1, 6), // like central noise at epsilon 3.4
+            (["--placement", "tenant", "--epsilon", "8", "--tenants", "2", "--rounds", "2"], 2, 0.2, 3), // like epsilon 5.1
+            (["--no-dp", "--rounds", "2"], 2, 0.2, 3),
+            (["--epsilon", "2", "--sample-rate", "0.3", "--rounds", "2"], 2, 0.3, 6), // what the user sets stays
+            (["--epsilon", "2", "--server-optimizer", "fedadam", "--rounds", "2"], 2, 1, 0.03),
+        ]
+        for (extra, rounds, q, lr) in cases {
+            let r = try Binary.run("sigilo-eval", ["federated", "--train", train, "--test", test, "--json", "--no-tenants", "--buckets", "1024",
+                                                   "--insecure-seeded-noise", "--eval-every", "1000"] + extra)
+            #expect(r.status == 0, "\(extra): \(r.stderr)")
+            let result = try #require(jsonObject(Substring(r.stdout)))
+            #expect(result["rounds"] as? Int == rounds, "\(extra)")
+            #expect(result["sample_rate"] as? Double == q, "\(extra)")
+            #expect(result["server_learning_rate"] as? Double == lr, "\(extra)")
+        }
+    }
+
     @Test func sweepReportsEveryEpsilonAndTheNonPrivateRun() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

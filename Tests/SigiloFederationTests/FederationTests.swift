@@ -52,28 +52,47 @@ import Testing
 @Suite struct AggregationTests {
     let plan = Plan(labels: ["a", "b"], bucketBits: 8, placement: .tenant, serverOptimizer: .init(kind: .fedavg))
 
+    /// A plan-sized vector starting with `head`, zeros after.
+    func vector(_ head: [Float]) -> [Float] { head + [Float](repeating: 0, count: plan.dimension - head.count) }
+
     @Test func averagesOverTheExpectedNotTheObservedCount() throws {
-        var sum = RoundSum(dimension: 3)
-        sum.add([1, 2, 3], weight: 2.5)
-        sum.add([3, 2, 1], weight: 2.5)
+        var sum = RoundSum(dimension: plan.dimension)
+        sum.add(vector([1, 2, 3]), weight: 2.5)
+        sum.add(vector([3, 2, 1]), weight: 2.5)
         var optimizer = ServerOptimizerState()
-        let next = try closeRound(sum: sum, model: [0, 0, 0], plan: plan, optimizer: &optimizer) { _ in Issue.record("no central noise for tenant placement") }
-        #expect(next == [0.8, 0.8, 0.8]) // (4, 4, 4) / 5 expected customers, not / 2 updates
+        let next = try closeRound(sum: sum, model: vector([]), plan: plan, optimizer: &optimizer) { _ in Issue.record("no central noise for tenant placement") }
+        #expect(next == vector([0.8, 0.8, 0.8])) // (4, 4, 4) / 5 expected customers, not / 2 updates
     }
 
     @Test func centralPlacementNoisesTheSumOnce() throws {
         var central = plan
         central.placement = .central
-        var sum = RoundSum(dimension: 2)
-        sum.add([1, 1], weight: 1)
+        var sum = RoundSum(dimension: plan.dimension)
+        sum.add(vector([1, 1]), weight: 1)
         var calls = 0
         var optimizer = ServerOptimizerState()
-        let next = try closeRound(sum: sum, model: [0, 0], plan: central, optimizer: &optimizer) { values in
+        let next = try closeRound(sum: sum, model: vector([]), plan: central, optimizer: &optimizer) { values in
             calls += 1
             values[0] += 10
         }
         #expect(calls == 1)
-        #expect(next == [11, 1])
+        #expect(next == vector([11, 1]))
+    }
+
+    /// The bias is not federated: whatever reaches its coordinates (noise
+    /// only, from honest tenants) is dropped and the model's bias stays.
+    @Test func theBiasCoordinatesAreDropped() throws {
+        let biasStart = plan.dimension - plan.labels.count
+        var sum = RoundSum(dimension: plan.dimension)
+        var update = vector([2])
+        for i in biasStart..<plan.dimension { update[i] = 5 }
+        sum.add(update, weight: 1)
+        var model = vector([])
+        model[biasStart] = -1
+        var optimizer = ServerOptimizerState()
+        let next = try closeRound(sum: sum, model: model, plan: plan, optimizer: &optimizer) { _ in }
+        #expect(next[0] == 2)
+        #expect(Array(next[biasStart...]) == [-1, 0])
     }
 
     @Test func optimisersStepInTheUpdatesDirection() {
