@@ -24,8 +24,7 @@ enum FederatedCommand {
         discussion: """
         Defaults are the configuration we recommend: --epsilon 8 alone runs it. Sampling, the split and local training are
         deterministic for a seed; noise comes from the secure generator unless --insecure-seeded-noise.
-
-        """ + SimulationSettings.scheduleHelp)
+        """ + "\n\n" + SimulationSettings.scheduleHelp)
 
     static func run(_ args: ParsedArguments) throws {
         try args.rejectPositional()

@@ -13,8 +13,10 @@ enum SweepCommand {
             .value("report", "DIR", "Write sweep.md, sweep.svg and sweep.json into DIR."),
             .flag("json", "Print one JSON object."),
         ],
-        discussion: "Every run uses the same split, seed and settings; only the noise changes, and with it the recommended schedule "
-            + "unless --rounds, --sample-rate and --server-learning-rate are given.\n\n" + SimulationSettings.scheduleHelp)
+        discussion: """
+        Every run uses the same split, seed and settings; only the noise changes, and with it the recommended schedule
+        unless --rounds, --sample-rate and --server-learning-rate are given.
+        """ + "\n\n" + SimulationSettings.scheduleHelp)
 
     struct Row {
         var epsilon: Double?
