@@ -62,7 +62,7 @@ let package = Package(
         .testTarget(name: "SigiloPrivacyTests", dependencies: ["SigiloPrivacy"]),
         .testTarget(name: "SigiloCryptoTests", dependencies: ["SigiloCrypto"]),
         .testTarget(name: "SigiloHTTPTests", dependencies: ["SigiloHTTP"]),
-        .testTarget(name: "SigiloFederationTests", dependencies: ["SigiloFederation", "SigiloPrivacy"]),
+        .testTarget(name: "SigiloFederationTests", dependencies: ["SigiloFederation", "SigiloPrivacy", "SigiloModel", "SigiloText"]),
         .testTarget(name: "SigiloProtocolTests", dependencies: ["SigiloProtocol", "SigiloCrypto"]),
         .testTarget(
             name: "SigiloCoordinatorTests",

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 @testable import SigiloFederation
+import SigiloModel
+import SigiloText
 
 @Suite struct RoundMachineTests {
     func opened(_ tenants: Set<String> = ["a", "b", "c"], minimum: Int = 2) throws -> RoundMachine {
@@ -136,5 +138,30 @@ import Testing
         #expect(message("{not json").contains("not valid JSON"))
         #expect(throws: PlanError.self) { try Plan(labels: ["a", "a"]).validate() }
         #expect(throws: PlanError.self) { try Plan(labels: ["a"], noiseMultiplier: .nan).validate() }
+    }
+}
+
+@Suite struct LocalRoundTests {
+    let plan = Plan(labels: ["a", "b", "c"], bucketBits: 8, clipNorm: 0.5, placement: .central)
+
+    /// One customer's update: only the rows of its messages' features, the
+    /// bias left at zero (it is not federated), the whole clipped to C.
+    @Test func anUpdateTouchesItsFeaturesRowsOnlyAndIsClipped() {
+        let model = SoftmaxModel(features: FeatureConfiguration(bucketBits: plan.bucketBits), labels: plan.labels)
+        let local = LocalRound(model: model, plan: plan)
+        let examples = [(SparseVector(indices: [3, 40], values: [0.6, 0.8]), 0),
+                        (SparseVector(indices: [40, 200], values: [0.8, 0.6]), 2)]
+        var sum = [Float](repeating: 0, count: plan.dimension)
+        let norm = local.addCustomerUpdate(examples: examples, into: &sum)
+        #expect(norm > plan.clipNorm) // two local epochs at learning rate 1 go well past C = 0.5
+        #expect(abs(RoundSum.norm(sum) - plan.clipNorm) < 1e-5)
+        let touched = Set(sum.indices.filter { sum[$0] != 0 }.map { $0 / plan.labels.count })
+        #expect(touched == [3, 40, 200])
+        // The rows point towards each message's own label.
+        #expect(sum[3 * 3 + 0] > 0 && sum[200 * 3 + 2] > 0 && sum[3 * 3 + 2] < 0)
+        // A second customer adds to the same sum.
+        let before = sum
+        local.addCustomerUpdate(examples: [(SparseVector(indices: [7], values: [1]), 1)], into: &sum)
+        #expect(sum[7 * 3 + 1] > 0 && sum[3 * 3 + 0] == before[3 * 3 + 0])
     }
 }
