@@ -4,25 +4,29 @@ import SigiloModel
 import SigiloText
 
 /// `sigilo-eval canary`: the empirical check that the guarantee means
-/// something (Carlini et al. 2019, "The Secret Sharer"). One customer of one
-/// tenant sends a secret-bearing message several times; after federated
-/// training with and without DP, the secret is ranked by the global model's
-/// log-probability of the planted intent among many random secrets of the
-/// same format. Exposure = log2(candidates + 1) - log2(rank): about 1 bit
-/// means the model cannot tell the planted secret from a random one; the
-/// maximum means it singles it out.
+/// something (Carlini et al. 2019, "The Secret Sharer"). Several customers,
+/// each of a different tenant, each send their own secret-bearing message
+/// several times; after federated training with and without DP, each secret
+/// is ranked by the global model's log-probability of the planted intent
+/// among many random secrets of the same format. Exposure = log2(candidates
+/// + 1) - log2(rank): about 1 bit means the model cannot tell the planted
+/// secret from a random one; the maximum means it singles it out. One
+/// secret's exposure varies a lot with the secret and the rounds its
+/// customer was sampled in, so the audit reports the median over the
+/// canaries (and each one).
 enum CanaryCommand {
     static let spec = CommandSpec(
         name: "canary",
-        summary: "Canary audit: plant a secret for one customer, train federated with and without DP, report the secret's exposure.",
-        usage: "sigilo-eval canary --train FILE --test FILE [--copies 10] [--candidates 10000] [--epsilon 8] [options]",
+        summary: "Canary audit: plant secrets for a few customers, train federated with and without DP, report the secrets' exposure.",
+        usage: "sigilo-eval canary --train FILE --test FILE [--canaries 5] [--copies 10] [--candidates 10000] [--epsilon 8] [options]",
         options: FederatedData.options + SimulationSettings.options.filter { !["no-dp", "noise-multiplier"].contains($0.name) } + [
-            .value("copies", "N", "Times the customer sends the secret message (default 10)."),
+            .value("canaries", "K", "Customers with a secret, each in another tenant (default 5)."),
+            .value("copies", "N", "Times each of them sends its secret message (default 10)."),
             .value("candidates", "N", "Random secrets of the same format to rank against (default 10000)."),
             .value("intent", "NAME", "Intent the secret message is labelled with (default: the first intent)."),
             .flag("json", "Print one JSON object."),
         ],
-        discussion: "The secret is three invented words drawn from a seeded generator; the candidates come from the same generator.")
+        discussion: "Each secret is three invented words drawn from a seeded generator; the candidates come from the same generator.")
 
     /// Three invented words of two or three syllables: far from any real text, so nothing but the planted copies can teach them.
     struct SecretFormat {
@@ -41,20 +45,25 @@ enum CanaryCommand {
         let json = args.flag("json")
         let copies = try args.int("copies", range: 1...10_000) ?? 10
         let candidateCount = try args.int("candidates", range: 10...1_000_000) ?? 10_000
+        let canaryCount = try args.int("canaries", range: 1...1_000) ?? 5
         var settings = try SimulationSettings.parse(args)
         let epsilon = settings.epsilon ?? 8
         var rng = SplitMix64(seed: settings.seed ^ 0x6361_6e61_7279)
-        let secret = SecretFormat.secret(&rng)
+        var secrets = [String]()
+        while secrets.count < canaryCount {
+            let s = SecretFormat.secret(&rng)
+            if !secrets.contains(s) { secrets.append(s) }
+        }
         var candidates = Set<String>()
         while candidates.count < candidateCount {
             let c = SecretFormat.secret(&rng)
-            if c != secret { candidates.insert(c) }
+            if !secrets.contains(c) { candidates.insert(c) }
         }
         var intent = ""
         let data = try FederatedData.load(args) { labels in
             intent = args.string("intent") ?? labels[0]
             guard labels.contains(intent) else { throw CLIError(.dataError, "canary: --intent \(intent) is not an intent of the data") }
-            return Array(repeating: LabeledExample(text: SecretFormat.template + secret, intent: intent), count: copies)
+            return secrets.map { Array(repeating: LabeledExample(text: SecretFormat.template + $0, intent: intent), count: copies) }
         }
         // One schedule for both runs (the one recommended with DP), so only the noise differs.
         settings.epsilon = epsilon
@@ -63,7 +72,7 @@ enum CanaryCommand {
         let label = data.labels.firstIndex(of: intent)!
         let ordered = candidates.sorted()
 
-        var results = [(epsilon: Double?, exposure: Double, rank: Double, accuracy: Double)]()
+        var results = [(epsilon: Double?, exposures: [Double], ranks: [Double], accuracy: Double)]()
         for target in [nil, epsilon] as [Double?] {
             settings.epsilon = target
             if !json { printError(target.map { "canary: training with DP, epsilon \($0)" } ?? "canary: training without DP (clipping only)") }
@@ -76,32 +85,35 @@ enum CanaryCommand {
                 let logSum = log(scratch.reduce(0.0) { $0 + exp(Double($1 - top)) }) + Double(top)
                 return Double(scratch[label]) - logSum
             }
-            let planted = score(secret)
-            var above = 0.0
-            for c in ordered {
-                let s = score(c)
-                if s > planted { above += 1 } else if s == planted { above += 0.5 }
+            let candidateScores = ordered.map(score)
+            let ranks = secrets.map { secret in
+                let planted = score(secret)
+                return 1 + candidateScores.reduce(0.0) { $0 + ($1 > planted ? 1 : $1 == planted ? 0.5 : 0) }
             }
-            let rank = above + 1
-            let exposure = log2(Double(candidateCount + 1)) - log2(rank)
-            results.append((run.epsilon, exposure, rank, run.final.accuracyInScope))
+            let exposures = ranks.map { log2(Double(candidateCount + 1)) - log2($0) }
+            results.append((run.epsilon, exposures, ranks, run.final.accuracyInScope))
         }
         let maximum = log2(Double(candidateCount + 1))
         if json {
             OutputStream.standardOutput.write(JSON.object([
-                ("copies", .integer(copies)), ("candidates", .integer(candidateCount)), ("intent", .string(intent)),
+                ("canaries", .integer(canaryCount)), ("copies", .integer(copies)), ("candidates", .integer(candidateCount)), ("intent", .string(intent)),
                 ("maximum_exposure", .number(maximum)), ("insecure_seeded_noise", .bool(settings.insecureSeededNoise)),
                 ("runs", .array(results.map {
-                    JSON.object([("epsilon", $0.epsilon.map { .number($0) } ?? .null), ("exposure", .number($0.exposure)),
-                                 ("rank", .number($0.rank)), ("accuracy_in_scope", .number($0.accuracy))])
+                    JSON.object([("epsilon", $0.epsilon.map { .number($0) } ?? .null), ("exposure", .number(median($0.exposures))),
+                                 ("exposures", .array($0.exposures.map { .number($0) })), ("ranks", .array($0.ranks.map { .number($0) })),
+                                 ("accuracy_in_scope", .number($0.accuracy))])
                 })),
             ]).rendered() + "\n")
             return
         }
-        var out = "canary: secret sent \(copies) times by one customer, ranked among \(candidateCount) random secrets (maximum exposure \(String(format: "%.1f", maximum)) bits)\n"
+        var out = "canary: \(canaryCount) customers each sent their own secret \(copies) times; each secret ranked among \(candidateCount) "
+        out += "random secrets (maximum exposure \(String(format: "%.1f", maximum)) bits)\n"
         for r in results {
             out += (r.epsilon.map { String(format: "  with DP (epsilon %.2f): ", $0) } ?? "  without DP:            ")
-            out += String(format: "exposure %.2f bits (rank %.0f), model in-scope accuracy %.4f\n", r.exposure, r.rank, r.accuracy)
+            let each = r.exposures.map { String(format: "%.2f", $0) }.joined(separator: ", ")
+            let ranks = r.ranks.map { String(format: "%.0f", $0) }.joined(separator: ", ")
+            out += String(format: "median exposure %.2f bits", median(r.exposures)) + " (each: \(each); ranks \(ranks)), "
+            out += String(format: "model in-scope accuracy %.4f\n", r.accuracy)
         }
         if settings.insecureSeededNoise { out += "  WARNING: insecure seeded noise (simulation only)\n" }
         OutputStream.standardOutput.write(out)

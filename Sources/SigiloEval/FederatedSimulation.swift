@@ -34,8 +34,9 @@ struct FederatedData {
     ]
 
     /// Loads and splits the files named by `args`; `plant`, given the data's
-    /// intents, returns the messages of one extra customer of tenant 0 (the canary audit).
-    static func load(_ args: ParsedArguments, plant: ([String]) throws -> [LabeledExample] = { _ in [] }) throws -> FederatedData {
+    /// intents, returns the messages of extra customers, customer i joining
+    /// tenant i mod tenants (the canary audit).
+    static func load(_ args: ParsedArguments, plant: ([String]) throws -> [[LabeledExample]] = { _ in [] }) throws -> FederatedData {
         let tenantsCount = try args.int("tenants", range: 1...10_000) ?? 20
         let m = try args.int("customer-messages", range: 1...10_000) ?? 3
         let buckets = try args.int("buckets") ?? 4096
@@ -50,7 +51,7 @@ struct FederatedData {
         let plant = try plant(labels)
         let features = FeatureConfiguration(bucketBits: buckets.trailingZeroBitCount)
         let featurizer = Featurizer(features)
-        let all = train + plant
+        let all = train + plant.joined()
         let encoded = EncodedExamples(texts: all.map(\.text), intents: all.map(\.intent), labels: labels, featurizer: featurizer)
         var tenants: [[[Int]]]
         if let split {
@@ -65,7 +66,11 @@ struct FederatedData {
                 return stride(from: 0, to: shuffled.count, by: m).map { Array(shuffled[$0..<min(shuffled.count, $0 + m)]) }
             }
         }
-        if !plant.isEmpty { tenants[0].append(Array(train.count..<all.count)) }
+        var next = train.count
+        for (i, customer) in plant.enumerated() {
+            tenants[i % tenants.count].append(Array(next..<(next + customer.count)))
+            next += customer.count
+        }
         return FederatedData(labels: labels, features: features, train: encoded, tenants: tenants,
                              test: EncodedExamples(texts: test.map(\.text), intents: test.map(\.intent), labels: labels, featurizer: featurizer))
     }

@@ -143,13 +143,18 @@ import Testing
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let (train, test) = try synthetic(dir)
-        let r = try Binary.run("sigilo-eval", ["canary", "--train", train, "--test", test, "--candidates", "500", "--json", "--epsilon", "2",
+        let r = try Binary.run("sigilo-eval", ["canary", "--train", train, "--test", test, "--candidates", "500", "--json", "--epsilon", "2", "--canaries", "3",
                                                "--tenants", "4", "--buckets", "1024", "--rounds", "20", "--eval-every", "20",
                                                "--sample-rate", "0.5", "--server-learning-rate", "30", "--insecure-seeded-noise"])
         #expect(r.status == 0, "\(r.stderr)")
         let object = try #require(jsonObject(Substring(r.stdout)))
         let runs = try #require(object["runs"] as? [[String: Any]])
         let plain = try #require(runs[0]["exposure"] as? Double), private_ = try #require(runs[1]["exposure"] as? Double)
+        for run in runs { // the reported exposure is the median of the three canaries'
+            let each = try #require(run["exposures"] as? [Double])
+            #expect(each.count == 3 && (run["ranks"] as? [Double])?.count == 3)
+            #expect(run["exposure"] as? Double == each.sorted()[1])
+        }
         #expect(runs[0]["epsilon"] is NSNull)
         #expect(plain > 3, "without DP the planted secret should stand out (exposure \(plain))")
         #expect(private_ < plain - 2, "with DP exposure should drop (\(private_) vs \(plain))")
