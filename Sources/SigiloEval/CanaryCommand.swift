@@ -20,7 +20,7 @@ enum CanaryCommand {
         summary: "Canary audit: plant secrets for a few customers, train federated with and without DP, report the secrets' exposure.",
         usage: "sigilo-eval canary --train FILE --test FILE [--canaries 5] [--copies 10] [--candidates 10000] [--epsilon 8] [options]",
         options: FederatedData.options + SimulationSettings.options.filter { !["no-dp", "noise-multiplier"].contains($0.name) } + [
-            .value("canaries", "K", "Customers with a secret, each in another tenant (default 5)."),
+            .value("canaries", "K", "Customers with a secret of their own, placed in the tenants in turn (default 5)."),
             .value("copies", "N", "Times each of them sends its secret message (default 10)."),
             .value("candidates", "N", "Random secrets of the same format to rank against (default 10000)."),
             .value("intent", "NAME", "Intent the secret message is labelled with (default: the first intent)."),
