@@ -5,5 +5,6 @@
 #include <openssl/rand.h>
 #include <openssl/err.h>
 #include <openssl/hmac.h>
+#include <openssl/kdf.h>
 #include <openssl/ssl.h>
 #endif

@@ -92,3 +92,42 @@ import SigiloCrypto
         #expect(uri.hasPrefix("otpauth://totp/Sigilo%20coordinator:admin?secret=\(Base32.encode(secret))&"))
     }
 }
+
+@Suite struct KeyAgreementTests {
+    @Test func x25519MatchesRFC7748() throws {
+        // RFC 7748, section 6.1.
+        let alice = try X25519.KeyPair(privateKey: Hex.decode("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")!)
+        let bob = try X25519.KeyPair(privateKey: Hex.decode("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb")!)
+        #expect(Hex.encode(alice.publicKey) == "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a")
+        #expect(Hex.encode(bob.publicKey) == "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f")
+        let shared = "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742"
+        #expect(Hex.encode(try alice.sharedSecret(with: bob.publicKey)) == shared)
+        #expect(Hex.encode(try bob.sharedSecret(with: alice.publicKey)) == shared)
+    }
+
+    @Test func x25519RefusesBadAndSmallOrderKeys() throws {
+        let key = try X25519.KeyPair.generate()
+        #expect(throws: CryptoError.self) { try key.sharedSecret(with: [UInt8](repeating: 0, count: 32)) }
+        #expect(throws: CryptoError.self) { try key.sharedSecret(with: [1, 2, 3]) }
+        #expect(throws: CryptoError.self) { try X25519.KeyPair(privateKey: [UInt8](repeating: 1, count: 31)) }
+        let other = try X25519.KeyPair.generate()
+        #expect(try key.sharedSecret(with: other.publicKey) == other.sharedSecret(with: key.publicKey))
+    }
+
+    @Test func hkdfMatchesRFC5869TestCase1() throws {
+        let okm = try HKDFSHA256.derive(key: [UInt8](repeating: 0x0b, count: 22), salt: Array(0...12), info: Array(0xf0...0xf9), length: 42)
+        #expect(Hex.encode(okm) == "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865")
+        #expect(throws: CryptoError.self) { try HKDFSHA256.derive(key: [1], salt: [], info: [], length: 0) }
+    }
+
+    @Test func aesCTRKeystreamMatchesSP800_38A() throws {
+        // SP 800-38A F.5.5 (CTR-AES256.Encrypt), blocks 1-2: keystream XOR plaintext = ciphertext.
+        let key = Hex.decode("603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4")!
+        let counter = Hex.decode("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff")!
+        let plaintext = Hex.decode("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51")!
+        var stream = [UInt8](repeating: 0xaa, count: 32)
+        try stream.withUnsafeMutableBytes { try AES256CTR.keystream(key: key, counter: counter, into: $0) }
+        #expect(Hex.encode(zip(stream, plaintext).map { $0 ^ $1 }) == "601ec313775789a5b7a7f504bbf3d228f443e3ca4d62b59aca84e990cacaf5c5")
+        #expect(throws: CryptoError.self) { try stream.withUnsafeMutableBytes { try AES256CTR.keystream(key: [1], counter: counter, into: $0) } }
+    }
+}
