@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "SigiloModel", dependencies: ["SigiloText", "SigiloCrypto"]),
         .target(name: "SigiloPrivacy", dependencies: ["COpenSSL"]),
         .target(name: "SigiloProtocol", dependencies: ["SigiloCrypto"]),
-        .target(name: "SigiloFederation", dependencies: ["SigiloText", "SigiloModel", "SigiloPrivacy"]),
+        .target(name: "SigiloFederation", dependencies: ["SigiloText", "SigiloModel", "SigiloPrivacy", "SigiloCrypto"]),
         .target(name: "SigiloHTTP"),
         .target(name: "SigiloTLS", dependencies: ["COpenSSL", "SigiloHTTP"]),
         .target(name: "SigiloCLI"),
@@ -62,7 +62,7 @@ let package = Package(
         .testTarget(name: "SigiloPrivacyTests", dependencies: ["SigiloPrivacy"]),
         .testTarget(name: "SigiloCryptoTests", dependencies: ["SigiloCrypto"]),
         .testTarget(name: "SigiloHTTPTests", dependencies: ["SigiloHTTP"]),
-        .testTarget(name: "SigiloFederationTests", dependencies: ["SigiloFederation", "SigiloPrivacy", "SigiloModel", "SigiloText"]),
+        .testTarget(name: "SigiloFederationTests", dependencies: ["SigiloFederation", "SigiloPrivacy", "SigiloModel", "SigiloText", "SigiloCrypto"]),
         .testTarget(name: "SigiloProtocolTests", dependencies: ["SigiloProtocol", "SigiloCrypto"]),
         .testTarget(
             name: "SigiloCoordinatorTests",

@@ -1,5 +1,6 @@
 import Foundation
 import SigiloCLI
+import SigiloCrypto
 import SigiloFederation
 import SigiloModel
 import SigiloPrivacy
@@ -210,7 +211,7 @@ struct SimulationSettings {
         .flag("no-dp", "No noise (clipping still applies): the non-private federated reference."),
         .value("delta", "D", "Delta (default 1e-5)."),
         .value("clip", "C", "Per-customer clip norm (default 1)."),
-        .value("placement", "tenant|central", "Where noise is added (default central)."),
+        .value("placement", "tenant|central|secure", "Where noise is added (default central; secure: masked shares, protocol/PROTOCOL.md)."),
         .value("server-optimizer", "fedavg|fedavgm|fedadam", "Server optimiser (default fedavgm)."),
         .value("server-learning-rate", "R", "Server learning rate (default: 3, or 6 when the noise is heavy; 0.03 with fedadam)."),
         .value("server-momentum", "B", "FedAvgM momentum, FedAdam beta1 (default 0.9)."),
@@ -235,7 +236,7 @@ struct SimulationSettings {
         s.evalEvery = try args.int("eval-every", range: 1...100_000) ?? s.evalEvery
         s.seed = UInt64(try args.int("seed", range: 0...Int.max) ?? 1)
         guard let placement = Plan.Placement(rawValue: args.string("placement") ?? "central") else {
-            throw CLIError.usage("\(args.command): --placement must be tenant or central")
+            throw CLIError.usage("\(args.command): --placement must be tenant, central or secure")
         }
         s.placement = placement
         guard let kind = Plan.ServerOptimizer.Kind(rawValue: args.string("server-optimizer") ?? "fedavgm") else {
@@ -249,6 +250,7 @@ struct SimulationSettings {
             guard args.string("epsilon") == nil, args.string("noise-multiplier") == nil else {
                 throw CLIError.usage("\(args.command): --no-dp excludes --epsilon and --noise-multiplier")
             }
+            guard placement != .secure else { throw CLIError.usage("\(args.command): --no-dp has no noise to place: drop --placement secure") }
             s.epsilon = nil
         } else if let z = try args.double("noise-multiplier", where: { $0 > 0 }, expectation: "a number > 0") {
             s.noiseMultiplier = z
@@ -315,11 +317,13 @@ enum FederatedSimulation {
             else { try noise.privatize(&values, using: SecureRandom()) }
         }
         let customers = data.tenants.map { $0.map { rows in rows.map { (data.train.features.row($0), Int(data.train.labels[$0])) } } }
+        let secure = try settings.placement == .secure ? SecureCohort(plan: plan, tenants: customers.count) : nil
         var bytesSent = 0
         var history = [SimulationResult.Point]()
         let start = DispatchTime.now().uptimeNanoseconds
         for round in 1...settings.rounds {
             var sum = RoundSum(dimension: plan.dimension)
+            var maskedSum = SecureAggregation.MaskedSum(dimension: secure == nil ? 0 : plan.dimension)
             let local = LocalRound(model: model, plan: plan)
             for t in customers.indices {
                 var values = [Float](repeating: 0, count: plan.dimension)
@@ -327,17 +331,29 @@ enum FederatedSimulation {
                     local.addCustomerUpdate(examples: customer, into: &values)
                 }
                 if settings.placement == .tenant { try addNoise(&values) }
-                let envelope = UpdateEnvelope(round: UInt64(round), modelVersion: UInt64(round),
-                                              flags: settings.placement == .tenant && settings.dp ? .tenantNoised : [],
-                                              weight: q * Double(customers[t].count), values: values)
+                let weight = q * Double(customers[t].count)
+                var envelope = UpdateEnvelope(round: UInt64(round), modelVersion: UInt64(round),
+                                              flags: settings.placement == .tenant && settings.dp ? .tenantNoised : [], weight: weight, values: values)
+                if let secure {
+                    noiseSeed &+= 1
+                    let release = try settings.insecureSeededNoise ? secure.share.gridReleaseWithInsecureSeededNoise(values, seed: noiseSeed)
+                                                                   : secure.share.gridRelease(values, using: SecureRandom())
+                    envelope = UpdateEnvelope(round: UInt64(round), modelVersion: UInt64(round), weight: weight,
+                                              masked: try secure.masked(release, tenant: t, round: UInt64(round)))
+                }
                 let bytes = envelope.encoded()
                 bytesSent += bytes.count
                 let received = try UpdateEnvelope.decode(bytes, maximumDimension: plan.dimension)
+                if let masked = received.masked {
+                    maskedSum.add(masked, weight: received.weight)
+                    continue
+                }
                 let bound = updateNormBound(population: received.weight / q, clipNorm: clip, noiseMultiplier: plan.noiseMultiplier,
                                             tenantNoised: received.flags.contains(.tenantNoised), dimension: plan.dimension)
                 guard RoundSum.norm(received.values) <= bound else { throw CLIError(.failure, "round \(round): tenant \(t)'s update fails the coordinator's norm bound") }
                 sum.add(received.values, weight: received.weight)
             }
+            if let secure { sum = maskedSum.unmasked(step: secure.step) }
             var closing = plan
             if !settings.dp { closing.placement = .tenant } // no central noise without DP
             let next = try closeRound(sum: sum, model: model.weights + model.bias, plan: closing, optimizer: &optimizer) { try addNoise(&$0) }
@@ -355,5 +371,27 @@ enum FederatedSimulation {
                                 epsilon: history.last?.epsilon, final: Metrics.evaluate(model, on: data.test),
                                 bytesPerTenantPerRound: Double(bytesSent) / Double(data.tenants.count * settings.rounds),
                                 seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+}
+
+/// The simulated tenants of a secure-placement run: their agreement keys
+/// and the cohort they form, every tenant in every round.
+struct SecureCohort {
+    let keys: [X25519.KeyPair]
+    let cohort: [SecureAggregation.Member]
+    let share: GaussianNoise
+    let step: Double
+
+    init(plan: Plan, tenants: Int) throws {
+        keys = try (0..<tenants).map { _ in try X25519.KeyPair.generate() }
+        cohort = keys.enumerated().map { SecureAggregation.Member(tenant: Self.id($0), agreementKey: $1.publicKey) }
+        share = try SecureAggregation.noiseShare(plan, cohortSize: tenants)
+        step = try SecureAggregation.mechanism(plan).step
+    }
+
+    static func id(_ t: Int) -> String { "tenant-\(t + 1)" }
+
+    func masked(_ release: [Int64], tenant t: Int, round: UInt64) throws -> [UInt64] {
+        try SecureAggregation.masked(release, tenant: Self.id(t), key: keys[t], cohort: cohort, round: round, modelVersion: round)
     }
 }

@@ -9,7 +9,7 @@ public struct PlanError: Error, CustomStringConvertible, Equatable, Sendable {
 /// What the coordinator runs: taxonomy, model shape, privacy parameters,
 /// round schedule and server optimiser (protocol/PLAN.md documents the file).
 public struct Plan: Codable, Equatable, Sendable {
-    public enum Placement: String, Codable, Sendable { case tenant, central }
+    public enum Placement: String, Codable, Sendable { case tenant, central, secure }
 
     public struct ServerOptimizer: Codable, Equatable, Sendable {
         public enum Kind: String, Codable, Sendable { case fedavg, fedavgm, fedadam }

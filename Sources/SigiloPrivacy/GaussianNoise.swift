@@ -51,6 +51,9 @@ public struct GaussianNoise: Sendable {
     /// The grid step in update units.
     public var step: Double { clipNorm / Double(1 << gridBits) }
 
+    /// The noise's standard deviation in grid steps.
+    public var sigmaInSteps: UInt64 { sampler.sigma }
+
     /// The noise multiplier the accountant must be charged (<= the nominal one).
     public var effectiveNoiseMultiplier: Double {
         Double(sampler.sigma) / (Double(1 << gridBits) + Double(dimension).squareRoot())
@@ -95,6 +98,29 @@ public struct GaussianNoise: Sendable {
         var bits = RandomBits(generator)
         defer { generator = bits.generator }
         sum.withUnsafeMutableBufferPointer { addNoise(to: $0, range: $0.indices, using: &bits) }
+    }
+
+    /// The release on the grid itself, as integers: round(value / step) +
+    /// N_Z(0, σ²) per coordinate. Secure aggregation adds these integers up
+    /// exactly (modulo 2^64) before anything is converted back.
+    public func gridRelease(_ sum: [Float], using rng: SecureRandom) throws -> [Int64] {
+        var generator = rng
+        return try gridRelease(sum, generator: &generator)
+    }
+
+    /// `gridRelease` with seeded, NOT secure noise: simulations only, as
+    /// `privatizeWithInsecureSeededNoise`.
+    public func gridReleaseWithInsecureSeededNoise(_ sum: [Float], seed: UInt64) throws -> [Int64] {
+        var generator = InsecureSeededGenerator(seed: seed)
+        return try gridRelease(sum, generator: &generator)
+    }
+
+    func gridRelease<R: RandomNumberGenerator>(_ sum: [Float], generator: inout R) throws -> [Int64] {
+        try validate(sum)
+        var bits = RandomBits(generator)
+        defer { generator = bits.generator }
+        let inverse = 1 / step
+        return sum.map { Self.nearestInteger(Double($0) * inverse) &+ sampler.sample(using: &bits) }
     }
 
     /// Replaces each value in `range` by the release: (round(value / step) + N_Z(0, σ²)) · step.

@@ -11,7 +11,9 @@ public struct UpdateEnvelope: Equatable, Sendable {
     public static let formatVersion: UInt16 = 1
     public static let headerBytes = 80
 
-    public enum Encoding: UInt16, Sendable { case float32 = 1 }
+    /// float32: the update itself. maskedUInt64: secure placement's masked
+    /// grid release, integers modulo 2^64 (protocol/PROTOCOL.md, "Secure aggregation").
+    public enum Encoding: UInt16, Sendable { case float32 = 1, maskedUInt64 = 2 }
 
     public struct Flags: OptionSet, Equatable, Sendable {
         public let rawValue: UInt32
@@ -26,7 +28,12 @@ public struct UpdateEnvelope: Equatable, Sendable {
     public var flags: Flags
     /// Expected number of sampled customers (q x declared population).
     public var weight: Double
+    /// The update (float32 encoding); empty when `masked` is set.
     public var values: [Float]
+    /// The masked grid release (maskedUInt64 encoding), instead of `values`.
+    public var masked: [UInt64]?
+
+    public var encoding: Encoding { masked == nil ? .float32 : .maskedUInt64 }
 
     public init(round: UInt64, modelVersion: UInt64, flags: Flags, weight: Double, values: [Float]) {
         self.round = round
@@ -36,23 +43,31 @@ public struct UpdateEnvelope: Equatable, Sendable {
         self.values = values
     }
 
-    /// The wire bytes: 80-byte header, then the values as little-endian float32.
+    /// A secure-placement update: no flags (the noise share is implied), masked integers instead of floats.
+    public init(round: UInt64, modelVersion: UInt64, weight: Double, masked: [UInt64]) {
+        self.init(round: round, modelVersion: modelVersion, flags: [], weight: weight, values: [])
+        self.masked = masked
+    }
+
+    /// The wire bytes: 80-byte header, then the values as little-endian
+    /// float32 (or the masked integers as little-endian uint64).
     public func encoded() -> [UInt8] {
-        // The values' bytes in one bulk copy: they are already little-endian float32 on little-endian hosts.
+        // The values' bytes in one bulk copy: they are already little-endian on little-endian hosts.
         #if _endian(little)
-        let payload = values.withUnsafeBytes { [UInt8]($0) }
+        let payload = masked.map { $0.withUnsafeBytes { [UInt8]($0) } } ?? values.withUnsafeBytes { [UInt8]($0) }
         #else
-        let payload = values.flatMap { v in withUnsafeBytes(of: v.bitPattern.littleEndian) { [UInt8]($0) } }
+        let payload = masked.map { $0.flatMap { v in withUnsafeBytes(of: v.littleEndian) { [UInt8]($0) } } }
+            ?? values.flatMap { v in withUnsafeBytes(of: v.bitPattern.littleEndian) { [UInt8]($0) } }
         #endif
         var out = Self.magic
         out.reserveCapacity(Self.headerBytes + payload.count)
         func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
         put(Self.formatVersion)
-        put(Encoding.float32.rawValue)
+        put(encoding.rawValue)
         put(flags.rawValue)
         put(round)
         put(modelVersion)
-        put(UInt64(values.count))
+        put(UInt64(masked?.count ?? values.count))
         put(weight.bitPattern)
         out.append(contentsOf: SHA256.hash(payload))
         out.append(contentsOf: payload)
@@ -84,10 +99,13 @@ public struct UpdateEnvelope: Equatable, Sendable {
         guard version == formatVersion else {
             throw ProtocolError(.unsupportedVersion, "update format version \(version); this coordinator reads \(formatVersion)")
         }
-        let encoding = read(UInt16.self, 10)
-        guard encoding == Encoding.float32.rawValue else { throw ProtocolError(.malformedUpdate, "unknown value encoding \(encoding)") }
+        let encodingValue = read(UInt16.self, 10)
+        guard let encoding = Encoding(rawValue: encodingValue) else { throw ProtocolError(.malformedUpdate, "unknown value encoding \(encodingValue)") }
         let flags = Flags(rawValue: read(UInt32.self, 12))
         guard flags.isSubset(of: .known) else { throw ProtocolError(.malformedUpdate, "unknown flag bits 0x\(String(flags.rawValue, radix: 16))") }
+        guard encoding == .float32 || flags.isEmpty else {
+            throw ProtocolError(.malformedUpdate, "a masked update carries no flags, got 0x\(String(flags.rawValue, radix: 16))")
+        }
         let round = read(UInt64.self, 16), modelVersion = read(UInt64.self, 24)
         let dimension = read(UInt64.self, 32)
         guard dimension >= 1, dimension <= UInt64(maximumDimension) else {
@@ -95,13 +113,21 @@ public struct UpdateEnvelope: Equatable, Sendable {
         }
         let weight = Double(bitPattern: read(UInt64.self, 40))
         guard weight.isFinite, weight >= 0 else { throw ProtocolError(.nonFiniteValue, "weight \(weight) is not a finite number >= 0") }
-        let expected = headerBytes + Int(dimension) * 4
+        let expected = headerBytes + Int(dimension) * (encoding == .float32 ? 4 : 8)
         guard bytes.count == expected else {
             throw ProtocolError(.malformedUpdate, "update of dimension \(dimension) must be \(expected) bytes, got \(bytes.count)")
         }
         let payload = bytes[headerBytes...]
         guard constantTimeEqual(SHA256.hash(payload), Array(bytes[48..<80])) else {
             throw ProtocolError(.checksumMismatch, "update payload does not match its SHA-256")
+        }
+        if encoding == .maskedUInt64 {
+            var words = [UInt64](repeating: 0, count: Int(dimension))
+            words.withUnsafeMutableBytes { destination in payload.withUnsafeBytes { destination.copyMemory(from: $0) } }
+            #if _endian(big)
+            for i in words.indices { words[i] = UInt64(littleEndian: words[i]) }
+            #endif
+            return UpdateEnvelope(round: round, modelVersion: modelVersion, weight: weight, masked: words)
         }
         try Self.finiteFloats(payload, into: &storage)
         let values = storage
