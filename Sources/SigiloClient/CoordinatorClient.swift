@@ -92,8 +92,10 @@ public final class CoordinatorClient: @unchecked Sendable {
 
     /// Enrols this client's key with a one-time token; remembers the tenant id.
     @discardableResult
-    public func enroll(token: String) throws -> String {
-        let body = Array("{\"token\":\"\(token.filter { $0.isLetter || $0.isNumber || $0 == "_" })\",\"public_key\":\"\(Hex.encode(key.publicKey))\"}".utf8)
+    /// Enrols the identity key, and `agreementKey` (X25519) for secure rounds when given.
+    public func enroll(token: String, agreementKey: [UInt8]? = nil) throws -> String {
+        let agreement = agreementKey.map { ",\"agreement_key\":\"\(Hex.encode($0))\"" } ?? ""
+        let body = Array("{\"token\":\"\(token.filter { $0.isLetter || $0.isNumber || $0 == "_" })\",\"public_key\":\"\(Hex.encode(key.publicKey))\"\(agreement)}".utf8)
         let saved = keyId
         keyId = "enroll"
         defer { if keyId == "enroll" { keyId = saved } }
@@ -118,6 +120,8 @@ public final class CoordinatorClient: @unchecked Sendable {
         public var modelVersion: UInt64
         public var submitted: Bool
         public var dimension: Int
+        /// Secure placement: the round's tenants and their agreement keys.
+        public var cohort: [SecureAggregation.Member]
     }
 
     /// The open round, or nil. With `wait` > 0 the coordinator answers as soon
@@ -131,7 +135,15 @@ public final class CoordinatorClient: @unchecked Sendable {
               let round = o["round"] as? Int, let version = o["model_version"] as? Int, let dimension = o["dimension"] as? Int else {
             throw ClientError(status: 200, code: "bad_response", message: "round answer is malformed")
         }
-        return RoundInfo(round: UInt64(round), modelVersion: UInt64(version), submitted: o["submitted"] as? Bool ?? false, dimension: dimension)
+        var cohort = [SecureAggregation.Member]()
+        for entry in o["cohort"] as? [[String: Any]] ?? [] {
+            guard let tenant = entry["tenant"] as? String, let hex = entry["agreement_key"] as? String, let key = Hex.decode(hex), key.count == 32 else {
+                throw ClientError(status: 200, code: "bad_response", message: "round answer has a malformed cohort entry")
+            }
+            cohort.append(.init(tenant: tenant, agreementKey: key))
+        }
+        return RoundInfo(round: UInt64(round), modelVersion: UInt64(version), submitted: o["submitted"] as? Bool ?? false,
+                         dimension: dimension, cohort: cohort)
     }
 
     /// A model file, verified against its SHA-256 and the coordinator's signature over both.
@@ -151,7 +163,12 @@ public final class CoordinatorClient: @unchecked Sendable {
 
     /// Submits an update; returns whether the coordinator saw it as a duplicate.
     public func submit(_ update: UpdateEnvelope) throws -> Bool {
-        let response = try send("POST", "/v1/rounds/\(update.round)/updates", body: update.encoded(), contentType: "application/octet-stream")
+        try submit(encoded: update.encoded(), round: update.round)
+    }
+
+    /// Submits an update's wire bytes as they are (a tenant resending exactly what it sent before).
+    public func submit(encoded: [UInt8], round: UInt64) throws -> Bool {
+        let response = try send("POST", "/v1/rounds/\(round)/updates", body: encoded, contentType: "application/octet-stream")
         let object = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any]
         return object?["duplicate"] as? Bool ?? false
     }

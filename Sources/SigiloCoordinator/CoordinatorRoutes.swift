@@ -254,6 +254,8 @@ public struct CoordinatorRoutes: Sendable {
             ("deadline", .number(round.deadline)), ("submitted", .bool(round.submitted)), ("sample_rate", .number(plan.sampleRate)),
             ("noise_multiplier", .number(plan.noiseMultiplier)), ("clip_norm", .number(plan.clipNorm)),
             ("placement", .string(plan.placement.rawValue)), ("dimension", .integer(round.dimension)), ("delta", .number(plan.delta)),
+            ("tenant", .string(call.principal!.id)),
+            ("cohort", .array(round.cohort.map { JSON.object([("tenant", .string($0.tenant)), ("agreement_key", .string(Hex.encode($0.agreementKey)))]) })),
         ]).rendered())
     }
 
@@ -292,10 +294,18 @@ public struct CoordinatorRoutes: Sendable {
         guard let keyHex = object["public_key"] as? String, let key = Hex.decode(keyHex), key.count == 32 else {
             throw CoordinatorError(400, "bad_body", "\"public_key\" must be 64 hex digits")
         }
+        // Optional: the X25519 key that secure rounds derive this tenant's pairwise masks from.
+        var agreementKey: [UInt8]?
+        if let value = object["agreement_key"] {
+            guard let hex = value as? String, let decoded = Hex.decode(hex), decoded.count == 32 else {
+                throw CoordinatorError(400, "bad_body", "\"agreement_key\" must be 64 hex digits")
+            }
+            agreementKey = decoded
+        }
         do {
             try service.verifyEnrollmentSignature(method: request.method, target: request.target, body: request.body,
                                                   header: { request.header($0) }, publicKey: key, now: call.now)
-            let id = try service.enroll(token: token, publicKey: key, now: call.now)
+            let id = try service.enroll(token: token, publicKey: key, agreementKey: agreementKey, now: call.now)
             service.metrics.add("sigilo_enrolments_total")
             return .json(201, JSON.object([("tenant_id", .string(id)), ("coordinator_public_key", .string(service.publicKeyHex))]).rendered())
         } catch let error as CoordinatorError where error.status == 401 {

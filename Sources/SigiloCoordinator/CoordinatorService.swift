@@ -36,7 +36,7 @@ public struct CoordinatorError: Error, CustomStringConvertible, Equatable, Senda
 /// updates are never stored: only the sum and a digest for de-duplication.
 /// One lock serialises all access (SQLite is used single-threaded).
 public final class CoordinatorService: @unchecked Sendable {
-    static let schemaVersion = 2
+    static let schemaVersion = 3
     public static let databaseName = "coordinator.sqlite"
 
     let database: Database
@@ -47,6 +47,8 @@ public final class CoordinatorService: @unchecked Sendable {
     private var machine = RoundMachine()
     /// The open round's running sum, mirrored in the database.
     private var sum: RoundSum?
+    /// Secure placement's running sum of masked updates, in place of `sum`.
+    private var maskedSum: SecureAggregation.MaskedSum?
     /// Where updates are decoded (under the lock, one at a time): one array reused, not 4 x d fresh bytes per update.
     private var decoded: [Float] = []
     /// Signalled when a round closes or is abandoned, so the caller of
@@ -159,28 +161,44 @@ public final class CoordinatorService: @unchecked Sendable {
                 """)
             }
         }
+        if version < 3 {
+            // Secure placement: each tenant's X25519 key for the pairwise masks (tenants enrolled before have none).
+            try database.transaction {
+                try database.execute("ALTER TABLE tenants ADD COLUMN agreement_key BLOB; PRAGMA user_version = 3;")
+            }
+        }
     }
 
     /// After a restart, the open round continues with exactly the committed updates.
     private func restoreOpenRound() throws {
-        var restored: (RoundMachine.Round, RoundSum)?
+        // The plan cannot change while a round is open: it tells how the sum is kept.
+        let secure = try currentPlan()?.placement == .secure
+        var restored: (round: RoundMachine.Round, blob: [UInt8], weight: Double, count: Int)?
         try database.run("SELECT id, model_version, opened_at, deadline, expected, minimum_tenants, sum, weight, updates FROM rounds WHERE state = 'open'") { row in
             let expected = Set(row.text(4).split(separator: ",").map(String.init))
             let round = RoundMachine.Round(id: UInt64(row.integer(0)), modelVersion: UInt64(row.integer(1)), openedAt: row.real(2),
-                                           deadline: row.real(3), expected: expected, submitted: [], minimumTenants: Int(row.integer(5)))
-            restored = (round, RoundSum(values: Self.floats(row.blob(6)), weight: row.real(7), count: Int(row.integer(8))))
+                                           deadline: row.real(3), expected: expected, submitted: [], minimumTenants: Int(row.integer(5)),
+                                           everyoneRequired: secure)
+            restored = (round, row.blob(6), row.real(7), Int(row.integer(8)))
         }
-        guard case (var round, let restoredSum)? = restored else { return }
+        guard let restored else { return }
+        var round = restored.round
         try database.run("SELECT tenant_id FROM submissions WHERE round_id = ?", [.integer(Int64(round.id))]) { round.submitted.insert($0.text(0)) }
         machine = RoundMachine(state: .open(round))
-        sum = restoredSum
-        try cacheRunningSum(dimension: restoredSum.values.count)
+        if secure {
+            maskedSum = SecureAggregation.MaskedSum(values: Self.words(restored.blob), weight: restored.weight, count: restored.count)
+            sum = nil
+        } else {
+            sum = RoundSum(values: Self.floats(restored.blob), weight: restored.weight, count: restored.count)
+            maskedSum = nil
+        }
+        try cacheRunningSum(bytes: (sum?.values.count ?? 0) * 4 + (maskedSum?.values.count ?? 0) * 8)
     }
 
     /// A page cache that holds the running sum (plus 2 MB for the rest), so
     /// rewriting it does not first read every page back from disk.
-    private func cacheRunningSum(dimension: Int) throws {
-        try database.execute("PRAGMA cache_size = -\(4 * dimension / 1024 + 2048)")
+    private func cacheRunningSum(bytes: Int) throws {
+        try database.execute("PRAGMA cache_size = -\(bytes / 1024 + 2048)")
     }
 
     // MARK: - Tenants
@@ -204,9 +222,13 @@ public final class CoordinatorService: @unchecked Sendable {
         return token
     }
 
-    /// Binds `publicKey` to a new tenant, consuming the token.
-    public func enroll(token: String, publicKey: [UInt8], now: Double) throws -> String {
+    /// Binds `publicKey` (and the X25519 `agreementKey` secure rounds mask
+    /// with, when the tenant sends one) to a new tenant, consuming the token.
+    public func enroll(token: String, publicKey: [UInt8], agreementKey: [UInt8]? = nil, now: Double) throws -> String {
         guard publicKey.count == Ed25519.publicKeyBytes else { throw CoordinatorError(400, "bad_public_key", "public key must be 32 bytes") }
+        if let agreementKey, agreementKey.count != X25519.keyBytes {
+            throw CoordinatorError(400, "bad_agreement_key", "agreement key must be 32 bytes")
+        }
         return try locked {
             try database.transaction {
                 var found: (name: String, expires: Double, used: Bool)?
@@ -221,8 +243,8 @@ public final class CoordinatorService: @unchecked Sendable {
                 var next = 1
                 try database.run("SELECT COUNT(*) FROM tenants") { next = Int($0.integer(0)) + 1 }
                 let id = "tenant-\(next)"
-                try database.run("INSERT INTO tenants(id, name, public_key, status, enrolled_at) VALUES (?, ?, ?, 'active', ?)",
-                                 [.text(id), .text(found.name), .blob(publicKey), .real(now)])
+                try database.run("INSERT INTO tenants(id, name, public_key, status, enrolled_at, agreement_key) VALUES (?, ?, ?, 'active', ?, ?)",
+                                 [.text(id), .text(found.name), .blob(publicKey), .real(now), agreementKey.map { .blob($0) } ?? .null])
                 try database.run("UPDATE enrollment_tokens SET used_at = ? WHERE token_hash = ?", [.real(now), .blob(SHA256.hash(Array(token.utf8)))])
                 try record(AuditEntry(time: now, actor: id, role: Role.tenant.rawValue, action: "tenant.enroll", object: id,
                                       detail: "name \(found.name), key \(Hex.encode(SHA256.hash(publicKey)).prefix(16))"))
@@ -416,9 +438,13 @@ public final class CoordinatorService: @unchecked Sendable {
             try perform(machine.tick(now: now), now: now)
             guard case .idle = machine.state else { return nil }
             guard let plan = try currentPlan(), let version = try latestModelVersion() else { return "no plan" }
+            // A secure round's cohort is the active tenants that can mask: those with an agreement key.
+            let secure = plan.placement == .secure
             var active = Set<String>()
-            try database.run("SELECT id FROM tenants WHERE status = 'active'") { active.insert($0.text(0)) }
-            guard active.count >= plan.minimumTenants else { return "waiting for tenants (\(active.count) of \(plan.minimumTenants))" }
+            try database.run("SELECT id FROM tenants WHERE status = 'active'\(secure ? " AND agreement_key IS NOT NULL" : "")") { active.insert($0.text(0)) }
+            guard active.count >= plan.minimumTenants else {
+                return "waiting for tenants\(secure ? " with agreement keys" : "") (\(active.count) of \(plan.minimumTenants))"
+            }
             let round = try charge(of: plan)
             guard try epsilons.epsilon(try ledger(plan), adding: round) <= plan.maximumEpsilon else {
                 return "privacy budget exhausted: another round would exceed epsilon \(plan.maximumEpsilon)"
@@ -426,7 +452,8 @@ public final class CoordinatorService: @unchecked Sendable {
             var next: UInt64 = 1
             try database.run("SELECT MAX(id) FROM rounds") { if !$0.isNull(0) { next = UInt64($0.integer(0)) + 1 } }
             let opened = try machine.open(id: next, modelVersion: version, tenants: active, minimumTenants: plan.minimumTenants,
-                                          now: now, duration: plan.roundSeconds)
+                                          now: now, duration: plan.roundSeconds, everyoneRequired: secure)
+            let sumBytes = (secure ? 8 : 4) * plan.dimension
             do {
                 try database.transaction {
                     try database.run("""
@@ -434,16 +461,17 @@ public final class CoordinatorService: @unchecked Sendable {
                         VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?)
                         """, [.integer(Int64(opened.id)), .integer(Int64(version)), .real(now), .real(opened.deadline),
                               .text(active.sorted().joined(separator: ",")), .integer(Int64(plan.minimumTenants)),
-                              .real(plan.sampleRate), .real(round.noiseMultiplier), .zeroBlob(4 * plan.dimension)])
+                              .real(plan.sampleRate), .real(round.noiseMultiplier), .zeroBlob(sumBytes)])
                     try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "round.open",
-                                          object: "round \(opened.id)", detail: "model \(version), \(active.count) tenants, q \(plan.sampleRate), z \(round.noiseMultiplier)"))
+                                          object: "round \(opened.id)", detail: "model \(version), \(active.count) tenants\(secure ? " (secure cohort)" : ""), q \(plan.sampleRate), z \(round.noiseMultiplier)"))
                 }
             } catch {
                 machine.finished()
                 throw error
             }
-            sum = RoundSum(dimension: plan.dimension)
-            try cacheRunningSum(dimension: plan.dimension)
+            sum = secure ? nil : RoundSum(dimension: plan.dimension)
+            maskedSum = secure ? SecureAggregation.MaskedSum(dimension: plan.dimension) : nil
+            try cacheRunningSum(bytes: sumBytes)
             roundOpening.withLock {
                 roundsOpened += 1
                 roundOpening.broadcast()
@@ -464,6 +492,8 @@ public final class CoordinatorService: @unchecked Sendable {
         public var deadline: Double
         public var dimension: Int
         public var submitted: Bool
+        /// Secure placement: every tenant of the round and its agreement key (empty otherwise).
+        public var cohort: [SecureAggregation.Member]
     }
 
     /// How many rounds this process has opened: read before looking at the
@@ -482,8 +512,14 @@ public final class CoordinatorService: @unchecked Sendable {
     public func currentRound(for tenant: String) throws -> RoundInfo? {
         try locked {
             guard case .open(let r) = machine.state, let plan = try currentPlan() else { return nil }
+            var cohort = [SecureAggregation.Member]()
+            if r.everyoneRequired {
+                try database.run("SELECT id, agreement_key FROM tenants WHERE agreement_key IS NOT NULL ORDER BY id") { row in
+                    if r.expected.contains(row.text(0)) { cohort.append(.init(tenant: row.text(0), agreementKey: row.blob(1))) }
+                }
+            }
             return RoundInfo(id: r.id, modelVersion: r.modelVersion, deadline: r.deadline, dimension: plan.dimension,
-                             submitted: r.submitted.contains(tenant))
+                             submitted: r.submitted.contains(tenant), cohort: cohort)
         }
     }
 
@@ -524,9 +560,16 @@ public final class CoordinatorService: @unchecked Sendable {
             case .duplicate, .roundAlreadyOpen: throw CoordinatorError(409, "already_submitted", "already submitted to round \(id)")
             }
         }
-        guard case .open(let round) = machine.state, sum != nil else { throw CoordinatorError(409, "wrong_round", "no round is open") }
+        guard case .open(let round) = machine.state, sum != nil || maskedSum != nil else { throw CoordinatorError(409, "wrong_round", "no round is open") }
         guard envelope.modelVersion == round.modelVersion else {
             throw CoordinatorError(409, "wrong_model_version", "round \(id) trains model version \(round.modelVersion), update is from \(envelope.modelVersion)")
+        }
+        guard (envelope.masked != nil) == (plan.placement == .secure) else {
+            throw CoordinatorError(400, "wrong_placement", plan.placement == .secure ? "the plan's placement is secure: send a masked update"
+                                                                                     : "a masked update needs the secure placement; the plan's is \(plan.placement.rawValue)")
+        }
+        if let masked = envelope.masked {
+            return try acceptMasked(masked, weight: envelope.weight, tenant: tenant, round: id, digest: digest, plan: plan, now: now)
         }
         guard envelope.values.count == plan.dimension else {
             throw CoordinatorError(400, "wrong_dimension", "update has \(envelope.values.count) values, the plan's model has \(plan.dimension)")
@@ -579,6 +622,35 @@ public final class CoordinatorService: @unchecked Sendable {
         return false
     }
 
+    /// Adds a secure round's masked update. Masked integers say nothing on
+    /// their own, so there is no norm or anomaly check to make: the masks
+    /// are uniform modulo 2^64 until every cohort member's are in.
+    private func acceptMasked(_ masked: [UInt64], weight: Double, tenant: String, round id: UInt64, digest: String, plan: Plan,
+                              now: Double) throws -> Bool {
+        guard masked.count == plan.dimension else {
+            throw CoordinatorError(400, "wrong_dimension", "update has \(masked.count) values, the plan's model has \(plan.dimension)")
+        }
+        let population = weight / plan.sampleRate
+        guard population <= 1e9 else { throw CoordinatorError(422, "bad_weight", "weight \(weight) declares more than 10^9 customers") }
+        maskedSum!.add(masked, weight: weight)
+        do {
+            try database.transaction {
+                try database.run("INSERT INTO submissions(round_id, tenant_id, digest, accepted_at) VALUES (?, ?, ?, ?)",
+                                 [.integer(Int64(id)), .text(tenant), .text(digest), .real(now)])
+                try record(AuditEntry(time: now, actor: tenant, role: Role.tenant.rawValue, action: "update.accept", object: "round \(id)",
+                                      detail: "weight \(weight), masked"))
+                try maskedSum!.values.withUnsafeBytes { try database.overwriteBlob(table: "rounds", column: "sum", rowid: Int64(id), with: $0) }
+                try database.run("UPDATE rounds SET weight = ?, updates = ? WHERE id = ?",
+                                 [.real(maskedSum!.weight), .integer(Int64(maskedSum!.count)), .integer(Int64(id))])
+            }
+        } catch {
+            try restoreOpenRound()
+            throw error
+        }
+        try perform(try machine.submitted(tenant: tenant, round: id, now: now), now: now)
+        return false
+    }
+
     /// Carries out a close or an abandon, each in one transaction.
     private func perform(_ action: RoundMachine.Action, now: Double) throws {
         switch action {
@@ -588,11 +660,15 @@ public final class CoordinatorService: @unchecked Sendable {
             try database.transaction {
                 try database.run("UPDATE rounds SET state = 'abandoned', closed_at = ?, sum = NULL WHERE id = ?", [.real(now), .integer(Int64(round.id))])
                 try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "round.abandon",
-                                      object: "round \(round.id)", detail: "\(round.submitted.count) of \(round.minimumTenants) required tenants submitted; nothing released"))
+                                      object: "round \(round.id)", detail: round.everyoneRequired
+                                        ? "\(round.submitted.count) of the \(round.expected.count) cohort tenants submitted (a secure round needs all); nothing released"
+                                        : "\(round.submitted.count) of \(round.minimumTenants) required tenants submitted; nothing released"))
             }
             roundEnded()
         case .close(let round):
-            guard let plan = try currentPlan(), let running = sum, let current = try model(versionUnlocked: round.modelVersion) else { return }
+            guard let plan = try currentPlan(), let current = try model(versionUnlocked: round.modelVersion) else { return }
+            // A secure round's masks have cancelled: every cohort member's update is in.
+            guard let running = try sum ?? maskedSum.map({ $0.unmasked(step: try SecureAggregation.mechanism(plan).step) }) else { return }
             var optimizerState = ServerOptimizerState()
             try database.run("SELECT momentum, second FROM optimizer WHERE id = 1") {
                 optimizerState = ServerOptimizerState(momentum: Self.floats($0.blob(0)), secondMoment: Self.floats($0.blob(1)))
@@ -628,6 +704,7 @@ public final class CoordinatorService: @unchecked Sendable {
     private func roundEnded() {
         machine.finished()
         sum = nil
+        maskedSum = nil
         roundFinished.signal()
     }
 
@@ -699,6 +776,13 @@ public final class CoordinatorService: @unchecked Sendable {
     static func bytes(_ values: [Float]) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: values.count * 4)
         out.withUnsafeMutableBytes { dst in values.withUnsafeBytes { dst.copyMemory(from: $0) } } // little-endian hosts only
+        return out
+    }
+
+    static func words(_ bytes: [UInt8]) -> [UInt64] {
+        let count = bytes.count / 8
+        var out = [UInt64](repeating: 0, count: count)
+        out.withUnsafeMutableBytes { dst in bytes.withUnsafeBytes { dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<(count * 8)])) } } // little-endian hosts only
         return out
     }
 

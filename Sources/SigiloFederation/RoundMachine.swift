@@ -11,9 +11,12 @@ public struct RoundMachine: Sendable, Equatable {
         public var expected: Set<String>
         public var submitted: Set<String>
         public var minimumTenants: Int
+        /// Secure placement: the masks cancel only when every expected tenant
+        /// has submitted, so the round closes with all of them or not at all.
+        public var everyoneRequired: Bool
 
         public init(id: UInt64, modelVersion: UInt64, openedAt: Double, deadline: Double, expected: Set<String>,
-                    submitted: Set<String>, minimumTenants: Int) {
+                    submitted: Set<String>, minimumTenants: Int, everyoneRequired: Bool = false) {
             self.id = id
             self.modelVersion = modelVersion
             self.openedAt = openedAt
@@ -21,6 +24,7 @@ public struct RoundMachine: Sendable, Equatable {
             self.expected = expected
             self.submitted = submitted
             self.minimumTenants = minimumTenants
+            self.everyoneRequired = everyoneRequired
         }
     }
 
@@ -52,10 +56,10 @@ public struct RoundMachine: Sendable, Equatable {
 
     /// Opens round `id`. The caller has already checked the privacy budget.
     public mutating func open(id: UInt64, modelVersion: UInt64, tenants: Set<String>, minimumTenants: Int,
-                              now: Double, duration: Double) throws -> Round {
+                              now: Double, duration: Double, everyoneRequired: Bool = false) throws -> Round {
         if case .open(let r) = state { throw MachineError.roundAlreadyOpen(r.id) }
         let round = Round(id: id, modelVersion: modelVersion, openedAt: now, deadline: now + duration, expected: tenants,
-                          submitted: [], minimumTenants: minimumTenants)
+                          submitted: [], minimumTenants: minimumTenants, everyoneRequired: everyoneRequired)
         state = .open(round)
         return round
     }
@@ -77,9 +81,11 @@ public struct RoundMachine: Sendable, Equatable {
         return evaluate(now: now)
     }
 
-    /// A tenant was revoked: it no longer holds the round open.
+    /// A tenant was revoked: it no longer holds the round open. When
+    /// everyone is required and it had not submitted, the round cannot close.
     public mutating func revoked(tenant: String, now: Double) -> Action {
         guard case .open(var r) = state else { return .none }
+        if r.everyoneRequired, r.expected.contains(tenant), !r.submitted.contains(tenant) { return .abandon(r) }
         if !r.submitted.contains(tenant) { r.expected.remove(tenant) }
         state = .open(r)
         return evaluate(now: now)
@@ -95,6 +101,6 @@ public struct RoundMachine: Sendable, Equatable {
         guard case .open(let r) = state else { return .none }
         if !r.expected.isEmpty, r.submitted.isSuperset(of: r.expected), r.submitted.count >= r.minimumTenants { return .close(r) }
         guard now >= r.deadline else { return .none }
-        return r.submitted.count >= r.minimumTenants ? .close(r) : .abandon(r)
+        return r.submitted.count >= r.minimumTenants && !r.everyoneRequired ? .close(r) : .abandon(r)
     }
 }

@@ -125,7 +125,7 @@ extension TenantTool {
         }
         let client = CoordinatorClient(baseURL: url, keyId: "enroll", key: try store.identity(), caFile: caFile)
         let id: String
-        do { id = try client.enroll(token: try args.required("token")) } catch let e as ClientError {
+        do { id = try client.enroll(token: try args.required("token"), agreementKey: try store.agreementKey().publicKey) } catch let e as ClientError {
             throw CLIError(e.status == nil ? .failure : .refused, "enrolment failed: \(e)")
         }
         try store.setSetting("coordinator", url.absoluteString)
@@ -184,6 +184,13 @@ extension TenantTool {
         do {
             guard let info = try client.currentRound() else { return Outcome(exitCode: .tempFail, message: "no round is open") }
             if info.submitted { return Outcome(exitCode: .success, message: "already submitted to round \(info.round)") }
+            // A retry (after a crash or a lost answer) resends exactly what was charged and sent:
+            // a second, fresh release of the same round would spend privacy the ledger never charged.
+            let roundKey = "\(client.baseURL.absoluteString)#\(info.round)"
+            if let bytes = try store.sentUpdate(round: roundKey) {
+                let duplicate = try client.submit(encoded: bytes, round: info.round)
+                return Outcome(exitCode: .success, message: "resent round \(info.round)'s update as first sent\(duplicate ? " (already counted)" : "")")
+            }
             let plan = try client.plan()
             try store.setSetting("plan", String(decoding: try JSONEncoder().encode(plan), as: UTF8.self))
             let limit = try limit(store: store, plan: plan, requested: requestedLimit)
@@ -214,20 +221,33 @@ extension TenantTool {
             for customer in sampled {
                 _ = round.addCustomerUpdate(messages: try store.messages(of: customer), featurizer: featurizer, workspace: &workspace, into: &sum)
             }
-            if plan.placement == .tenant {
-                try GaussianNoise(clipNorm: plan.clipNorm, noiseMultiplier: plan.noiseMultiplier, dimension: plan.dimension).privatize(&sum, using: rng)
-            }
             // The weight is public, tenant-level: q times the consented population rounded up to two significant digits.
             let population = Double(consented.count)
             let magnitude = population < 100 ? 1.0 : pow(10, (log10(population)).rounded(.down) - 1)
-            let declared = (population / magnitude).rounded(.up) * magnitude
-            let envelope = UpdateEnvelope(round: info.round, modelVersion: info.modelVersion,
-                                          flags: plan.placement == .tenant ? .tenantNoised : [], weight: plan.sampleRate * declared, values: sum)
+            let weight = plan.sampleRate * (population / magnitude).rounded(.up) * magnitude
+            let envelope: UpdateEnvelope
+            switch plan.placement {
+            case .central:
+                envelope = UpdateEnvelope(round: info.round, modelVersion: info.modelVersion, flags: [], weight: weight, values: sum)
+            case .tenant:
+                try GaussianNoise(clipNorm: plan.clipNorm, noiseMultiplier: plan.noiseMultiplier, dimension: plan.dimension).privatize(&sum, using: rng)
+                envelope = UpdateEnvelope(round: info.round, modelVersion: info.modelVersion, flags: .tenantNoised, weight: weight, values: sum)
+            case .secure:
+                // This tenant's share of the noise, hidden under the masks it shares with the rest of the cohort.
+                do {
+                    let release = try SecureAggregation.noiseShare(plan, cohortSize: info.cohort.count).gridRelease(sum, using: rng)
+                    let masked = try SecureAggregation.masked(release, tenant: client.keyId, key: try store.agreementKey(), cohort: info.cohort,
+                                                              round: info.round, modelVersion: info.modelVersion)
+                    envelope = UpdateEnvelope(round: info.round, modelVersion: info.modelVersion, weight: weight, masked: masked)
+                } catch let e as SecureAggregationError {
+                    return Outcome(exitCode: .failure, message: "round \(info.round)'s cohort is unusable: \(e)")
+                }
+            }
             // Charged before sending: once bytes leave, the round counts against our customers.
-            let roundKey = "\(client.baseURL.absoluteString)#\(info.round)"
-            try store.charge(round: roundKey, mechanism, delta: plan.delta, now: Date().timeIntervalSince1970)
+            let bytes = envelope.encoded()
+            try store.charge(round: roundKey, mechanism, delta: plan.delta, now: Date().timeIntervalSince1970, sending: bytes)
             try store.setSetting("last_round", String(info.round))
-            let duplicate = try client.submit(envelope)
+            let duplicate = try client.submit(encoded: bytes, round: info.round)
             return Outcome(exitCode: .success, message: "submitted round \(info.round)\(duplicate ? " (already counted)" : ""): \(sampled.count) customers sampled; epsilon spent \(String(format: "%.3f", projected!)) of \(limit) at delta \(plan.delta)")
         } catch let e as ClientError {
             return Outcome(exitCode: .failure, message: "coordinator: \(e)")

@@ -17,7 +17,7 @@ import SigiloSQLite
 public final class TenantStore {
     public static let databaseName = "tenant.sqlite"
     public static let identityName = "identity.key"
-    static let schemaVersion = 1
+    static let schemaVersion = 2
     static let keyCheckPlaintext = Array("sigilo-tenant-key-check-v1".utf8)
 
     let directory: URL
@@ -95,7 +95,16 @@ public final class TenantStore {
     private func migrate() throws {
         let version = try database.userVersion
         guard version <= Self.schemaVersion else { throw CLIError(.dataError, "tenant store was written by a newer Sigilo (schema \(version))") }
-        guard version < 1 else { return }
+        if version < 1 { try createSchema() }
+        if version < 2 {
+            // The exact bytes of the last update sent, so a retry resends them instead of a second, fresh release.
+            try database.transaction {
+                try database.execute("CREATE TABLE sent_updates(round TEXT PRIMARY KEY, bytes BLOB NOT NULL); PRAGMA user_version = 2;")
+            }
+        }
+    }
+
+    private func createSchema() throws {
         try database.transaction {
             try database.execute("""
             CREATE TABLE key_check(id INTEGER PRIMARY KEY CHECK(id = 1), sealed BLOB NOT NULL);
@@ -135,6 +144,21 @@ public final class TenantStore {
 
     public func setSetting(_ name: String, _ value: String) throws {
         try database.run("INSERT INTO settings(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value", [.text(name), .text(value)])
+    }
+
+    /// The X25519 key secure rounds derive this tenant's masks from, kept
+    /// sealed with the store key; created on first use (stores made before
+    /// secure placement existed get one when they enrol).
+    public func agreementKey() throws -> X25519.KeyPair {
+        if let sealed = try setting("agreement_key") {
+            guard let bytes = Hex.decode(sealed), let key = try? X25519.KeyPair(privateKey: cipher.open(bytes, context: Array("agreement_key".utf8))) else {
+                throw CLIError(.dataError, "the tenant store's agreement key is corrupted")
+            }
+            return key
+        }
+        let key = try X25519.KeyPair.generate()
+        try setSetting("agreement_key", Hex.encode(try cipher.seal(key.privateKey, context: Array("agreement_key".utf8))))
+        return key
     }
 
     // MARK: - Customers and messages
@@ -252,9 +276,23 @@ public final class TenantStore {
         return ledger
     }
 
-    func charge(round: String, _ mechanism: SubsampledGaussian, delta: Double, now: Double) throws {
-        try database.run("INSERT INTO ledger(round, sample_rate, noise_multiplier, delta, charged_at) VALUES (?, ?, ?, ?, ?)",
-                         [.text(round), .real(mechanism.sampleRate), .real(mechanism.noiseMultiplier), .real(delta), .real(now)])
+    /// Charges the round and keeps the bytes about to be sent, in one
+    /// transaction: once they may have left, the round is paid for, and a
+    /// retry resends these bytes (`sentUpdate`) rather than a fresh release.
+    func charge(round: String, _ mechanism: SubsampledGaussian, delta: Double, now: Double, sending bytes: [UInt8]) throws {
+        try database.transaction {
+            try database.run("INSERT INTO ledger(round, sample_rate, noise_multiplier, delta, charged_at) VALUES (?, ?, ?, ?, ?)",
+                             [.text(round), .real(mechanism.sampleRate), .real(mechanism.noiseMultiplier), .real(delta), .real(now)])
+            try database.run("DELETE FROM sent_updates")
+            try database.run("INSERT INTO sent_updates(round, bytes) VALUES (?, ?)", [.text(round), .blob(bytes)])
+        }
+    }
+
+    /// The bytes already charged and sent (or about to be) for `round`, if any.
+    func sentUpdate(round: String) throws -> [UInt8]? {
+        var bytes: [UInt8]?
+        try database.run("SELECT bytes FROM sent_updates WHERE round = ?", [.text(round)]) { bytes = $0.blob(0) }
+        return bytes
     }
 
     func cacheModel(version: UInt64, file: [UInt8]) throws {
