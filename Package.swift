@@ -63,7 +63,7 @@ let package = Package(
         .testTarget(name: "SigiloCryptoTests", dependencies: ["SigiloCrypto"]),
         .testTarget(name: "SigiloHTTPTests", dependencies: ["SigiloHTTP"]),
         .testTarget(name: "SigiloFederationTests", dependencies: ["SigiloFederation", "SigiloPrivacy", "SigiloModel", "SigiloText", "SigiloCrypto"]),
-        .testTarget(name: "SigiloProtocolTests", dependencies: ["SigiloProtocol", "SigiloCrypto"]),
+        .testTarget(name: "SigiloProtocolTests", dependencies: ["SigiloProtocol", "SigiloCrypto", "SigiloFederation"]),
         .testTarget(
             name: "SigiloCoordinatorTests",
             dependencies: ["SigiloCoordinator", "SigiloCrypto", "SigiloProtocol", "SigiloSQLite", "SigiloFederation", "SigiloPrivacy", "SigiloHTTP"]

@@ -54,9 +54,11 @@ public enum SecureAggregation {
     public static func noiseShare(_ plan: Plan, cohortSize n: Int) throws -> GaussianNoise {
         guard n >= 1 else { throw SecureAggregationError("a cohort needs at least one tenant") }
         let full = try mechanism(plan)
-        // The margin makes the rounding inside `GaussianNoise` land on ⌈σ/√n⌉, never below.
-        let share = Double(full.sigmaInSteps) / Double(n).squareRoot() / Double(1 << full.gridBits) * (1 + 1e-12)
-        let noise = try GaussianNoise(clipNorm: plan.clipNorm, noiseMultiplier: share, dimension: plan.dimension)
+        let sigma = full.sigmaInSteps // < 2^26, so the squares below are exact
+        var steps = UInt64((Double(sigma) / Double(n).squareRoot()).rounded(.up))
+        while steps * steps * UInt64(n) < sigma * sigma { steps += 1 } // whatever the square root's rounding
+        // steps / 2^k is exact, so the mechanism's own rounding up keeps exactly `steps`.
+        let noise = try GaussianNoise(clipNorm: plan.clipNorm, noiseMultiplier: Double(steps) / Double(1 << full.gridBits), dimension: plan.dimension)
         guard noise.sigmaInSteps >= 16 else {
             throw SecureAggregationError("a cohort of \(n) would make each noise share \(noise.sigmaInSteps) grid steps, below 16")
         }

@@ -63,3 +63,93 @@ import SigiloProtocol
         #expect(Harness.json(response)["round"] as? Int == 1)
     }
 }
+
+/// Secure placement through the routes: the cohort is the tenants with an
+/// agreement key, the coordinator sums masked updates, and the round closes
+/// only when every member's is in.
+@Suite struct SecureRoundTests {
+    static let plan = Plan(labels: ["a", "b", "c"], bucketBits: 8, clipNorm: 1, noiseMultiplier: 1, sampleRate: 0.5, delta: 1e-5,
+                           maximumEpsilon: 50, placement: .secure, minimumTenants: 2, roundSeconds: 600, serverOptimizer: .init(kind: .fedavg))
+
+    struct Member {
+        var id: String
+        var key: Ed25519.KeyPair
+        var agreement: X25519.KeyPair
+    }
+
+    static func cohort(_ h: Harness, size: Int) throws -> [Member] {
+        try (0..<size).map { t in
+            let agreement = try X25519.KeyPair.generate()
+            let enrolled = try h.enrollTenant("loja\(t)", agreementKey: agreement.publicKey)
+            return Member(id: enrolled.id, key: enrolled.key, agreement: agreement)
+        }
+    }
+
+    static func post(_ h: Harness, _ member: Member, _ envelope: UpdateEnvelope) throws -> HTTPResponse {
+        let body = envelope.encoded()
+        return h.send("POST", "/v1/rounds/1/updates", body: body,
+                      headers: try h.signed("POST", "/v1/rounds/1/updates", body: body, tenant: member.id, key: member.key))
+    }
+
+    @Test func theRoundClosesOnTheUnmaskedSumOfEveryMembersRelease() throws {
+        let h = try Harness(plan: Self.plan)
+        let members = try Self.cohort(h, size: 3)
+        _ = try h.enrollTenant("sem-chave") // no agreement key: not in a secure round's cohort
+        try h.service.maintain(now: h.now)
+
+        let target = "/v1/rounds/current"
+        let answer = h.send("GET", target, headers: try h.signed("GET", target, tenant: members[0].id, key: members[0].key))
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any])
+        let listed = try #require(object["cohort"] as? [[String: Any]])
+        #expect(listed.compactMap { $0["tenant"] as? String }.sorted() == members.map(\.id).sorted())
+        #expect(object["tenant"] as? String == members[0].id)
+        let cohort = try #require(try h.service.currentRound(for: members[0].id)).cohort
+        #expect(cohort.count == 3)
+
+        // Grid releases as the tenants would compute them (rounded sums plus noise shares), masked.
+        let releases: [[Int64]] = (0..<3).map { t in
+            (0..<Self.plan.dimension).map { i -> Int64 in
+                let spread = (i * 31 + t * 7) % 2001
+                return Int64(spread - 1000) * 1_000
+            }
+        }
+        let masked = try (0..<3).map { t in
+            try SecureAggregation.masked(releases[t], tenant: members[t].id, key: members[t].agreement, cohort: cohort, round: 1, modelVersion: 1)
+        }
+        #expect(masked[0].map { Int64(bitPattern: $0) } != releases[0])
+
+        // A float update is refused in a secure round, and changes nothing.
+        let plain = UpdateEnvelope(round: 1, modelVersion: 1, flags: [], weight: 1, values: [Float](repeating: 0, count: Self.plan.dimension))
+        #expect(try Self.post(h, members[0], plain).status == 400)
+
+        for t in 0..<3 {
+            #expect(try Self.post(h, members[t], UpdateEnvelope(round: 1, modelVersion: 1, weight: Double(t + 1), masked: masked[t])).status == 202)
+        }
+        let model = try ModelFile.decode(try #require(try h.service.model(version: 2)).file)
+        let step = try SecureAggregation.mechanism(Self.plan).step
+        for i in model.weights.indices {
+            let expected = Double(releases[0][i] + releases[1][i] + releases[2][i]) * step / 6
+            #expect(abs(Double(model.weights[i]) - expected) < 1e-6, "value \(i)")
+        }
+        #expect(model.bias.allSatisfy { $0 == 0 })
+    }
+
+    @Test func aMissingMemberAbandonsTheRoundAndNothingIsReleased() throws {
+        let h = try Harness(plan: Self.plan)
+        let members = try Self.cohort(h, size: 3)
+        try h.service.maintain(now: h.now)
+        let cohort = try #require(try h.service.currentRound(for: members[0].id)).cohort
+        for t in 0..<2 {
+            let masked = try SecureAggregation.masked([Int64](repeating: 5, count: Self.plan.dimension), tenant: members[t].id,
+                                                      key: members[t].agreement, cohort: cohort, round: 1, modelVersion: 1)
+            #expect(try Self.post(h, members[t], UpdateEnvelope(round: 1, modelVersion: 1, weight: 1, masked: masked)).status == 202)
+        }
+        // Two of three is enough for the plan's minimum, but not for the masks: at the deadline the round is abandoned.
+        h.now += 601
+        try h.service.maintain(now: h.now)
+        #expect(try h.service.model(version: 2) == nil)
+        var state = ""
+        try h.service.database.run("SELECT state FROM rounds WHERE id = 1") { state = $0.text(0) }
+        #expect(state == "abandoned")
+    }
+}

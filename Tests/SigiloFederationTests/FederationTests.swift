@@ -3,6 +3,7 @@ import Testing
 @testable import SigiloFederation
 import SigiloModel
 import SigiloText
+import SigiloCrypto
 
 @Suite struct RoundMachineTests {
     func opened(_ tenants: Set<String> = ["a", "b", "c"], minimum: Int = 2) throws -> RoundMachine {
@@ -163,5 +164,88 @@ import SigiloText
         let before = sum
         local.addCustomerUpdate(examples: [(SparseVector(indices: [7], values: [1]), 1)], into: &sum)
         #expect(sum[7 * 3 + 1] > 0 && sum[3 * 3 + 0] == before[3 * 3 + 0])
+    }
+}
+
+@Suite struct SecureAggregationTests {
+    static let plan = Plan(labels: ["a", "b"], bucketBits: 8, clipNorm: 1, noiseMultiplier: 1.3, sampleRate: 1, placement: .secure)
+
+    static func cohort(_ n: Int) throws -> (keys: [X25519.KeyPair], members: [SecureAggregation.Member]) {
+        let keys = try (0..<n).map { _ in try X25519.KeyPair.generate() }
+        return (keys, keys.enumerated().map { .init(tenant: "tenant-\($0 + 1)", agreementKey: $1.publicKey) })
+    }
+
+    @Test func aRoundOpensWithEveryoneRequiredClosesOnlyWithEveryone() throws {
+        var m = RoundMachine()
+        _ = try m.open(id: 1, modelVersion: 1, tenants: ["a", "b", "c"], minimumTenants: 2, now: 0, duration: 60, everyoneRequired: true)
+        #expect(try m.submitted(tenant: "a", round: 1, now: 1) == .none)
+        #expect(try m.submitted(tenant: "b", round: 1, now: 2) == .none)
+        guard case .abandon = m.tick(now: 61) else { Issue.record("two of three at the deadline must abandon"); return }
+        var n = RoundMachine()
+        _ = try n.open(id: 1, modelVersion: 1, tenants: ["a", "b", "c"], minimumTenants: 2, now: 0, duration: 60, everyoneRequired: true)
+        _ = try n.submitted(tenant: "a", round: 1, now: 1)
+        guard case .abandon = n.revoked(tenant: "c", now: 2) else { Issue.record("revoking a member who has not submitted must abandon"); return }
+        var o = RoundMachine()
+        _ = try o.open(id: 1, modelVersion: 1, tenants: ["a", "b"], minimumTenants: 2, now: 0, duration: 60, everyoneRequired: true)
+        _ = try o.submitted(tenant: "a", round: 1, now: 1)
+        guard case .close = try o.submitted(tenant: "b", round: 1, now: 2) else { Issue.record("everyone in must close"); return }
+    }
+
+    @Test func sharesAddUpToAtLeastTheRoundsNoise() throws {
+        let full = try SecureAggregation.mechanism(Self.plan)
+        for n in [1, 2, 3, 7, 20, 1000] {
+            let share = try SecureAggregation.noiseShare(Self.plan, cohortSize: n)
+            #expect(share.step == full.step)
+            let total = Double(n) * Double(share.sigmaInSteps) * Double(share.sigmaInSteps)
+            #expect(total >= Double(full.sigmaInSteps) * Double(full.sigmaInSteps), "cohort \(n)")
+            #expect(share.sigmaInSteps == UInt64((Double(full.sigmaInSteps) / Double(n).squareRoot()).rounded(.up)), "cohort \(n)")
+        }
+        #expect(throws: SecureAggregationError.self) { try SecureAggregation.noiseShare(Self.plan, cohortSize: 0) }
+        #expect(throws: SecureAggregationError.self) { try SecureAggregation.noiseShare(Self.plan, cohortSize: 100_000_000) }
+    }
+
+    @Test func masksCancelOnlyInTheWholeCohortsTotal() throws {
+        let (keys, members) = try Self.cohort(4)
+        let d = 1000
+        let releases: [[Int64]] = (0..<4).map { t in (0..<d).map { Int64(($0 * 13 + t * 101) % 997) - 498 } }
+        let masked = try (0..<4).map { t in
+            try SecureAggregation.masked(releases[t], tenant: members[t].tenant, key: keys[t], cohort: members, round: 9, modelVersion: 8)
+        }
+        var sum = SecureAggregation.MaskedSum(dimension: d)
+        for (t, m) in masked.enumerated() { sum.add(m, weight: Double(t)) }
+        let unmasked = sum.unmasked(step: 0.5)
+        for i in 0..<d { #expect(unmasked.values[i] == Float(releases.reduce(0) { $0 + $1[i] }) * 0.5) }
+        #expect(unmasked.weight == 6 && unmasked.count == 4)
+        // Without one member the masks do not cancel: the partial total is far from the releases'.
+        var partial = SecureAggregation.MaskedSum(dimension: d)
+        for m in masked.prefix(3) { partial.add(m, weight: 1) }
+        let partialValues = partial.unmasked(step: 1).values
+        var far = 0
+        for i in 0..<d {
+            let partialTruth = Double(releases[0][i] + releases[1][i] + releases[2][i])
+            if abs(Double(partialValues[i]) - partialTruth) > 1e12 { far += 1 }
+        }
+        #expect(far > d * 9 / 10)
+        // A different round or model version gives different masks.
+        let other = try SecureAggregation.masked(releases[0], tenant: members[0].tenant, key: keys[0], cohort: members, round: 10, modelVersion: 8)
+        #expect(other != masked[0])
+    }
+
+    @Test func anUnusableCohortIsRefused() throws {
+        let (keys, members) = try Self.cohort(3)
+        let release = [Int64](repeating: 1, count: 8)
+        func refuse(_ cohort: [SecureAggregation.Member], tenant: String = "tenant-1") {
+            #expect(throws: SecureAggregationError.self) {
+                try SecureAggregation.masked(release, tenant: tenant, key: keys[0], cohort: cohort, round: 1, modelVersion: 1)
+            }
+        }
+        refuse(Array(members.dropFirst()))                                    // not in it
+        refuse(members + [members[1]])                                        // a tenant twice
+        refuse([.init(tenant: "tenant-1", agreementKey: keys[1].publicKey)] + members.dropFirst()) // another key for me
+        refuse(members + [.init(tenant: "tenant-9", agreementKey: [1, 2, 3])]) // a malformed key
+        #expect(throws: (any Error).self) {                                  // a small-order key
+            try SecureAggregation.masked(release, tenant: "tenant-1", key: keys[0],
+                                         cohort: members + [.init(tenant: "tenant-9", agreementKey: [UInt8](repeating: 0, count: 32))], round: 1, modelVersion: 1)
+        }
     }
 }

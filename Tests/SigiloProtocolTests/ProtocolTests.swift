@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import SigiloCrypto
 @testable import SigiloProtocol
+import SigiloFederation
 
 /// The Swift implementation against protocol/vectors.json, written by an
 /// independent Python implementation (tools/gen-protocol-vectors.py).
@@ -24,6 +25,26 @@ import SigiloCrypto
                                       values: (u["values"] as! [Double]).map { Float($0) })
         #expect(Hex.encode(envelope.encoded()) == u["encoded_hex"] as! String)
         #expect(try UpdateEnvelope.decode(Hex.decode(u["encoded_hex"] as! String)!, maximumDimension: 10) == envelope)
+    }
+
+    @Test func secureAggregationMasksAreByteForByte() throws {
+        let v = Self.vectors["secure_aggregation"] as! [String: Any]
+        let members = v["members"] as! [[String: Any]]
+        let cohort = members.map { SecureAggregation.Member(tenant: $0["tenant"] as! String, agreementKey: Hex.decode($0["agreement_key_hex"] as! String)!) }
+        let round = UInt64(v["round"] as! Int), version = UInt64(v["model_version"] as! Int)
+        var total = [UInt64](repeating: 0, count: 4)
+        for m in members {
+            let key = try X25519.KeyPair(privateKey: Hex.decode(m["private_key_hex"] as! String)!)
+            let release = (m["release"] as! [NSNumber]).map(\.int64Value)
+            let masked = try SecureAggregation.masked(release, tenant: m["tenant"] as! String, key: key, cohort: cohort, round: round, modelVersion: version)
+            #expect(masked == (m["masked_hex"] as! [String]).map { UInt64($0, radix: 16)! })
+            let envelope = UpdateEnvelope(round: round, modelVersion: version, weight: v["weight"] as! Double, masked: masked)
+            #expect(Hex.encode(envelope.encoded()) == m["encoded_hex"] as! String)
+            #expect(try UpdateEnvelope.decode(Hex.decode(m["encoded_hex"] as! String)!, maximumDimension: 4) == envelope)
+            for i in total.indices { total[i] &+= masked[i] }
+        }
+        // The masks cancel in the total: what is left is the sum of the releases.
+        #expect(total.map { Int64(bitPattern: $0) } == [4, 4, 11, 0])
     }
 
     @Test func signedRequestsAreByteForByte() throws {
@@ -115,8 +136,11 @@ import SigiloCrypto
         #expect(throws: ProtocolError.self) { _ = try UpdateEnvelope.decode(nonFinite, maximumDimension: 10, reusing: &storage) }
     }
 
-    @Test func everyTruncationAndEveryFlippedByteIsRejected() {
-        let bytes = envelope.encoded()
+    static let masked = UpdateEnvelope(round: 3, modelVersion: 2, weight: 4.5, masked: [1, .max, 1 << 63])
+
+    @Test(arguments: [false, true])
+    func everyTruncationAndEveryFlippedByteIsRejected(isMasked: Bool) {
+        let bytes = (isMasked ? Self.masked : envelope).encoded()
         for length in 0..<bytes.count { #expect(code(Array(bytes[0..<length])) != nil, "cut at \(length)") }
         for offset in bytes.indices {
             var corrupted = bytes
@@ -140,5 +164,13 @@ import SigiloCrypto
         unknownFlag[13] = 1
         #expect(code(unknownFlag) == .malformedUpdate)
         #expect(code(envelope.encoded() + [0, 0, 0, 0]) == .malformedUpdate)
+        // A masked update carries no flags, and its values are 8 bytes each.
+        var flagged = Self.masked.encoded()
+        flagged[12] = 1
+        #expect(code(flagged) == .malformedUpdate)
+        var floatsAsMasked = envelope.encoded()
+        floatsAsMasked[10] = 2
+        #expect(code(floatsAsMasked) == .malformedUpdate)
+        #expect(code(Self.masked.encoded() + [0, 0, 0, 0, 0, 0, 0, 0]) == .malformedUpdate)
     }
 }
