@@ -10,6 +10,12 @@ final class RecordingProxy: @unchecked Sendable {
     let target: UInt16
     private let lock = NSLock()
     private var recorded = [UInt8]()
+    private var dropping = false
+    /// While set, a connection carrying an update is cut before the update reaches the coordinator.
+    var dropsUpdates: Bool {
+        get { lock.withLock { dropping } }
+        set { lock.withLock { dropping = newValue } }
+    }
 
     init(to target: UInt16) throws {
         self.target = target
@@ -48,6 +54,9 @@ final class RecordingProxy: @unchecked Sendable {
             let n = buffer.withUnsafeMutableBytes { recv(from, $0.baseAddress, $0.count, 0) }
             if n <= 0 { shutdown(to, Int32(SHUT_WR)); close(from); return }
             if record { lock.withLock { recorded.append(contentsOf: buffer[0..<n]) } }
+            if record, dropsUpdates, contains(Array(buffer[0..<n]), Array("POST /v1/rounds/".utf8)) {
+                shutdown(from, Int32(SHUT_RDWR)); shutdown(to, Int32(SHUT_RDWR)); close(from); return
+            }
             var offset = 0
             while offset < n {
                 let m = buffer.withUnsafeBytes { send(to, $0.baseAddress! + offset, n - offset, Int32(MSG_NOSIGNAL)) }
@@ -69,7 +78,7 @@ struct TenantWorld {
     let proxy: RecordingProxy
     let data: URL
 
-    init(sampleRate: Double = 1.0, maximumEpsilon: Double = 100) throws {
+    init(sampleRate: Double = 1.0, maximumEpsilon: Double = 100, placement: Plan.Placement = .tenant, minimumTenants: Int = 1) throws {
         dir = try temporaryDirectory()
         data = dir.appendingPathComponent("data")
         _ = try Binary.run("sigilo-eval", ["synth", "--tenants", "2", "--seed", "9", "--out", data.path, "--holdout", "50"])
@@ -79,7 +88,7 @@ struct TenantWorld {
                       "forma_pagamento", "horario_funcionamento", "prazo_entrega", "reclamacao", "remarcar_consulta", "resultado_exame",
                       "saudacao", "segunda_via", "status_pedido", "troca_devolucao"]
         let plan = Plan(labels: labels, bucketBits: 10, clipNorm: 1, noiseMultiplier: 1, sampleRate: sampleRate, delta: 1e-5,
-                        maximumEpsilon: maximumEpsilon, placement: .tenant, minimumTenants: 1, roundSeconds: 30)
+                        maximumEpsilon: maximumEpsilon, placement: placement, minimumTenants: minimumTenants, roundSeconds: 30)
         try JSONEncoder().encode(plan).write(to: dir.appendingPathComponent("plan.json"))
         _ = try Binary.run("sigilo-coordinator", ["plan", "set", dir.appendingPathComponent("plan.json").path, "--state", state.path])
         coordinator = try RunningCoordinator(state: state)
@@ -167,7 +176,7 @@ struct TenantWorld {
             }
             if path == "/v1/enroll" {
                 let object = try #require(jsonObject(Substring(String(decoding: body, as: UTF8.self))))
-                #expect(Set(object.keys) == ["token", "public_key"])
+                #expect(Set(object.keys) == ["token", "public_key", "agreement_key"]) // two public keys
             } else if method == "POST" {
                 let update = try UpdateEnvelope.decode(body, maximumDimension: 1 << 20)
                 #expect(update.flags.contains(.tenantNoised))
@@ -178,6 +187,67 @@ struct TenantWorld {
             requests += 1
         }
         #expect(requests >= 7)
+    }
+
+    @Test func secureRoundsCloseOnlyWithEveryTenantsMaskedUpdate() throws {
+        let world = try TenantWorld(placement: .secure, minimumTenants: 2) // both in every round's cohort
+        defer { world.close() }
+        let shops = try ["loja", "clinica"].enumerated().map { i, name in
+            let args = try world.tenant(name)
+            let file = world.data.appendingPathComponent(String(format: "tenant-%02d-%@.jsonl", i + 1, name)).path
+            #expect(try Binary.run("sigilo-tenant", ["import", file] + args).status == 0)
+            #expect(try Binary.run("sigilo-tenant", ["enroll", "--coordinator", world.url, "--token", try world.invite()] + args).status == 0)
+            return args
+        }
+        for round in 1...2 {
+            let first = try waitForOpenRound(shops[0])
+            #expect(first.status == 0 && first.stdout.hasPrefix("submitted round \(round)"), "\(first.stdout) \(first.stderr)")
+            // The round waits for the cohort's other member: its masks do not cancel without it.
+            let status = try Binary.run("sigilo-tenant", ["round"] + shops[0])
+            #expect(status.stdout.hasPrefix("already submitted to round \(round)"), "\(status.stdout)")
+            let second = try waitForOpenRound(shops[1])
+            #expect(second.status == 0 && second.stdout.hasPrefix("submitted round \(round)"), "\(second.stdout) \(second.stderr)")
+        }
+        // Both rounds closed: the next round trains model version 3.
+        let third = try waitForOpenRound(shops[0])
+        #expect(third.status == 0 && third.stdout.hasPrefix("submitted round 3"), "\(third.stdout)")
+        #expect(try Binary.run("sigilo-tenant", ["status"] + shops[0]).stdout.contains("version 3"))
+
+        // What left the tenants: masked integers only, never floats, flags or text.
+        var masked = 0
+        var offset = 0
+        let egress = world.proxy.bytes
+        while let headEnd = find(egress, Array("\r\n\r\n".utf8), from: offset) {
+            let head = String(decoding: egress[offset..<headEnd], as: UTF8.self)
+            let length = head.components(separatedBy: "\r\n").compactMap { line -> Int? in
+                line.lowercased().hasPrefix("content-length:") ? Int(line.dropFirst(15).trimmingCharacters(in: .whitespaces)) : nil
+            }.first ?? 0
+            if head.hasPrefix("POST /v1/rounds/") {
+                let update = try UpdateEnvelope.decode(Array(egress[(headEnd + 4)..<(headEnd + 4 + length)]), maximumDimension: 1 << 20)
+                #expect(update.encoding == .maskedUInt64 && update.flags.isEmpty && update.values.isEmpty)
+                masked += 1
+            }
+            offset = headEnd + 4 + length
+        }
+        #expect(masked == 5)
+    }
+
+    @Test func aRetryResendsTheChargedUpdateInsteadOfASecondRelease() throws {
+        let world = try TenantWorld()
+        defer { world.close() }
+        let args = try world.tenant("loja")
+        #expect(try Binary.run("sigilo-tenant", ["import", world.data.appendingPathComponent("tenant-01-loja.jsonl").path] + args).status == 0)
+        #expect(try Binary.run("sigilo-tenant", ["enroll", "--coordinator", world.url, "--token", try world.invite()] + args).status == 0)
+        world.proxy.dropsUpdates = true
+        let lost = try waitForOpenRound(args)
+        #expect(lost.status == 1, "\(lost.stdout) \(lost.stderr)") // charged, then the update was cut off on its way
+        world.proxy.dropsUpdates = false
+        let retry = try Binary.run("sigilo-tenant", ["round"] + args)
+        #expect(retry.status == 0 && retry.stdout.hasPrefix("resent round 1's update as first sent"), "\(retry.stdout) \(retry.stderr)")
+        let privacy = try Binary.run("sigilo-tenant", ["privacy", "--json"] + args)
+        #expect(privacy.stdout.contains("\"rounds_joined\":1"), "\(privacy.stdout)") // charged once, sent once
+        let next = try waitForOpenRound(args)
+        #expect(next.stdout.hasPrefix("submitted round 2"), "\(next.stdout)")
     }
 
     @Test func erasureConsentAndLocalBudget() throws {

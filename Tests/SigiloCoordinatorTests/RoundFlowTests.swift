@@ -134,6 +134,26 @@ import SigiloProtocol
         #expect(model.bias.allSatisfy { $0 == 0 })
     }
 
+    @Test func aRestartKeepsTheMaskedSumOfAcknowledgedUpdates() throws {
+        let h = try Harness(plan: Self.plan)
+        let members = try Self.cohort(h, size: 3)
+        try h.service.maintain(now: h.now)
+        let cohort = try #require(try h.service.currentRound(for: members[0].id)).cohort
+        let bodies = try (0..<3).map { t in
+            UpdateEnvelope(round: 1, modelVersion: 1, weight: 1, masked: try SecureAggregation.masked(
+                [Int64](repeating: Int64(t + 1) * 4096, count: Self.plan.dimension), tenant: members[t].id, key: members[t].agreement,
+                cohort: cohort, round: 1, modelVersion: 1)).encoded()
+        }
+        for t in 0..<2 { _ = try h.service.submit(tenant: members[t].id, round: 1, body: bodies[t], now: h.now) }
+        // A new process on the same state: the round and its masked sum come back from the database.
+        let restarted = try CoordinatorService(directory: h.directory)
+        #expect(try restarted.submit(tenant: members[1].id, round: 1, body: bodies[1], now: h.now)) // a retry: acknowledged again, not counted
+        #expect(try !restarted.submit(tenant: members[2].id, round: 1, body: bodies[2], now: h.now))
+        let model = try ModelFile.decode(try #require(try restarted.model(version: 2)).file)
+        let expected = Float(Double(6 * 4096) * (try SecureAggregation.mechanism(Self.plan).step) / 3)
+        #expect(model.weights.allSatisfy { abs($0 - expected) < 1e-6 })
+    }
+
     @Test func aMissingMemberAbandonsTheRoundAndNothingIsReleased() throws {
         let h = try Harness(plan: Self.plan)
         let members = try Self.cohort(h, size: 3)
