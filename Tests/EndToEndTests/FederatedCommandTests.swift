@@ -95,6 +95,23 @@ import Testing
     /// Unset schedule flags follow the noise: every customer in 60 rounds
     /// when the aggregate's noise is heavy (central epsilon < 4, or noise at
     /// each of enough tenants), a fifth in 300 rounds otherwise.
+    @Test func securePlacementMasksEveryUpdateAndRepeatsWithSeededNoise() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let all = try String(contentsOfFile: try synthetic(dir).train, encoding: .utf8)
+        let a = try run(["--placement", "secure", "--epsilon", "8", "--insecure-seeded-noise", "--seed", "3"], data: dir)
+        let b = try run(["--placement", "secure", "--epsilon", "8", "--insecure-seeded-noise", "--seed", "3"], data: dir)
+        #expect(a["accuracy"] as? Double == b["accuracy"] as? Double) // the masks cancel exactly: only the seeded noise varies runs
+        #expect((a["accuracy"] as! Double) > 0.5)
+        let epsilon = try #require(a["epsilon"] as? Double)
+        #expect(epsilon <= 8 && epsilon > 7.9)
+        let labels = Set(all.split(separator: "\n").compactMap(jsonObject).map { $0["intent"] as! String }).count
+        #expect((a["bytes_per_tenant_per_round"] as! Double) == Double(80 + 8 * (1024 * labels + labels))) // header + d masked words
+        let refused = try Binary.run("sigilo-eval", ["federated", "--train", dir.appendingPathComponent("train.jsonl").path, "--test",
+                                                     dir.appendingPathComponent("holdout.jsonl").path, "--placement", "secure", "--no-dp"])
+        #expect(refused.status == 64 && refused.stderr.contains("--no-dp has no noise to place"), "\(refused.stderr)")
+    }
+
     @Test func theScheduleDefaultsFollowTheNoise() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -106,6 +123,7 @@ import Testing
             (["--epsilon", "2"], 60, 1, 6),
             (["--placement", "tenant", "--epsilon", "8", "--tenants", "4", "--rounds", "2"], 2, 1, 6), // like central noise at epsilon 3.4
             (["--placement", "tenant", "--epsilon", "8", "--tenants", "2", "--rounds", "2"], 2, 0.2, 3), // like epsilon 5.1
+            (["--placement", "secure", "--epsilon", "8", "--tenants", "4", "--rounds", "2"], 2, 0.2, 3), // central noise on the total
             (["--no-dp", "--rounds", "2"], 2, 0.2, 3),
             (["--epsilon", "2", "--sample-rate", "0.3", "--rounds", "2"], 2, 0.3, 6), // what the user sets stays
             (["--epsilon", "2", "--server-optimizer", "fedadam", "--rounds", "2"], 2, 1, 0.03),
