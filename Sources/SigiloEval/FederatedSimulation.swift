@@ -222,9 +222,9 @@ struct SimulationSettings {
     /// How the schedule defaults are chosen, for the commands' help.
     static let scheduleHelp = """
         Schedule defaults: the noise is heavy when the aggregate carries as much noise as central noise at epsilon < 4
-        would (tenant placement adds one tenant's noise per tenant: with 20 tenants, epsilon 8 is heavy). Heavy noise:
-        every customer in each of 60 rounds, server learning rate 6; otherwise a fifth of the customers in each of 300
-        rounds, learning rate 3.
+        would (tenant placement adds one tenant's noise per tenant: with 20 tenants, epsilon 8 is heavy; secure
+        placement puts central noise on the total). Heavy noise: every customer in each of 60 rounds, server learning
+        rate 6; otherwise a fifth of the customers in each of 300 rounds, learning rate 3.
         """
 
     static func parse(_ args: ParsedArguments) throws -> SimulationSettings {
