@@ -139,7 +139,8 @@ public enum CoordinatorTool {
         if let problem = try service.verifyAudit() {
             throw CLIError(.dataError, "serve: the audit log is not intact (\(problem)); run 'sigilo-coordinator audit verify' and investigate before serving")
         }
-        configuration.limits.maximumBodyBytes = 80 + 4 * (1 << 24)
+        // The largest update: the service's 2^24 values, as 8-byte masked words (secure placement).
+        configuration.limits.maximumBodyBytes = 80 + 8 * (1 << 24)
         TerminationSignals.block() // before the server's threads exist
         limitMallocRetention()
         let routes = CoordinatorRoutes(service: service)
