@@ -151,6 +151,32 @@ import SigiloFederation
         }
     }
 
+    /// Random mutations of both encodings, and random bytes behind a valid
+    /// header: decoding either refuses with a ProtocolError or returns an
+    /// update that encodes back to exactly the bytes given.
+    @Test func fuzzedBytesAreRefusedOrRoundTripExactly() {
+        var rng = SystemRandomNumberGenerator()
+        let seeds = [envelope.encoded(), Self.masked.encoded()]
+        for i in 0..<20_000 {
+            var bytes = seeds[i % 2]
+            switch i % 4 {
+            case 0, 1:
+                for _ in 0..<Int.random(in: 1...4, using: &rng) { bytes[Int.random(in: 0..<bytes.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng) }
+            case 2:
+                bytes = Array(bytes.prefix(Int.random(in: 0...bytes.count, using: &rng))) + (0..<Int.random(in: 0...40, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            default:
+                bytes = (0..<Int.random(in: 0...200, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            }
+            do {
+                let decoded = try UpdateEnvelope.decode(bytes, maximumDimension: 100)
+                #expect(decoded.encoded() == bytes, "mutation \(i)")
+            } catch is ProtocolError {
+            } catch {
+                Issue.record("mutation \(i): \(error)")
+            }
+        }
+    }
+
     @Test func specificRefusals() {
         var bytes = envelope.encoded()
         #expect(code(bytes, maximumDimension: 2) == .malformedUpdate)
