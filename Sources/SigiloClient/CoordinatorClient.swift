@@ -90,9 +90,9 @@ public final class CoordinatorClient: @unchecked Sendable {
         return Response(status: response.status, headers: fields, body: response.body)
     }
 
-    /// Enrols this client's key with a one-time token; remembers the tenant id.
+    /// Enrols this client's key (and `agreementKey`, X25519, for secure
+    /// rounds, when given) with a one-time token; remembers the tenant id.
     @discardableResult
-    /// Enrols the identity key, and `agreementKey` (X25519) for secure rounds when given.
     public func enroll(token: String, agreementKey: [UInt8]? = nil) throws -> String {
         let agreement = agreementKey.map { ",\"agreement_key\":\"\(Hex.encode($0))\"" } ?? ""
         let body = Array("{\"token\":\"\(token.filter { $0.isLetter || $0.isNumber || $0 == "_" })\",\"public_key\":\"\(Hex.encode(key.publicKey))\"\(agreement)}".utf8)

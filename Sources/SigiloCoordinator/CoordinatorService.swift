@@ -630,8 +630,6 @@ public final class CoordinatorService: @unchecked Sendable {
         guard masked.count == plan.dimension else {
             throw CoordinatorError(400, "wrong_dimension", "update has \(masked.count) values, the plan's model has \(plan.dimension)")
         }
-        let population = weight / plan.sampleRate
-        guard population <= 1e9 else { throw CoordinatorError(422, "bad_weight", "weight \(weight) declares more than 10^9 customers") }
         maskedSum!.add(masked, weight: weight)
         do {
             try database.transaction {

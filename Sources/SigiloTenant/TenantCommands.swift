@@ -189,6 +189,7 @@ extension TenantTool {
             let roundKey = "\(client.baseURL.absoluteString)#\(info.round)"
             if let bytes = try store.sentUpdate(round: roundKey) {
                 let duplicate = try client.submit(encoded: bytes, round: info.round)
+                try store.updateAcknowledged()
                 return Outcome(exitCode: .success, message: "resent round \(info.round)'s update as first sent\(duplicate ? " (already counted)" : "")")
             }
             let plan = try client.plan()
@@ -248,6 +249,7 @@ extension TenantTool {
             try store.charge(round: roundKey, mechanism, delta: plan.delta, now: Date().timeIntervalSince1970, sending: bytes)
             try store.setSetting("last_round", String(info.round))
             let duplicate = try client.submit(encoded: bytes, round: info.round)
+            try store.updateAcknowledged()
             return Outcome(exitCode: .success, message: "submitted round \(info.round)\(duplicate ? " (already counted)" : ""): \(sampled.count) customers sampled; epsilon spent \(String(format: "%.3f", projected!)) of \(limit) at delta \(plan.delta)")
         } catch let e as ClientError {
             return Outcome(exitCode: .failure, message: "coordinator: \(e)")

@@ -276,23 +276,33 @@ public final class TenantStore {
         return ledger
     }
 
-    /// Charges the round and keeps the bytes about to be sent, in one
-    /// transaction: once they may have left, the round is paid for, and a
-    /// retry resends these bytes (`sentUpdate`) rather than a fresh release.
+    /// Charges the round and keeps the bytes about to be sent (sealed, like
+    /// the messages), in one transaction: once they may have left, the round
+    /// is paid for, and until the coordinator acknowledges them a retry
+    /// resends these bytes (`sentUpdate`) rather than a fresh release.
     func charge(round: String, _ mechanism: SubsampledGaussian, delta: Double, now: Double, sending bytes: [UInt8]) throws {
+        let sealed = try cipher.seal(bytes, context: Array("sent_update:\(round)".utf8))
         try database.transaction {
             try database.run("INSERT INTO ledger(round, sample_rate, noise_multiplier, delta, charged_at) VALUES (?, ?, ?, ?, ?)",
                              [.text(round), .real(mechanism.sampleRate), .real(mechanism.noiseMultiplier), .real(delta), .real(now)])
             try database.run("DELETE FROM sent_updates")
-            try database.run("INSERT INTO sent_updates(round, bytes) VALUES (?, ?)", [.text(round), .blob(bytes)])
+            try database.run("INSERT INTO sent_updates(round, bytes) VALUES (?, ?)", [.text(round), .blob(sealed)])
         }
     }
 
-    /// The bytes already charged and sent (or about to be) for `round`, if any.
+    /// The bytes charged for `round` and not yet acknowledged, if any.
     func sentUpdate(round: String) throws -> [UInt8]? {
-        var bytes: [UInt8]?
-        try database.run("SELECT bytes FROM sent_updates WHERE round = ?", [.text(round)]) { bytes = $0.blob(0) }
-        return bytes
+        var sealed: [UInt8]?
+        try database.run("SELECT bytes FROM sent_updates WHERE round = ?", [.text(round)]) { sealed = $0.blob(0) }
+        guard let sealed else { return nil }
+        do { return try cipher.open(sealed, context: Array("sent_update:\(round)".utf8)) } catch {
+            throw CLIError(.dataError, "the update kept for \(round) is corrupted")
+        }
+    }
+
+    /// The coordinator acknowledged the update: nothing is kept any longer.
+    func updateAcknowledged() throws {
+        try database.run("DELETE FROM sent_updates")
     }
 
     func cacheModel(version: UInt64, file: [UInt8]) throws {
