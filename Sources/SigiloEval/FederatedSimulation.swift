@@ -317,7 +317,9 @@ enum FederatedSimulation {
             else { try noise.privatize(&values, using: SecureRandom()) }
         }
         let customers = data.tenants.map { $0.map { rows in rows.map { (data.train.features.row($0), Int(data.train.labels[$0])) } } }
-        let secure = try settings.placement == .secure ? SecureCohort(plan: plan, tenants: customers.count) : nil
+        // Without DP there is no noise to share: a secure run is then the plain
+        // clipped sum (the sweep's and the canary's non-private references).
+        let secure = try settings.placement == .secure && settings.dp ? SecureCohort(plan: plan, tenants: customers.count) : nil
         var bytesSent = 0
         var history = [SimulationResult.Point]()
         let start = DispatchTime.now().uptimeNanoseconds

@@ -157,6 +157,21 @@ import Testing
         #expect(try Binary.run("sigilo-eval", ["sweep", "--train", train, "--test", test, "--epsilons", "8,-1"]).status == 64)
     }
 
+    @Test func aSecureSweepsNonPrivateRunCarriesNoNoise() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (train, test) = try synthetic(dir)
+        // Without DP a secure run is the plain clipped sum: the same model as central placement's.
+        let accuracies = try ["secure", "central"].map { placement in
+            let r = try Binary.run("sigilo-eval", ["sweep", "--train", train, "--test", test, "--epsilons", "none", "--json",
+                                                   "--placement", placement, "--tenants", "4", "--buckets", "1024", "--rounds", "2"])
+            #expect(r.status == 0, "\(r.stderr)")
+            let runs = try #require(jsonObject(Substring(r.stdout))?["runs"] as? [[String: Any]])
+            return try #require(runs.first?["accuracy_in_scope"] as? Double)
+        }
+        #expect(accuracies[0] == accuracies[1])
+    }
+
     @Test func canaryExposureDropsWithDP() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
