@@ -250,7 +250,8 @@ extension TenantTool {
             try store.setSetting("last_round", String(info.round))
             let duplicate = try client.submit(encoded: bytes, round: info.round)
             try store.updateAcknowledged()
-            return Outcome(exitCode: .success, message: "submitted round \(info.round)\(duplicate ? " (already counted)" : ""): \(sampled.count) customers sampled; epsilon spent \(String(format: "%.3f", projected!)) of \(limit) at delta \(plan.delta)")
+            let cohort = plan.placement == .secure ? " in a secure cohort of \(info.cohort.count) tenants" : ""
+            return Outcome(exitCode: .success, message: "submitted round \(info.round)\(duplicate ? " (already counted)" : "")\(cohort): \(sampled.count) customers sampled; epsilon spent \(String(format: "%.3f", projected!)) of \(limit) at delta \(plan.delta)")
         } catch let e as ClientError {
             return Outcome(exitCode: .failure, message: "coordinator: \(e)")
         }

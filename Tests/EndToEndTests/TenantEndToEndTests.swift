@@ -206,7 +206,7 @@ struct TenantWorld {
             let status = try Binary.run("sigilo-tenant", ["round"] + shops[0])
             #expect(status.stdout.hasPrefix("already submitted to round \(round)"), "\(status.stdout)")
             let second = try waitForOpenRound(shops[1])
-            #expect(second.status == 0 && second.stdout.hasPrefix("submitted round \(round)"), "\(second.stdout) \(second.stderr)")
+            #expect(second.status == 0 && second.stdout.hasPrefix("submitted round \(round) in a secure cohort of 2 tenants"), "\(second.stdout) \(second.stderr)")
         }
         // Both rounds closed: the next round trains model version 3.
         let third = try waitForOpenRound(shops[0])
