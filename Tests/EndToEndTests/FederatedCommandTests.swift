@@ -124,7 +124,7 @@ import Testing
             (["--placement", "tenant", "--epsilon", "8", "--tenants", "4", "--rounds", "2"], 2, 1, 6), // like central noise at epsilon 3.4
             (["--placement", "tenant", "--epsilon", "8", "--tenants", "2", "--rounds", "2"], 2, 0.2, 3), // like epsilon 5.1
             (["--placement", "secure", "--epsilon", "8", "--tenants", "4", "--rounds", "2"], 2, 0.2, 3), // central noise on the total
-            (["--no-dp", "--rounds", "2"], 2, 0.2, 3),
+            (["--no-dp", "--rounds", "2"], 2, 0.2, 10),
             (["--epsilon", "2", "--sample-rate", "0.3", "--rounds", "2"], 2, 0.3, 6), // what the user sets stays
             (["--epsilon", "2", "--server-optimizer", "fedadam", "--rounds", "2"], 2, 1, 0.03),
         ]
