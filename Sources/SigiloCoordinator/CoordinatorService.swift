@@ -186,13 +186,13 @@ public final class CoordinatorService: @unchecked Sendable {
         try database.run("SELECT tenant_id FROM submissions WHERE round_id = ?", [.integer(Int64(round.id))]) { round.submitted.insert($0.text(0)) }
         machine = RoundMachine(state: .open(round))
         if secure {
-            maskedSum = SecureAggregation.MaskedSum(values: Self.words(restored.blob), weight: restored.weight, count: restored.count)
+            maskedSum = SecureAggregation.MaskedSum(values: Self.values(restored.blob), weight: restored.weight, count: restored.count)
             sum = nil
         } else {
-            sum = RoundSum(values: Self.floats(restored.blob), weight: restored.weight, count: restored.count)
+            sum = RoundSum(values: Self.values(restored.blob), weight: restored.weight, count: restored.count)
             maskedSum = nil
         }
-        try cacheRunningSum(bytes: (sum?.values.count ?? 0) * 4 + (maskedSum?.values.count ?? 0) * 8)
+        try cacheRunningSum(bytes: restored.blob.count)
     }
 
     /// A page cache that holds the running sum (plus 2 MB for the rest), so
@@ -599,27 +599,8 @@ public final class CoordinatorService: @unchecked Sendable {
                 throw CoordinatorError(422, "anomalous_update", "update refused as anomalous: \(anomaly.detail)")
             }
         }
-        // The sum is updated in place (a copy would be 4 x d bytes per update)
-        // and written over its row; should the transaction fail, the durable
-        // sum is reloaded, so memory never keeps an unacknowledged update.
         sum!.add(envelope.values, weight: envelope.weight)
-        do {
-            try database.transaction {
-                try database.run("INSERT INTO submissions(round_id, tenant_id, digest, accepted_at, score) VALUES (?, ?, ?, ?, ?)",
-                                 [.integer(Int64(id)), .text(tenant), .text(digest), .real(now), .real(score)])
-                try record(AuditEntry(time: now, actor: tenant, role: Role.tenant.rawValue, action: "update.accept", object: "round \(id)",
-                                      detail: "weight \(envelope.weight)"))
-                try sum!.values.withUnsafeBytes { try database.overwriteBlob(table: "rounds", column: "sum", rowid: Int64(id), with: $0) }
-                try database.run("UPDATE rounds SET weight = ?, updates = ? WHERE id = ?",
-                                 [.real(sum!.weight), .integer(Int64(sum!.count)), .integer(Int64(id))])
-            }
-        } catch {
-            try restoreOpenRound()
-            throw error
-        }
-        let action = try machine.submitted(tenant: tenant, round: id, now: now)
-        try perform(action, now: now)
-        return false
+        return try commitAccepted(tenant: tenant, round: id, digest: digest, score: score, detail: "weight \(envelope.weight)", now: now)
     }
 
     /// Adds a secure round's masked update. Masked integers say nothing on
@@ -631,15 +612,28 @@ public final class CoordinatorService: @unchecked Sendable {
             throw CoordinatorError(400, "wrong_dimension", "update has \(masked.count) values, the plan's model has \(plan.dimension)")
         }
         maskedSum!.add(masked, weight: weight)
+        return try commitAccepted(tenant: tenant, round: id, digest: digest, score: nil, detail: "weight \(weight), masked", now: now)
+    }
+
+    /// Makes an update already added to the running sum (`sum` or
+    /// `maskedSum`, updated in place: a copy would be 4 or 8 x d bytes per
+    /// update) durable: its submission and audit entry, and the sum written
+    /// over its row. Should the transaction fail, the durable sum is
+    /// reloaded, so memory never keeps an unacknowledged update. Then the
+    /// round may close.
+    private func commitAccepted(tenant: String, round id: UInt64, digest: String, score: Double?, detail: String, now: Double) throws -> Bool {
+        let (weight, count) = sum.map { ($0.weight, $0.count) } ?? (maskedSum!.weight, maskedSum!.count)
         do {
             try database.transaction {
-                try database.run("INSERT INTO submissions(round_id, tenant_id, digest, accepted_at) VALUES (?, ?, ?, ?)",
-                                 [.integer(Int64(id)), .text(tenant), .text(digest), .real(now)])
+                try database.run("INSERT INTO submissions(round_id, tenant_id, digest, accepted_at, score) VALUES (?, ?, ?, ?, ?)",
+                                 [.integer(Int64(id)), .text(tenant), .text(digest), .real(now), score.map { .real($0) } ?? .null])
                 try record(AuditEntry(time: now, actor: tenant, role: Role.tenant.rawValue, action: "update.accept", object: "round \(id)",
-                                      detail: "weight \(weight), masked"))
-                try maskedSum!.values.withUnsafeBytes { try database.overwriteBlob(table: "rounds", column: "sum", rowid: Int64(id), with: $0) }
-                try database.run("UPDATE rounds SET weight = ?, updates = ? WHERE id = ?",
-                                 [.real(maskedSum!.weight), .integer(Int64(maskedSum!.count)), .integer(Int64(id))])
+                                      detail: detail))
+                func overwrite(_ bytes: UnsafeRawBufferPointer) throws {
+                    try database.overwriteBlob(table: "rounds", column: "sum", rowid: Int64(id), with: bytes)
+                }
+                if let sum { try sum.values.withUnsafeBytes(overwrite) } else { try maskedSum!.values.withUnsafeBytes(overwrite) }
+                try database.run("UPDATE rounds SET weight = ?, updates = ? WHERE id = ?", [.real(weight), .integer(Int64(count)), .integer(Int64(id))])
             }
         } catch {
             try restoreOpenRound()
@@ -669,7 +663,7 @@ public final class CoordinatorService: @unchecked Sendable {
             guard let running = try sum ?? maskedSum.map({ $0.unmasked(step: try SecureAggregation.mechanism(plan).step) }) else { return }
             var optimizerState = ServerOptimizerState()
             try database.run("SELECT momentum, second FROM optimizer WHERE id = 1") {
-                optimizerState = ServerOptimizerState(momentum: Self.floats($0.blob(0)), secondMoment: Self.floats($0.blob(1)))
+                optimizerState = ServerOptimizerState(momentum: Self.values($0.blob(0)), secondMoment: Self.values($0.blob(1)))
             }
             let noise = try GaussianNoise(clipNorm: plan.clipNorm, noiseMultiplier: plan.noiseMultiplier, dimension: plan.dimension)
             let next = try closeRound(sum: running, model: current.weights + current.bias, plan: plan, optimizer: &optimizerState) { values in
@@ -777,17 +771,12 @@ public final class CoordinatorService: @unchecked Sendable {
         return out
     }
 
-    static func words(_ bytes: [UInt8]) -> [UInt64] {
-        let count = bytes.count / 8
-        var out = [UInt64](repeating: 0, count: count)
-        out.withUnsafeMutableBytes { dst in bytes.withUnsafeBytes { dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<(count * 8)])) } } // little-endian hosts only
-        return out
-    }
-
-    static func floats(_ bytes: [UInt8]) -> [Float] {
-        let count = bytes.count / 4
-        var out = [Float](repeating: 0, count: count)
-        out.withUnsafeMutableBytes { dst in bytes.withUnsafeBytes { dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<(count * 4)])) } }
-        return out
+    /// Stored bytes back as float32 (the sum, the optimiser's moments) or uint64 (a masked sum) values.
+    static func values<T: BitwiseCopyable>(_ bytes: [UInt8]) -> [T] {
+        let count = bytes.count / MemoryLayout<T>.stride
+        return [T](unsafeUninitializedCapacity: count) { out, initialized in
+            bytes.withUnsafeBytes { UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<(count * MemoryLayout<T>.stride)])) } // little-endian hosts only
+            initialized = count
+        }
     }
 }

@@ -339,14 +339,16 @@ enum FederatedSimulation {
                 }
                 if settings.placement == .tenant { try addNoise(&values) }
                 let weight = q * Double(customers[t].count)
-                var envelope = UpdateEnvelope(round: UInt64(round), modelVersion: UInt64(round),
-                                              flags: settings.placement == .tenant && settings.dp ? .tenantNoised : [], weight: weight, values: values)
+                let envelope: UpdateEnvelope
                 if let secure {
                     noiseSeed &+= 1
                     let release = try settings.insecureSeededNoise ? secure.share.gridReleaseWithInsecureSeededNoise(values, seed: noiseSeed)
                                                                    : secure.share.gridRelease(values, using: SecureRandom())
                     envelope = UpdateEnvelope(round: UInt64(round), modelVersion: UInt64(round), weight: weight,
                                               masked: try secure.masked(release, tenant: t, round: UInt64(round)))
+                } else {
+                    envelope = UpdateEnvelope(round: UInt64(round), modelVersion: UInt64(round),
+                                              flags: settings.placement == .tenant && settings.dp ? .tenantNoised : [], weight: weight, values: values)
                 }
                 let bytes = envelope.encoded()
                 bytesSent += bytes.count
