@@ -71,7 +71,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["SigiloModel", "SigiloCLI", "SigiloClient", "SigiloProtocol", "SigiloCrypto", "SigiloFederation",
-                           "SigiloPrivacy", "SigiloHTTP", "SigiloTLS", "SigiloCoordinator", "sigilo-eval", "sigilo-tenant", "sigilo-coordinator"]
+                           "SigiloPrivacy", "SigiloHTTP", "SigiloTLS", "SigiloSQLite", "SigiloCoordinator", "sigilo-eval", "sigilo-tenant", "sigilo-coordinator"]
         ),
     ]
 )

@@ -20,12 +20,6 @@ enum TenantComparison {
     static let sliceSize = 300
     /// Both local-only and personalised training use the centralised trainer's defaults.
     static let training = TrainingOptions()
-    /// How much of the shared model a tenant keeps before fine-tuning: the
-    /// initial weights are trust x global. Each tenant picks its trust on a
-    /// fifth of its own data held out, so a noisy shared model (noise at every
-    /// tenant, say) is discounted instead of spoiling the tenant's own training;
-    /// 0 is local-only training.
-    static let trustLevels: [Float] = [0, 0.25, 0.5, 1]
 
     static func evaluate(_ data: FederatedData, global: SoftmaxModel, seed: UInt64) -> [TenantOutcome] {
         var byLabel = [Int: [Int]]()
@@ -38,37 +32,12 @@ enum TenantComparison {
             var options = training
             options.seed = seed &+ UInt64(t)
             let local = SoftmaxTrainer.train(own.features, labels: own.labels, model: blank, options: options)
-            let personal = personalise(global, on: own, options: options)
+            let personal = Personalisation.fit(global, on: own, options: options).model
             return TenantOutcome(tenant: t, trainExamples: rows.count, testExamples: slice.count,
                                  localOnly: Metrics.evaluate(local, on: slice).accuracyInScope,
                                  global: Metrics.evaluate(global, on: slice).accuracyInScope,
                                  personalised: Metrics.evaluate(personal, on: slice).accuracyInScope)
         }
-    }
-
-    /// The global model fine-tuned on a tenant's own data, from trust x global,
-    /// with the trust chosen on a held-out fifth of that data.
-    static func personalise(_ global: SoftmaxModel, on own: EncodedExamples, options: TrainingOptions) -> SoftmaxModel {
-        func start(_ trust: Float) -> SoftmaxModel {
-            var model = global
-            for i in model.weights.indices { model.weights[i] *= trust }
-            for i in model.bias.indices { model.bias[i] *= trust }
-            return model
-        }
-        var rng = SplitMix64(seed: options.seed ^ 0x7472_7573_74)
-        var order = Array(0..<own.count)
-        order.shuffle(using: &rng)
-        let held = own.count / 5
-        var best = (trust: Float(1), accuracy: -1.0)
-        if held > 0 {
-            let fit = own.subset(Array(order[held...]).sorted()), check = own.subset(Array(order[..<held]).sorted())
-            for trust in trustLevels {
-                let model = SoftmaxTrainer.train(fit.features, labels: fit.labels, model: start(trust), options: options)
-                let accuracy = Metrics.evaluate(model, on: check).accuracyInScope
-                if accuracy > best.accuracy { best = (trust, accuracy) }
-            }
-        }
-        return SoftmaxTrainer.train(own.features, labels: own.labels, model: start(best.trust), options: options)
     }
 
     /// Test rows drawn (without replacement, per label) in the proportions of `labels`.

@@ -4,8 +4,15 @@ import Foundation
 public enum Calibration {
     /// The temperature T > 0 minimising the negative log-likelihood of `labels`
     /// under softmax(logits / T); golden-section search over ln T in [-4, 4].
+    /// When every label already has the top score there is no minimum (the
+    /// likelihood only grows as T falls), so the data shows no miscalibration
+    /// to correct and T stays 1: a small set classified without error (a
+    /// tenant's own held-out messages, say) must not make the model claim
+    /// certainty on everything else.
     public static func fitTemperature(logits: [[Float]], labels: [Int]) -> Float {
         guard !logits.isEmpty else { return 1 }
+        let anyWrong = zip(logits, labels).contains { z, y in z.indices.contains { $0 != y && z[$0] >= z[y] } }
+        guard anyWrong else { return 1 }
         func nll(_ logT: Double) -> Double {
             let inverse = exp(-logT)
             var total = 0.0

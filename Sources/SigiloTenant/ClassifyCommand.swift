@@ -8,10 +8,11 @@ enum ClassifyCommand {
     static let spec = CommandSpec(
         name: "classify",
         summary: "Classify messages (one per stdin line) into intents; writes one JSON object per line.",
-        usage: "sigilo-tenant classify (--model PATH | --state DIR --key-file FILE) [--top K] < messages.txt",
+        usage: "sigilo-tenant classify (--model PATH | --state DIR --key-file FILE [--global]) [--top K] < messages.txt",
         options: [
-            .value("model", "PATH", "Model file (models/FORMAT.md); default: the latest global model cached in --state."),
-            .value("state", "DIR", "Tenant state directory (for its cached global model)."),
+            .value("model", "PATH", "Model file (models/FORMAT.md)."),
+            .value("state", "DIR", "Tenant state directory: its personalised model, or else its latest cached global model."),
+            .flag("global", "With --state: the latest global model even when a personalised one exists."),
             .value("key-file", "FILE", "The store key (or set SIGILO_TENANT_KEY)."),
             .value("top", "K", "How many intents to list in \"top\" (default 3)."),
         ],
@@ -26,15 +27,24 @@ enum ClassifyCommand {
         let k = try args.int("top", range: 1...100) ?? 3
         let model: SoftmaxModel
         if let path = args.string("model") {
+            guard !args.flag("global") else { throw CLIError.usage("classify: --global picks among the models in --state; it does not go with --model") }
             do { model = try ModelFile.read(from: URL(fileURLWithPath: path)) } catch let error as ModelFileError {
                 throw CLIError(.dataError, "\(path): \(error.description)")
             }
         } else if args.string("state") != nil {
-            guard let cached = try TenantTool.openStore(args).latestModel() else {
+            let store = try TenantTool.openStore(args)
+            let file: [UInt8]
+            if !args.flag("global"), let personal = try store.personalModel() {
+                file = personal.file
+                printError("classifying with the personalised model (from global version \(personal.globalVersion))")
+            } else if let cached = try store.latestModel() {
+                file = cached.file
+                printError("classifying with global model version \(cached.version)")
+            } else {
                 throw CLIError(.noInput, "no global model cached yet: take part in a round first, or give --model")
             }
-            do { model = try ModelFile.decode(cached.file) } catch let error as ModelFileError {
-                throw CLIError(.dataError, "cached model \(cached.version): \(error.description)")
+            do { model = try ModelFile.decode(file) } catch let error as ModelFileError {
+                throw CLIError(.dataError, "the stored model: \(error.description)")
             }
         } else {
             throw CLIError.usage("classify: give --model PATH or --state DIR")

@@ -87,8 +87,9 @@ extension TenantTool {
             throw CLIError.usage("consent: expected 'grant CUSTOMER' or 'revoke CUSTOMER'")
         }
         let store = try openStore(args)
-        try store.setConsent(customer: args.positional[1], granted: args.positional[0] == "grant", now: Date().timeIntervalSince1970)
-        OutputStream.standardOutput.write("consent \(args.positional[0] == "grant" ? "granted" : "revoked") for the customer\n")
+        let deleted = try store.setConsent(customer: args.positional[1], granted: args.positional[0] == "grant", now: Date().timeIntervalSince1970)
+        OutputStream.standardOutput.write("consent \(args.positional[0] == "grant" ? "granted" : "revoked") for the customer\n"
+                                          + (deleted ? PersonaliseCommand.deletedNote : ""))
     }
 
     static let forgetSpec = CommandSpec(
@@ -98,8 +99,9 @@ extension TenantTool {
 
     static func runForget(_ args: ParsedArguments) throws {
         guard args.positional.count == 1 else { throw CLIError.usage("forget: give exactly one CUSTOMER") }
-        let count = try openStore(args).forget(customer: args.positional[0], now: Date().timeIntervalSince1970)
-        OutputStream.standardOutput.write("erased \(count) messages; the customer is excluded from every later round\n")
+        let erased = try openStore(args).forget(customer: args.positional[0], now: Date().timeIntervalSince1970)
+        OutputStream.standardOutput.write("erased \(erased.messages) messages; the customer is excluded from every later round\n"
+                                          + (erased.personalModelDeleted ? PersonaliseCommand.deletedNote : ""))
     }
 
     // MARK: enrolment
@@ -322,7 +324,7 @@ extension TenantTool {
     }
 
     static let statusSpec = CommandSpec(
-        name: "status", summary: "Enrolment, last round and cached model.",
+        name: "status", summary: "Enrolment, last round, cached global model and personalised model.",
         usage: "sigilo-tenant status --state DIR --key-file FILE", options: storeOptions)
 
     static func runStatus(_ args: ParsedArguments) throws {
@@ -330,6 +332,7 @@ extension TenantTool {
         let store = try openStore(args)
         let enrolled = try store.setting("tenant_id").map { "enrolled as \($0) at \(try store.setting("coordinator") ?? "?")" } ?? "not enrolled"
         let model = try store.latestModel().map { "cached global model version \($0.version)" } ?? "no cached model"
-        OutputStream.standardOutput.write("\(enrolled)\nlast round joined: \(try store.setting("last_round") ?? "none")\n\(model)\n")
+        let personal = try store.personalModel().map { "personalised model from global version \($0.globalVersion)" } ?? "no personalised model"
+        OutputStream.standardOutput.write("\(enrolled)\nlast round joined: \(try store.setting("last_round") ?? "none")\n\(model)\n\(personal)\n")
     }
 }

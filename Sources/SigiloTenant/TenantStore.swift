@@ -17,7 +17,7 @@ import SigiloSQLite
 public final class TenantStore {
     public static let databaseName = "tenant.sqlite"
     public static let identityName = "identity.key"
-    static let schemaVersion = 2
+    static let schemaVersion = 3
     static let keyCheckPlaintext = Array("sigilo-tenant-key-check-v1".utf8)
 
     let directory: URL
@@ -102,6 +102,16 @@ public final class TenantStore {
                 try database.execute("CREATE TABLE sent_updates(round TEXT PRIMARY KEY, bytes BLOB NOT NULL); PRAGMA user_version = 2;")
             }
         }
+        if version < 3 {
+            // The personalised model (`sigilo-tenant personalise`), sealed: it was trained on messages without noise.
+            try database.transaction {
+                try database.execute("""
+                CREATE TABLE personal_model(id INTEGER PRIMARY KEY CHECK(id = 1), global_version INTEGER NOT NULL,
+                    sealed BLOB NOT NULL, created_at REAL NOT NULL);
+                PRAGMA user_version = 3;
+                """)
+            }
+        }
     }
 
     private func createSchema() throws {
@@ -174,11 +184,14 @@ public final class TenantStore {
         return state
     }
 
-    /// Records consent given or withdrawn (granting again lifts an erasure tombstone).
-    public func setConsent(customer: String, granted: Bool, now: Double) throws {
+    /// Records consent given or withdrawn (granting again lifts an erasure
+    /// tombstone); returns whether a withdrawal deleted the personalised model.
+    @discardableResult
+    public func setConsent(customer: String, granted: Bool, now: Double) throws -> Bool {
         let h = handle(customer: customer)
-        _ = try database.transaction {
-            if try customerState(h) == nil {
+        return try database.transaction {
+            let before = try customerState(h)
+            if before == nil {
                 try database.run("INSERT INTO customers(handle, sealed_id, consent, updated_at) VALUES (?, ?, ?, ?)",
                                  [.blob(h), .blob(try cipher.seal(Array(customer.utf8), context: h)), .integer(granted ? 1 : 0), .real(now)])
             } else if granted {
@@ -186,11 +199,13 @@ public final class TenantStore {
             } else {
                 try database.run("UPDATE customers SET consent = 0, updated_at = ? WHERE handle = ?", [.real(now), .blob(h)])
             }
+            return !granted && before?.consent == true ? try deletePersonalModel() : false
         }
     }
 
-    /// Deletes every message of a customer, leaves a tombstone and a receipt; returns the count.
-    public func forget(customer: String, now: Double) throws -> Int {
+    /// Deletes every message of a customer, leaves a tombstone and a receipt;
+    /// returns the count, and whether the personalised model went with them.
+    public func forget(customer: String, now: Double) throws -> (messages: Int, personalModelDeleted: Bool) {
         let h = handle(customer: customer)
         return try database.transaction {
             var count = 0
@@ -205,19 +220,19 @@ public final class TenantStore {
             }
             try database.run("INSERT INTO receipts(customer, sealed_id, erased_at, messages) VALUES (?, ?, ?, ?)",
                              [.blob(h), .blob(sealed), .real(now), .integer(Int64(count))])
-            return count
+            return (count, count > 0 ? try deletePersonalModel() : false)
         }
     }
 
     /// Customers that may be sampled: consent recorded and not erased.
-    func consentedCustomers() throws -> [[UInt8]] {
+    public func consentedCustomers() throws -> [[UInt8]] {
         var out = [[UInt8]]()
         try database.run("SELECT handle FROM customers WHERE consent = 1 AND erased_at IS NULL") { out.append($0.blob(0)) }
         return out
     }
 
     /// A customer's messages (redacted text, intent), decrypted.
-    func messages(of customer: [UInt8]) throws -> [(text: String, intent: String)] {
+    public func messages(of customer: [UInt8]) throws -> [(text: String, intent: String)] {
         var out = [(String, String)]()
         var sealed = [([UInt8], String)]()
         try database.run("SELECT sealed_text, intent FROM messages WHERE customer = ?", [.blob(customer)]) { sealed.append(($0.blob(0), $0.text(1))) }
@@ -315,5 +330,32 @@ public final class TenantStore {
         var result: (UInt64, [UInt8])?
         try database.run("SELECT version, file FROM models ORDER BY version DESC LIMIT 1") { result = (UInt64($0.integer(0)), $0.blob(1)) }
         return result
+    }
+
+    // MARK: - Personalised model
+
+    static let personalModelContext = Array("personal_model".utf8)
+
+    /// Keeps `file` as the tenant's personalised model, sealed like the
+    /// messages it was trained on, replacing any earlier one.
+    public func savePersonalModel(file: [UInt8], globalVersion: UInt64, now: Double) throws {
+        try database.run("INSERT OR REPLACE INTO personal_model(id, global_version, sealed, created_at) VALUES (1, ?, ?, ?)",
+                         [.integer(Int64(globalVersion)), .blob(try cipher.seal(file, context: Self.personalModelContext)), .real(now)])
+    }
+
+    /// The personalised model file and the global version it started from.
+    public func personalModel() throws -> (globalVersion: UInt64, file: [UInt8], createdAt: Double)? {
+        var row: (UInt64, [UInt8], Double)?
+        try database.run("SELECT global_version, sealed, created_at FROM personal_model WHERE id = 1") { row = (UInt64($0.integer(0)), $0.blob(1), $0.real(2)) }
+        guard let (version, sealed, at) = row else { return nil }
+        do { return (version, try cipher.open(sealed, context: Self.personalModelContext), at) } catch {
+            throw CLIError(.dataError, "the personalised model in the store failed authentication: corrupted or tampered with")
+        }
+    }
+
+    /// A personalised model learnt from every consented customer without
+    /// noise, so an erasure or a withdrawn consent must not outlive it.
+    func deletePersonalModel() throws -> Bool {
+        try database.run("DELETE FROM personal_model") > 0
     }
 }

@@ -12,7 +12,7 @@ public enum TenantTool {
                     (initSpec, runInit), (ImportCommand.spec, ImportCommand.run), (consentSpec, runConsent), (forgetSpec, runForget),
                     (enrollSpec, runEnroll), (roundSpec, runRound), (runSpec, runRun), (privacySpec, runPrivacy), (statusSpec, runStatus),
                     (RedactCommand.spec, RedactCommand.run),
-                    (ClassifyCommand.spec, ClassifyCommand.run),
+                    (PersonaliseCommand.spec, PersonaliseCommand.run), (ClassifyCommand.spec, ClassifyCommand.run),
                 ]
             )
         }

@@ -23,6 +23,7 @@ import Testing
         #expect(process.terminationStatus == 0, "\(text.suffix(2000))")
         #expect(text.contains("round 1: held-out accuracy"))
         #expect(text.contains("round 2: held-out accuracy"))
+        #expect(text.contains("personalised global model version"))
         #expect(text.contains("\"decision\":\"handoff\""))
         #expect(text.contains("privacy spent on this tenant's customers"))
         #expect(text.contains("audit log intact"))

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import SigiloFederation
 import SigiloProtocol
+import SigiloSQLite
 
 /// A TCP proxy on loopback that records every byte the client sends.
 final class RecordingProxy: @unchecked Sendable {
@@ -291,6 +292,52 @@ struct TenantWorld {
         let refused = try Binary.run("sigilo-tenant", ["round", "--max-epsilon", "0.5"] + args)
         #expect(refused.status == 77, "\(refused.stdout) \(refused.stderr)")
         #expect(world.proxy.bytes.count == before)
+    }
+
+    @Test func aPersonalisedModelStaysSealedAtTheTenantAndGoesWithAnErasure() throws {
+        let world = try TenantWorld()
+        defer { world.close() }
+        let args = try world.tenant("loja")
+        let file = world.data.appendingPathComponent("tenant-01-loja.jsonl")
+        #expect(try Binary.run("sigilo-tenant", ["import", file.path] + args).status == 0)
+        let early = try Binary.run("sigilo-tenant", ["personalise"] + args)
+        #expect(early.status == 66 && early.stderr.contains("no global model cached yet"), "\(early.stderr)")
+        #expect(try Binary.run("sigilo-tenant", ["enroll", "--coordinator", world.url, "--token", try world.invite()] + args).status == 0)
+        for _ in 0..<2 { #expect(try waitForOpenRound(args).status == 0) }
+        let egress = world.proxy.bytes.count
+
+        let personalised = try Binary.run("sigilo-tenant", ["personalise", "--json"] + args)
+        #expect(personalised.status == 0, "\(personalised.stderr)")
+        let report = try #require(jsonObject(Substring(personalised.stdout)))
+        let messages = try #require(report["messages"] as? Int)
+        #expect(messages > 100 && report["held_out"] as? Int == messages / 5)
+        #expect(try #require(report["held_out_accuracy"] as? Double) >= 0.9) // the shop's own synthetic intents
+        #expect(world.proxy.bytes.count == egress) // nothing was fetched or sent to personalise
+        // Kept sealed: what the store holds is no model file (it would start with the format's magic).
+        let db = try Database(path: world.dir.appendingPathComponent("loja/tenant.sqlite").path)
+        var sealed = [UInt8]()
+        try db.run("SELECT sealed FROM personal_model") { sealed = $0.blob(0) }
+        #expect(sealed.count > 16 * 1024 * 4 && !contains(sealed, Array("SGLMODEL".utf8)))
+        #expect(try Binary.run("sigilo-tenant", ["status"] + args).stdout.contains("personalised model from global version"))
+
+        let input = "cadê meu pedido? já faz 5 dias\nquero falar com um atendente\n"
+        let mine = try Binary.run("sigilo-tenant", ["classify"] + args, input: input)
+        #expect(mine.status == 0 && mine.stderr.contains("personalised model") && mine.stdout.split(separator: "\n").count == 2)
+        let shared = try Binary.run("sigilo-tenant", ["classify", "--global"] + args, input: input)
+        #expect(shared.status == 0 && shared.stderr.contains("global model version"))
+        #expect(try Binary.run("sigilo-tenant", ["classify", "--global", "--model", "x.sgl"] + args).status == 64)
+
+        // Erasing a customer whose messages it learnt from deletes it; classify falls back to the global model.
+        let consented = try String(contentsOf: file, encoding: .utf8).split(separator: "\n").compactMap(jsonObject)
+            .filter { $0["consent"] as? Bool == true }.map { $0["customer"] as! String }
+        let erased = try Binary.run("sigilo-tenant", ["forget", consented[0]] + args)
+        #expect(erased.stdout.contains("the personalised model learnt from this customer's messages and was deleted"), "\(erased.stdout)")
+        #expect(try Binary.run("sigilo-tenant", ["classify"] + args, input: input).stderr.contains("global model version"))
+        // A withdrawn consent does the same.
+        #expect(try Binary.run("sigilo-tenant", ["personalise"] + args).status == 0)
+        let paused = try Binary.run("sigilo-tenant", ["consent", "revoke", try #require(consented.first { $0 != consented[0] })] + args)
+        #expect(paused.stdout.contains("was deleted"), "\(paused.stdout)")
+        #expect(try Binary.run("sigilo-tenant", ["status"] + args).stdout.contains("no personalised model"))
     }
 
     @Test func badInputIsReportedPreciselyAndNothingIsHalfWritten() throws {

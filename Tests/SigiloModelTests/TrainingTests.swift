@@ -82,6 +82,16 @@ import SigiloText
         #expect(abs(t - 10 / Float(log(0.7 / 0.3))) < 0.05)
     }
 
+    @Test func noErrorsLeaveTheTemperatureAlone() {
+        // Every label on top: the likelihood has no minimum, so no evidence to recalibrate.
+        let logits: [[Float]] = (0..<50).map { i in i % 2 == 0 ? [3, 1] : [0, 2] }
+        let labels = (0..<50).map { $0 % 2 == 0 ? 0 : 1 }
+        #expect(Calibration.fitTemperature(logits: logits, labels: labels) == 1)
+        // One mistake gives the fit a minimum: right 50 times in 51 with margin 2, T = 2 / ln 50.
+        let t = Calibration.fitTemperature(logits: logits + [[3, 1]], labels: labels + [1])
+        #expect(abs(t - 2 / Float(log(50.0))) < 0.01)
+    }
+
     @Test func thresholdSeparatesConfidentRightFromUnsureWrong() {
         let outcomes = (0..<100).map { i in
             Calibration.Outcome(confidence: i < 50 ? 0.9 : 0.3, correct: i < 50, predictedHandoff: false, goldHandoff: false)

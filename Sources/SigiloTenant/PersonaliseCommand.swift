@@ -1,0 +1,82 @@
+import Foundation
+import SigiloCLI
+import SigiloModel
+import SigiloText
+
+/// `sigilo-tenant personalise`: the latest global model fine-tuned on this
+/// tenant's consented messages, calibrated on a held-out fifth of them, kept
+/// sealed in the store for `classify`. Nothing leaves the tenant.
+enum PersonaliseCommand {
+    static let spec = CommandSpec(
+        name: "personalise",
+        summary: "Fine-tune the latest global model on this tenant's own consented messages; classify then uses it.",
+        usage: "sigilo-tenant personalise --state DIR --key-file FILE [--seed S] [--json]",
+        options: TenantTool.storeOptions + [
+            .value("seed", "S", "Seed of the held-out split and the training order (default 1)."),
+            .flag("json", "Print one JSON object."),
+        ],
+        discussion: """
+        A fifth of the messages is held out to choose how much of the global model to keep (0, 0.25, 0.5 or all of
+        it before training on your data) and to fit the temperature and the hand-off threshold; the final model is
+        then trained on every message. It is trained without noise, so it stays sealed in the store, is never sent,
+        and is deleted when a customer is erased or withdraws consent (run personalise again).
+        Exit codes: 0 success, 64 bad arguments, 65 invalid cached model, 66 no global model yet or too few messages.
+        """)
+
+    /// Fewer messages than this leave nothing meaningful to hold out.
+    static let minimumMessages = 10
+
+    static let deletedNote = "the personalised model learnt from this customer's messages and was deleted: run 'sigilo-tenant personalise' again\n"
+
+    static func run(_ args: ParsedArguments) throws {
+        try args.rejectPositional()
+        let json = args.flag("json")
+        let seed = UInt64(try args.int("seed", range: 0...Int.max) ?? 1)
+        let store = try TenantTool.openStore(args)
+        guard let cached = try store.latestModel() else {
+            throw CLIError(.noInput, "no global model cached yet: take part in a round first")
+        }
+        let global: SoftmaxModel
+        do { global = try ModelFile.decode(cached.file) } catch let error as ModelFileError {
+            throw CLIError(.dataError, "cached model \(cached.version): \(error.description)")
+        }
+        var texts = [String](), intents = [String]()
+        let customers = try store.consentedCustomers()
+        for customer in customers {
+            for message in try store.messages(of: customer) {
+                texts.append(message.text)
+                intents.append(message.intent)
+            }
+        }
+        let all = EncodedExamples(texts: texts, intents: intents, labels: global.labels, featurizer: Featurizer(global.features))
+        let known = all.labels.indices.filter { all.labels[$0] >= 0 }
+        guard known.count >= minimumMessages else {
+            throw CLIError(.noInput, "personalise: \(known.count) messages of consented customers have an intent the global model knows; at least \(minimumMessages) are needed")
+        }
+        let interactive = !json && isatty(2) != 0
+        var options = TrainingOptions()
+        options.seed = seed
+        let outcome = Personalisation.fit(global, on: all.subset(known), options: options) { if interactive { printError("  \($0)") } }
+        try store.savePersonalModel(file: ModelFile.encode(outcome.model), globalVersion: cached.version, now: Date().timeIntervalSince1970)
+
+        let skipped = all.count - known.count
+        if json {
+            let fields: [(String, JSON)] = [
+                ("global_version", .integer(Int(cached.version))), ("messages", .integer(known.count)), ("customers", .integer(customers.count)),
+                ("skipped_unknown_intent", .integer(skipped)), ("held_out", .integer(outcome.heldOut)),
+                ("held_out_accuracy", .number(outcome.heldOutAccuracy)), ("global_held_out_accuracy", .number(outcome.globalHeldOutAccuracy)),
+                ("trust", .number(Double(outcome.trust))), ("temperature", .number(Double(outcome.model.temperature))),
+                ("handoff_threshold", .number(Double(outcome.model.handoffThreshold))),
+            ]
+            OutputStream.standardOutput.write(JSON.object(fields).rendered() + "\n")
+            return
+        }
+        var text = "personalised global model version \(cached.version) on \(known.count) messages of \(customers.count) consented customers"
+        text += skipped > 0 ? " (\(skipped) with an intent the model does not know skipped)\n" : "\n"
+        text += String(format: "  %d held out: %.1f%% classified right (the global model as it is: %.1f%%); kept %.0f%% of the global weights\n",
+                       outcome.heldOut, 100 * outcome.heldOutAccuracy, 100 * outcome.globalHeldOutAccuracy, 100 * outcome.trust)
+        text += String(format: "  hand-off below confidence %.3f (temperature %.3f)\n", outcome.model.handoffThreshold, outcome.model.temperature)
+        text += "  kept sealed in the store; 'sigilo-tenant classify --state' uses it\n"
+        OutputStream.standardOutput.write(text)
+    }
+}
