@@ -16,6 +16,7 @@ enum FederatedCommand {
         summary: "Simulate federated training with customer-level DP on a labelled data set split into tenants and customers.",
         usage: "sigilo-eval federated --train FILE --test FILE [options]",
         options: FederatedData.options + SimulationSettings.options + [
+            .value("val", "FILE", "Labelled validation data to fit the final global model's temperature and hand-off threshold on (default: none, so it hands off only hand-off intents)."),
             .flag("no-tenants", "Skip the per-tenant comparison (local-only, global, personalised) and the centralised reference."),
             .value("report", "DIR", "Write a Markdown report with SVG charts (and result.json) into DIR."),
             .value("save-model", "PATH", "Write the final global model here (models/FORMAT.md)."),
@@ -33,7 +34,16 @@ enum FederatedCommand {
         let data = try FederatedData.load(args)
         let settings = try parsed.resolved(tenants: data.tenants.count)
         let log: (String) -> Void = { if !json { printError("  " + $0) } }
-        let run = try FederatedSimulation.run(data, settings, log: log)
+        // The shared model never sees a labelled message in training; an operator's own
+        // validation set is what can calibrate it (tenants calibrate when they personalise).
+        let val = try args.string("val").map(LabeledExample.load).map {
+            EncodedExamples(texts: $0.map(\.text), intents: $0.map(\.intent), labels: data.labels, featurizer: Featurizer(data.features))
+        }
+        var run = try FederatedSimulation.run(data, settings, log: log)
+        if let val {
+            IntentTraining.calibrate(&run.model, on: val)
+            run.final = Metrics.evaluate(run.model, on: data.test)
+        }
         if let path = args.string("save-model") {
             do { try ModelFile.write(run.model, to: URL(fileURLWithPath: path)) } catch {
                 throw CLIError(.ioError, "cannot write model to \(path): \(error.localizedDescription)")
@@ -50,6 +60,11 @@ enum FederatedCommand {
         if json { OutputStream.standardOutput.write(result.rendered() + "\n"); return }
         var line = String(format: "federated: accuracy %.4f, in-scope %.4f after %d rounds", run.final.accuracy, run.final.accuracyInScope, settings.rounds)
         line += run.epsilon.map { String(format: " at epsilon %.3f (delta %g)", $0, settings.delta) } ?? " without DP"
+        if val != nil {
+            line += String(format: "; hand-off below confidence %.3f (temperature %.3f): %.1f%% of test messages", run.model.handoffThreshold,
+                           run.model.temperature, 100 * run.final.handoffRate)
+            line += run.final.oosRecallWithHandoff.map { String(format: ", out-of-scope recall %.4f with hand-offs", $0) } ?? ""
+        }
         line += String(format: "; %.0f bytes per tenant per round; %.1f s", run.bytesPerTenantPerRound, run.seconds)
         if let central { line += String(format: "; centralised non-private %.4f", central) }
         if let tenants {
@@ -77,6 +92,9 @@ enum FederatedCommand {
             ("epsilon", run.epsilon.map { .number($0) } ?? .null), ("server_optimizer", .string(settings.optimizer.rawValue)),
             ("server_learning_rate", .number(settings.serverLearningRate)), ("server_momentum", .number(settings.serverMomentum)),
             ("accuracy", .number(run.final.accuracy)), ("accuracy_in_scope", .number(run.final.accuracyInScope)), ("macro_f1", .number(run.final.macroF1)),
+            ("temperature", .number(Double(run.model.temperature))), ("handoff_threshold", .number(Double(run.model.handoffThreshold))),
+            ("handoff_rate", .number(run.final.handoffRate)), ("oos_recall", run.final.oosRecall.map { .number($0) } ?? .null),
+            ("oos_recall_with_handoff", run.final.oosRecallWithHandoff.map { .number($0) } ?? .null),
             ("bytes_per_tenant_per_round", .number(run.bytesPerTenantPerRound)), ("seconds", .number(run.seconds)),
             ("insecure_seeded_noise", .bool(settings.insecureSeededNoise)),
             ("history", .array(run.history.map {

@@ -40,6 +40,10 @@ enum FederatedReport {
         md += "## Global model\n\n"
         md += String(format: "Final in-scope accuracy **%.2f%%** (all test lines %.2f%%, macro-F1 %.4f)", 100 * run.final.accuracyInScope, 100 * run.final.accuracy, run.final.macroF1)
         md += central.map { String(format: "; the centralised non-private model on the same data reaches %.2f%%.\n\n", 100 * $0) } ?? ".\n\n"
+        md += run.model.handoffThreshold > 0 || run.model.temperature != 1
+            ? String(format: "Calibrated on the validation data: temperature %.3f, hand-off below confidence %.3f, %.1f%% of test messages handed off.\n\n",
+                     run.model.temperature, run.model.handoffThreshold, 100 * run.final.handoffRate)
+            : "Not calibrated (no --val): only hand-off intents go to a human.\n\n"
         md += "![accuracy](accuracy.svg)\n\n"
         if run.epsilon != nil { md += "![epsilon](epsilon.svg)\n\n" }
         md += "| round | in-scope accuracy | epsilon |\n|---|---|---|\n"

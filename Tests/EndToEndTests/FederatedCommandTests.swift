@@ -21,6 +21,15 @@ import Testing
         let plain = try run(["--no-dp", "--seed", "3"], data: dir)
         #expect((plain["accuracy"] as! Double) > 0.5)
         #expect(plain["epsilon"] is NSNull)
+        #expect(plain["temperature"] as? Double == 1 && plain["handoff_threshold"] as? Double == 0) // uncalibrated without --val
+        // --val calibrates the final model: same weights and accuracy, fitted temperature and threshold.
+        let calibrated = try run(["--no-dp", "--seed", "3", "--val", dir.appendingPathComponent("holdout.jsonl").path], data: dir)
+        #expect(calibrated["accuracy"] as? Double == plain["accuracy"] as? Double)
+        #expect(calibrated["temperature"] as? Double != 1)
+        #expect(calibrated["handoff_rate"] is Double)
+        let missing = try Binary.run("sigilo-eval", ["federated", "--train", dir.appendingPathComponent("train.jsonl").path, "--test",
+                                                     dir.appendingPathComponent("holdout.jsonl").path, "--val", dir.appendingPathComponent("nope.jsonl").path])
+        #expect(missing.status == 66 && missing.stderr.contains("nope.jsonl"), "\(missing.stderr)")
         let a = try run(["--epsilon", "8", "--insecure-seeded-noise", "--seed", "3"], data: dir)
         let b = try run(["--epsilon", "8", "--insecure-seeded-noise", "--seed", "3"], data: dir)
         #expect(a["accuracy"] as? Double == b["accuracy"] as? Double) // same seed, same run
