@@ -36,7 +36,7 @@ enum ClassifyCommand {
             let file: [UInt8]
             if !args.flag("global"), let personal = try store.personalModel() {
                 file = personal.file
-                printError("classifying with the personalised model (from global version \(personal.globalVersion))")
+                printError("classifying with the " + (try PersonaliseCommand.describe(store)))
             } else if let cached = try store.latestModel() {
                 file = cached.file
                 printError("classifying with global model version \(cached.version)")

@@ -28,6 +28,14 @@ enum PersonaliseCommand {
 
     static let deletedNote = "the personalised model learnt from this customer's messages and was deleted: run 'sigilo-tenant personalise' again\n"
 
+    /// One line on the personalised model for `status`, saying when a newer global model has arrived since.
+    static func describe(_ store: TenantStore) throws -> String {
+        guard let origin = try store.personalModelOrigin() else { return "no personalised model" }
+        let latest = try store.latestModel()?.version ?? origin.globalVersion
+        return "personalised model from global version \(origin.globalVersion)"
+            + (latest > origin.globalVersion ? " (global version \(latest) is newer: run 'sigilo-tenant personalise' again)" : "")
+    }
+
     static func run(_ args: ParsedArguments) throws {
         try args.rejectPositional()
         let json = args.flag("json")

@@ -306,12 +306,14 @@ extension TenantTool {
         let limit = try limit(store: store, plan: plan, requested: nil)
         let counts = try store.counts()
         let receipts = try store.receipts()
+        let personal = try store.personalModelOrigin()
         if args.flag("json") {
             OutputStream.standardOutput.write(JSON.object([
                 ("epsilon", .number(epsilon)), ("delta", .number(delta)), ("limit", .number(limit)), ("rounds_joined", .integer(ledger.entries.count)),
                 ("messages", .integer(counts.messages)), ("customers_consented", .integer(counts.customersConsented)),
                 ("customers_without_consent", .integer(counts.customersWithoutConsent)), ("customers_erased", .integer(counts.customersErased)),
                 ("erasures", .array(receipts.map { JSON.object([("erased_at", .number($0.erasedAt)), ("messages", .integer($0.messages))]) })),
+                ("personalised_model", personal.map { JSON.object([("global_version", .integer(Int($0.globalVersion))), ("created_at", .number($0.createdAt))]) } ?? .null),
             ]).rendered() + "\n")
             return
         }
@@ -319,6 +321,10 @@ extension TenantTool {
         text += "store: \(counts.messages) messages; customers: \(counts.customersConsented) consented, \(counts.customersWithoutConsent) without consent, \(counts.customersErased) erased\n"
         for r in receipts {
             text += "erased \(r.messages) messages of customer \(r.customer) at \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: r.erasedAt)))\n"
+        }
+        if let personal {
+            text += "personalised model made \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: personal.createdAt))) from consented customers' "
+                + "messages without noise: it never leaves this store and goes with the next erasure or withdrawn consent\n"
         }
         OutputStream.standardOutput.write(text)
     }
@@ -332,7 +338,7 @@ extension TenantTool {
         let store = try openStore(args)
         let enrolled = try store.setting("tenant_id").map { "enrolled as \($0) at \(try store.setting("coordinator") ?? "?")" } ?? "not enrolled"
         let model = try store.latestModel().map { "cached global model version \($0.version)" } ?? "no cached model"
-        let personal = try store.personalModel().map { "personalised model from global version \($0.globalVersion)" } ?? "no personalised model"
+        let personal = try PersonaliseCommand.describe(store)
         OutputStream.standardOutput.write("\(enrolled)\nlast round joined: \(try store.setting("last_round") ?? "none")\n\(model)\n\(personal)\n")
     }
 }

@@ -353,6 +353,13 @@ public final class TenantStore {
         }
     }
 
+    /// When the personalised model was made, and from which global version, without unsealing it.
+    public func personalModelOrigin() throws -> (globalVersion: UInt64, createdAt: Double)? {
+        var row: (UInt64, Double)?
+        try database.run("SELECT global_version, created_at FROM personal_model WHERE id = 1") { row = (UInt64($0.integer(0)), $0.real(1)) }
+        return row
+    }
+
     /// A personalised model learnt from every consented customer without
     /// noise, so an erasure or a withdrawn consent must not outlive it.
     func deletePersonalModel() throws -> Bool {

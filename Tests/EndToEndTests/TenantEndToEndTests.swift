@@ -318,7 +318,6 @@ struct TenantWorld {
         var sealed = [UInt8]()
         try db.run("SELECT sealed FROM personal_model") { sealed = $0.blob(0) }
         #expect(sealed.count > 16 * 1024 * 4 && !contains(sealed, Array("SGLMODEL".utf8)))
-        #expect(try Binary.run("sigilo-tenant", ["status"] + args).stdout.contains("personalised model from global version"))
 
         let input = "cadê meu pedido? já faz 5 dias\nquero falar com um atendente\n"
         let mine = try Binary.run("sigilo-tenant", ["classify"] + args, input: input)
@@ -326,6 +325,12 @@ struct TenantWorld {
         let shared = try Binary.run("sigilo-tenant", ["classify", "--global"] + args, input: input)
         #expect(shared.status == 0 && shared.stderr.contains("global model version"))
         #expect(try Binary.run("sigilo-tenant", ["classify", "--global", "--model", "x.sgl"] + args).status == 64)
+        // A newer global model arrives: it is named, the personalised model is kept until the tenant personalises again.
+        #expect(try waitForOpenRound(args).status == 0)
+        let status = try Binary.run("sigilo-tenant", ["status"] + args).stdout
+        #expect(status.contains("personalised model from global version 2 (global version 3 is newer"), "\(status)")
+        let privacy = try #require(jsonObject(Substring(try Binary.run("sigilo-tenant", ["privacy", "--json"] + args).stdout)))
+        #expect((privacy["personalised_model"] as? [String: Any])?["global_version"] as? Int == 2)
 
         // Erasing a customer whose messages it learnt from deletes it; classify falls back to the global model.
         let consented = try String(contentsOf: file, encoding: .utf8).split(separator: "\n").compactMap(jsonObject)
@@ -333,6 +338,7 @@ struct TenantWorld {
         let erased = try Binary.run("sigilo-tenant", ["forget", consented[0]] + args)
         #expect(erased.stdout.contains("the personalised model learnt from this customer's messages and was deleted"), "\(erased.stdout)")
         #expect(try Binary.run("sigilo-tenant", ["classify"] + args, input: input).stderr.contains("global model version"))
+        #expect(try Binary.run("sigilo-tenant", ["privacy", "--json"] + args).stdout.contains("\"personalised_model\":null"))
         // A withdrawn consent does the same.
         #expect(try Binary.run("sigilo-tenant", ["personalise"] + args).status == 0)
         let paused = try Binary.run("sigilo-tenant", ["consent", "revoke", try #require(consented.first { $0 != consented[0] })] + args)
