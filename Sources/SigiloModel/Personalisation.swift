@@ -26,9 +26,10 @@ public enum Personalisation {
         public var heldOutAccuracy: Double
     }
 
-    /// Fine-tunes `global` on `own` (labels indexing `global.labels`; -1 rows are skipped by training).
+    /// Fine-tunes `global` on `own`, whose labels must all index `global.labels` (drop unknown intents first).
     public static func fit(_ global: SoftmaxModel, on own: EncodedExamples, options: TrainingOptions,
                            progress: ((String) -> Void)? = nil) -> Outcome {
+        precondition(!own.labels.contains { $0 < 0 }, "every example's intent must be one of the model's")
         func start(_ trust: Float) -> SoftmaxModel {
             var model = global
             for i in model.weights.indices { model.weights[i] *= trust }
