@@ -169,7 +169,7 @@ extension TenantTool {
         return try SubsampledGaussian(sampleRate: plan.sampleRate, noiseMultiplier: z)
     }
 
-    static func participate(store: TenantStore, requestedLimit: Double?) throws -> Outcome {
+    static func participate(store: TenantStore, requestedLimit: Double?, epsilons: EpsilonMemo = EpsilonMemo()) throws -> Outcome {
         let client = try client(store)
         // Before fetching anything: would the cached plan's next round exceed our limit?
         // `projected` is ε once this round is charged, under the plan it was computed for.
@@ -177,7 +177,7 @@ extension TenantTool {
         var projected: Double?
         if let cached {
             let limit = try limit(store: store, plan: cached, requested: requestedLimit)
-            let epsilon = try store.ledger(delta: cached.delta).epsilon(adding: try chargedMechanism(cached))
+            let epsilon = try epsilons.epsilon(try store.ledger(delta: cached.delta), adding: try chargedMechanism(cached))
             if epsilon > limit {
                 return Outcome(exitCode: .refused, message: "refused: another round would take this tenant's customers past epsilon \(limit)")
             }
@@ -200,7 +200,7 @@ extension TenantTool {
             let mechanism = try chargedMechanism(plan)
             // A changed (or first) plan is checked again; an unchanged one was checked above.
             if plan != cached || projected == nil {
-                projected = try store.ledger(delta: plan.delta).epsilon(adding: mechanism)
+                projected = try epsilons.epsilon(try store.ledger(delta: plan.delta), adding: mechanism)
             }
             if projected! > limit {
                 return Outcome(exitCode: .refused, message: "refused: round \(info.round) would take this tenant's customers past epsilon \(limit)")
@@ -262,7 +262,7 @@ extension TenantTool {
     static let runSpec = CommandSpec(
         name: "run", summary: "Keep taking part as rounds open, with backoff, until SIGINT or SIGTERM.",
         usage: "sigilo-tenant run --state DIR --key-file FILE [--max-epsilon E] [--poll SECONDS]",
-        options: storeOptions + [.value("max-epsilon", "E", "As for 'round'."), .value("poll", "SECONDS", "Initial wait between polls (default 1; doubles up to 30 while idle).")])
+        options: storeOptions + [.value("max-epsilon", "E", "As for 'round'."), .value("poll", "SECONDS", "Wait between polls (default 1; doubles up to 30 while no round is open).")])
 
     static func runRun(_ args: ParsedArguments) throws {
         TerminationSignals.block() // before any other thread exists
@@ -271,11 +271,17 @@ extension TenantTool {
         let limit = try args.double("max-epsilon", where: { $0 > 0 }, expectation: "a number > 0")
         let initial = try args.double("poll", where: { $0 > 0 && $0 <= 3600 }, expectation: "seconds in (0, 3600]") ?? 1
         var wait = initial
+        let epsilons = EpsilonMemo() // the projection is asked before every poll and changes only with the ledger
         while true {
-            let outcome = try participate(store: store, requestedLimit: limit)
+            let outcome = try participate(store: store, requestedLimit: limit, epsilons: epsilons)
             switch outcome.exitCode {
             case .success where outcome.message.hasPrefix("submitted"):
                 OutputStream.standardOutput.write(outcome.message + "\n"); OutputStream.standardOutput.flush()
+                wait = initial
+            case .success where outcome.message.hasPrefix("already submitted"):
+                // Our update is in and the round waits for others (a secure round for
+                // every member): the next round opens the moment it closes, so keep
+                // the initial pace instead of backing off into a 30 s sleep.
                 wait = initial
             case .refused:
                 OutputStream.standardOutput.write(outcome.message + "\n")

@@ -1,15 +1,16 @@
 import Foundation
-import SigiloPrivacy
 
 /// ε of ledger compositions, each computed once.
 ///
 /// The PLD accountant takes about a second at a thousand rounds with q < 1,
-/// and the coordinator asks for the same composition again and again: the
-/// budget check before a round opens, the ε recorded when it closes (the same
-/// rounds), every status and /metrics scrape. The ledger only grows, so a
+/// and both sides ask for the same composition again and again: the
+/// coordinator for the budget check before a round opens, the ε recorded when
+/// it closes (the same rounds), every status and /metrics scrape; a tenant's
+/// `run` loop for its own limit before every poll (a few hundred milliseconds
+/// each, three times a second at a short poll). The ledger only grows, so a
 /// composition's ε never changes; the key is the multiset of (q, z) and δ.
 /// Thread-safe, so the service can compute outside its own lock.
-final class EpsilonMemo: @unchecked Sendable {
+public final class EpsilonMemo: @unchecked Sendable {
     struct Key: Hashable {
         var delta: Double
         var rounds: [SubsampledGaussian: Int]
@@ -20,8 +21,10 @@ final class EpsilonMemo: @unchecked Sendable {
     /// Compositions kept; a plan change starts new ones, old ones are dropped wholesale.
     static let capacity = 64
 
+    public init() {}
+
     /// ε of `ledger`'s rounds, plus `round` if given (the ε a round would take the ledger to).
-    func epsilon(_ ledger: PrivacyLedger, adding round: SubsampledGaussian? = nil) throws -> Double {
+    public func epsilon(_ ledger: PrivacyLedger, adding round: SubsampledGaussian? = nil) throws -> Double {
         var rounds = [SubsampledGaussian: Int]()
         for entry in ledger.entries {
             rounds[try SubsampledGaussian(sampleRate: entry.sampleRate, noiseMultiplier: entry.noiseMultiplier), default: 0] += 1

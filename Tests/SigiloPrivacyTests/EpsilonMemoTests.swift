@@ -1,6 +1,5 @@
 import Foundation
 import Testing
-@testable import SigiloCoordinator
 import SigiloPrivacy
 
 @Suite struct EpsilonMemoTests {
