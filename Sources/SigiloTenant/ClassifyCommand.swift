@@ -35,7 +35,7 @@ enum ClassifyCommand {
             let store = try TenantTool.openStore(args)
             let file: [UInt8]
             if !args.flag("global"), let personal = try store.personalModel() {
-                file = personal.file
+                file = personal
                 printError("classifying with the " + (try PersonaliseCommand.describe(store)))
             } else if let cached = try store.latestModel() {
                 file = cached.file

@@ -31,7 +31,7 @@ enum PersonaliseCommand {
     /// One line on the personalised model for `status`, saying when a newer global model has arrived since.
     static func describe(_ store: TenantStore) throws -> String {
         guard let origin = try store.personalModelOrigin() else { return "no personalised model" }
-        let latest = try store.latestModel()?.version ?? origin.globalVersion
+        let latest = try store.latestModelVersion() ?? origin.globalVersion
         return "personalised model from global version \(origin.globalVersion)"
             + (latest > origin.globalVersion ? " (global version \(latest) is newer: run 'sigilo-tenant personalise' again)" : "")
     }

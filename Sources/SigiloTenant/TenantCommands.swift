@@ -343,7 +343,7 @@ extension TenantTool {
         try args.rejectPositional()
         let store = try openStore(args)
         let enrolled = try store.setting("tenant_id").map { "enrolled as \($0) at \(try store.setting("coordinator") ?? "?")" } ?? "not enrolled"
-        let model = try store.latestModel().map { "cached global model version \($0.version)" } ?? "no cached model"
+        let model = try store.latestModelVersion().map { "cached global model version \($0)" } ?? "no cached model"
         let personal = try PersonaliseCommand.describe(store)
         OutputStream.standardOutput.write("\(enrolled)\nlast round joined: \(try store.setting("last_round") ?? "none")\n\(model)\n\(personal)\n")
     }

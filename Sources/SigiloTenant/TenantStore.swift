@@ -325,6 +325,13 @@ public final class TenantStore {
                          [.integer(Int64(version)), .text(Hex.encode(SHA256.hash(file))), .blob(file)])
     }
 
+    /// The newest cached global model's version, without reading its file.
+    public func latestModelVersion() throws -> UInt64? {
+        var version: UInt64?
+        try database.run("SELECT MAX(version) FROM models") { if !$0.isNull(0) { version = UInt64($0.integer(0)) } }
+        return version
+    }
+
     /// The newest cached global model file.
     public func latestModel() throws -> (version: UInt64, file: [UInt8])? {
         var result: (UInt64, [UInt8])?
@@ -343,12 +350,12 @@ public final class TenantStore {
                          [.integer(Int64(globalVersion)), .blob(try cipher.seal(file, context: Self.personalModelContext)), .real(now)])
     }
 
-    /// The personalised model file and the global version it started from.
-    public func personalModel() throws -> (globalVersion: UInt64, file: [UInt8], createdAt: Double)? {
-        var row: (UInt64, [UInt8], Double)?
-        try database.run("SELECT global_version, sealed, created_at FROM personal_model WHERE id = 1") { row = (UInt64($0.integer(0)), $0.blob(1), $0.real(2)) }
-        guard let (version, sealed, at) = row else { return nil }
-        do { return (version, try cipher.open(sealed, context: Self.personalModelContext), at) } catch {
+    /// The personalised model file, unsealed (`personalModelOrigin` says where it came from).
+    public func personalModel() throws -> [UInt8]? {
+        var sealed: [UInt8]?
+        try database.run("SELECT sealed FROM personal_model WHERE id = 1") { sealed = $0.blob(0) }
+        guard let sealed else { return nil }
+        do { return try cipher.open(sealed, context: Self.personalModelContext) } catch {
             throw CLIError(.dataError, "the personalised model in the store failed authentication: corrupted or tampered with")
         }
     }
