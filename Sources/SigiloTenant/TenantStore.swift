@@ -296,7 +296,7 @@ public final class TenantStore {
     /// is paid for, and until the coordinator acknowledges them a retry
     /// resends these bytes (`sentUpdate`) rather than a fresh release.
     func charge(round: String, _ mechanism: SubsampledGaussian, delta: Double, now: Double, sending bytes: [UInt8]) throws {
-        let sealed = try cipher.seal(bytes, context: Array("sent_update:\(round)".utf8))
+        let sealed = try cipher.seal(bytes, context: Self.sentUpdateContext(round))
         try database.transaction {
             try database.run("INSERT INTO ledger(round, sample_rate, noise_multiplier, delta, charged_at) VALUES (?, ?, ?, ?, ?)",
                              [.text(round), .real(mechanism.sampleRate), .real(mechanism.noiseMultiplier), .real(delta), .real(now)])
@@ -305,12 +305,15 @@ public final class TenantStore {
         }
     }
 
+    /// Binds a kept update to its round: sealed bytes cannot be replayed for another.
+    static func sentUpdateContext(_ round: String) -> [UInt8] { Array("sent_update:\(round)".utf8) }
+
     /// The bytes charged for `round` and not yet acknowledged, if any.
     func sentUpdate(round: String) throws -> [UInt8]? {
         var sealed: [UInt8]?
         try database.run("SELECT bytes FROM sent_updates WHERE round = ?", [.text(round)]) { sealed = $0.blob(0) }
         guard let sealed else { return nil }
-        do { return try cipher.open(sealed, context: Array("sent_update:\(round)".utf8)) } catch {
+        do { return try cipher.open(sealed, context: Self.sentUpdateContext(round)) } catch {
             throw CLIError(.dataError, "the update kept for \(round) is corrupted")
         }
     }
