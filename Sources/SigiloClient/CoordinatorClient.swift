@@ -148,10 +148,24 @@ public final class CoordinatorClient: @unchecked Sendable {
 
     /// A model file, verified against its SHA-256 and the coordinator's signature over both.
     public func model(version: UInt64) throws -> [UInt8] {
+        try verifiedModel(try send("GET", "/v1/models/\(version)"), version: version)
+    }
+
+    /// The newest published model and its version, verified the same way: the
+    /// signature covers the version the coordinator names, so it cannot pass
+    /// off an old model as new without the pinned key.
+    public func latestModel() throws -> (version: UInt64, file: [UInt8]) {
+        let response = try send("GET", "/v1/models/latest")
+        guard let named = response.headers[ModelProvenance.versionHeader], let version = UInt64(named) else {
+            throw ClientError(status: response.status, code: "bad_response", message: "the latest model's answer does not name its version")
+        }
+        return (version, try verifiedModel(response, version: version))
+    }
+
+    private func verifiedModel(_ response: Response, version: UInt64) throws -> [UInt8] {
         guard let coordinatorKey else {
             throw ClientError(status: nil, code: "no_coordinator_key", message: "no pinned coordinator key: enrol first")
         }
-        let response = try send("GET", "/v1/models/\(version)")
         do {
             try ModelProvenance.verify(file: response.body, version: version, sha256: response.headers[ModelProvenance.digestHeader],
                                        signature: response.headers[ModelProvenance.signatureHeader], coordinatorKey: coordinatorKey)

@@ -259,13 +259,21 @@ public struct CoordinatorRoutes: Sendable {
         ]).rendered())
     }
 
+    /// `/v1/models/VERSION`, or `/v1/models/latest`: what a tenant fetches when it has no round to
+    /// learn the current version from (its budget is spent, say). The signature covers the version.
     func model(_ call: Call) throws -> HTTPResponse {
-        guard let version = UInt64(call.parameters[0]), let model = try service.model(version: version) else {
-            throw CoordinatorError(404, "unknown_model", "no model version \(call.parameters[0])")
+        let wanted = call.parameters[0]
+        let found: (version: UInt64, file: [UInt8], sha256: String)?
+        if wanted == "latest" {
+            found = try service.latestModel()
+        } else {
+            found = try UInt64(wanted).flatMap { version in try service.model(version: version).map { (version, $0.file, $0.sha256) } }
         }
-        return HTTPResponse(status: 200, headers: [("Content-Type", "application/octet-stream"), ("Sigilo-Model-SHA256", model.sha256),
-                                                   ("Sigilo-Model-Signature", try service.modelSignature(version: version, sha256: model.sha256))],
-                            body: model.file)
+        guard let found else { throw CoordinatorError(404, "unknown_model", wanted == "latest" ? "no model is published yet" : "no model version \(wanted)") }
+        return HTTPResponse(status: 200, headers: [("Content-Type", "application/octet-stream"), ("Sigilo-Model-Version", String(found.version)),
+                                                   ("Sigilo-Model-SHA256", found.sha256),
+                                                   ("Sigilo-Model-Signature", try service.modelSignature(version: found.version, sha256: found.sha256))],
+                            body: found.file)
     }
 
     func submit(_ call: Call) throws -> HTTPResponse {

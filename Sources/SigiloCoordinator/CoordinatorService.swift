@@ -378,6 +378,13 @@ public final class CoordinatorService: @unchecked Sendable {
         }
     }
 
+    /// The newest published model: its version, file and SHA-256 (hex).
+    public func latestModel() throws -> (version: UInt64, file: [UInt8], sha256: String)? {
+        // Versions never change once published, so the two steps need not share one lock (which is not reentrant).
+        guard let version = try locked({ try latestModelVersion() }) else { return nil }
+        return try model(version: version).map { (version, $0.file, $0.sha256) }
+    }
+
     /// A model file and its SHA-256 (hex).
     /// The version tenants download most is kept in memory, so concurrent
     /// downloads share one buffer instead of each reading its own copy.

@@ -3,63 +3,106 @@
 /// builds it next to the tenant's store; `sigilo-eval federated` measures it
 /// against local-only training with this same code.
 ///
-/// How much of the shared model to keep is chosen per tenant: training starts
-/// from trust x global, with the trust picked on a fifth of the tenant's own
-/// data held out. A noisy shared model (noise at every tenant, say) is then
-/// discounted instead of spoiling the tenant's own training; trust 0 is
-/// local-only training. The same held-out fifth calibrates the temperature
-/// and the hand-off threshold, which the shared model cannot have: the
-/// coordinator never sees a labelled message.
+/// How to use the shared model is chosen per tenant, on a fifth of the
+/// tenant's own data held out, among `candidates`: fine-tune from a share of
+/// the global weights, or train the tenant's own model from nothing and add a
+/// share of the global model's scores. A noisy shared model (noise at every
+/// tenant, say) is then discounted instead of spoiling the tenant's own
+/// training. The same held-out fifth calibrates the temperature and the
+/// hand-off threshold, which the shared model cannot have: the coordinator
+/// never sees a labelled message.
 public enum Personalisation {
-    public static let trustLevels: [Float] = [0, 0.25, 0.5, 1]
+    /// How a personalised model uses the shared one.
+    public enum Use: Sendable, Equatable, CustomStringConvertible {
+        /// Training on the tenant's data starts from `share` x the global model; 0 is local-only training.
+        case fineTune(share: Float)
+        /// The tenant's own model, trained from nothing, plus `share` x the global model. Scores are
+        /// linear in the weights, so this vote of two models is one model. Fine-tuning stops correcting
+        /// a noisy start once the tenant's own examples are classified right, and keeps the rest of
+        /// the noise; here the tenant's own fit stays whole and the shared model only tips close calls.
+        case add(share: Float)
+
+        /// "fine_tune" or "add", as `--json` names it.
+        public var kind: String {
+            switch self { case .fineTune: "fine_tune"; case .add: "add" }
+        }
+
+        public var share: Float {
+            switch self { case .fineTune(let share), .add(let share): share }
+        }
+
+        public var description: String {
+            switch self {
+            case .fineTune(share: 0): "trained on the tenant's own messages alone"
+            case .fineTune(let share): String(format: "fine-tuned from %.0f%% of the global weights", 100 * share)
+            case .add(let share): String(format: "the tenant's own model plus %.0f%% of the global model's scores", 100 * share)
+            }
+        }
+    }
+
+    /// In the order tried: a tie in held-out accuracy goes to the earlier, which keeps more of what other
+    /// tenants taught the shared model (intents this tenant has never seen).
+    public static let candidates: [Use] = [.fineTune(share: 1), .fineTune(share: 0.5), .fineTune(share: 0.25),
+                                           .add(share: 1), .add(share: 0.5), .add(share: 0.3), .add(share: 0.2), .add(share: 0.1),
+                                           .fineTune(share: 0)]
 
     public struct Outcome: Sendable {
         public var model: SoftmaxModel
-        /// The share of the global weights training started from.
-        public var trust: Float
-        /// Examples held out to choose the trust and calibrate; 0 when there
-        /// were too few (then trust is 1 and the global calibration is kept).
+        /// How the chosen model uses the global one.
+        public var use: Use
+        /// Examples held out to choose the use and calibrate; 0 when there were too
+        /// few (then the model is fine-tuned from the whole global model, whose calibration is kept).
         public var heldOut: Int
         /// In-scope accuracy on the held-out examples of the global model as
-        /// it is, and of the chosen fine-tuned model (trained without them).
+        /// it is, and of the chosen model (trained without them).
         public var globalHeldOutAccuracy: Double
         public var heldOutAccuracy: Double
     }
 
-    /// Fine-tunes `global` on `own`, whose labels must all index `global.labels` (drop unknown intents first).
+    /// Personalises `global` on `own`, whose labels must all index `global.labels` (drop unknown intents first).
     public static func fit(_ global: SoftmaxModel, on own: EncodedExamples, options: TrainingOptions,
                            progress: ((String) -> Void)? = nil) -> Outcome {
         precondition(!own.labels.contains { $0 < 0 }, "every example's intent must be one of the model's")
-        func start(_ trust: Float) -> SoftmaxModel {
-            var model = global
-            for i in model.weights.indices { model.weights[i] *= trust }
-            for i in model.bias.indices { model.bias[i] *= trust }
-            return model
-        }
         var rng = SplitMix64(seed: options.seed ^ 0x7472_7573_74)
         var order = Array(0..<own.count)
         order.shuffle(using: &rng)
         let held = own.count / 5
-        var best: (trust: Float, accuracy: Double, model: SoftmaxModel)?
+        var best: (use: Use, accuracy: Double, model: SoftmaxModel)?
         var globalAccuracy = 0.0
         if held > 0 {
             let fit = own.subset(Array(order[held...]).sorted()), check = own.subset(Array(order[..<held]).sorted())
             globalAccuracy = Metrics.evaluate(global, on: check).accuracyInScope
-            // From most trust to least: a tie goes to the model that knows more intents than the tenant has seen.
-            for trust in trustLevels.reversed() {
-                let model = SoftmaxTrainer.train(fit.features, labels: fit.labels, model: start(trust), options: options)
+            let alone = train(global, .fineTune(share: 0), on: fit, options: options)
+            for use in candidates {
+                let model = if case .fineTune(let share) = use, share > 0 { train(global, use, on: fit, options: options) } else { blend(alone, global, use) }
                 let accuracy = Metrics.evaluate(model, on: check).accuracyInScope
-                progress?(String(format: "trust %.2f: held-out accuracy %.4f", trust, accuracy))
-                if accuracy > best?.accuracy ?? -1 { best = (trust, accuracy, model) }
+                progress?(String(format: "%@: held-out accuracy %.4f", use.description, accuracy))
+                if accuracy > best?.accuracy ?? -1 { best = (use, accuracy, model) }
             }
             IntentTraining.calibrate(&best!.model, on: check)
         }
-        var model = SoftmaxTrainer.train(own.features, labels: own.labels, model: start(best?.trust ?? 1), options: options)
+        let use = best?.use ?? .fineTune(share: 1)
+        var model = train(global, use, on: own, options: options)
         if let best {
             model.temperature = best.model.temperature
             model.handoffThreshold = best.model.handoffThreshold
         }
-        return Outcome(model: model, trust: best?.trust ?? 1, heldOut: held,
-                       globalHeldOutAccuracy: globalAccuracy, heldOutAccuracy: best?.accuracy ?? 0)
+        return Outcome(model: model, use: use, heldOut: held, globalHeldOutAccuracy: globalAccuracy, heldOutAccuracy: best?.accuracy ?? 0)
+    }
+
+    /// The model `use` makes of `global` and `examples`.
+    static func train(_ global: SoftmaxModel, _ use: Use, on examples: EncodedExamples, options: TrainingOptions) -> SoftmaxModel {
+        let start: Use = if case .fineTune = use { use } else { .fineTune(share: 0) }
+        let trained = SoftmaxTrainer.train(examples.features, labels: examples.labels, model: blend(nil, global, start), options: options)
+        return if case .add = use { blend(trained, global, use) } else { trained }
+    }
+
+    /// `base` (or a blank model) plus `use.share` x `global`.
+    static func blend(_ base: SoftmaxModel?, _ global: SoftmaxModel, _ use: Use) -> SoftmaxModel {
+        var model = global
+        let share = use.share
+        for i in model.weights.indices { model.weights[i] = (base?.weights[i] ?? 0) + share * global.weights[i] }
+        for i in model.bias.indices { model.bias[i] = (base?.bias[i] ?? 0) + share * global.bias[i] }
+        return model
     }
 }

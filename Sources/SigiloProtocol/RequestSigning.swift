@@ -95,6 +95,7 @@ public enum RequestSigning {
 public enum ModelProvenance {
     public static let signatureHeader = "sigilo-model-signature"
     public static let digestHeader = "sigilo-model-sha256"
+    public static let versionHeader = "sigilo-model-version"
 
     public static func message(version: UInt64, sha256: String) -> [UInt8] {
         Array("sigilo-model-v1\n\(version)\n\(sha256)".utf8)

@@ -16,10 +16,12 @@ enum PersonaliseCommand {
             .flag("json", "Print one JSON object."),
         ],
         discussion: """
-        A fifth of the messages is held out to choose how much of the global model to keep (0, 0.25, 0.5 or all of
-        it before training on your data) and to fit the temperature and the hand-off threshold; the final model is
-        then trained on every message. It is trained without noise, so it stays sealed in the store, is never sent,
-        and is deleted when a customer is erased or withdraws consent (run personalise again).
+        A fifth of the messages is held out to choose how to use the global model (fine-tune from all, half or a
+        quarter of it; or train on your messages alone and add 10% to 100% of its scores; or leave it out) and to fit
+        the temperature and the hand-off threshold; the final model is then trained on every message. It is trained
+        without noise, so it stays sealed in the store, is never sent, and is deleted when a customer is erased or
+        withdraws consent (run personalise again). It starts from the newest cached global model: 'sigilo-tenant pull'
+        fetches the coordinator's newest.
         Exit codes: 0 success, 64 bad arguments, 65 invalid cached model, 66 no global model yet or too few messages.
         """)
 
@@ -42,7 +44,7 @@ enum PersonaliseCommand {
         let seed = UInt64(try args.int("seed", range: 0...Int.max) ?? 1)
         let store = try TenantTool.openStore(args)
         guard let cached = try store.latestModel() else {
-            throw CLIError(.noInput, "no global model cached yet: take part in a round first")
+            throw CLIError(.noInput, "no global model cached yet: run 'sigilo-tenant pull' or take part in a round first")
         }
         let global: SoftmaxModel
         do { global = try ModelFile.decode(cached.file) } catch let error as ModelFileError {
@@ -73,7 +75,7 @@ enum PersonaliseCommand {
                 ("global_version", .integer(Int(cached.version))), ("messages", .integer(known.count)), ("customers", .integer(customers.count)),
                 ("skipped_unknown_intent", .integer(skipped)), ("held_out", .integer(outcome.heldOut)),
                 ("held_out_accuracy", .number(outcome.heldOutAccuracy)), ("global_held_out_accuracy", .number(outcome.globalHeldOutAccuracy)),
-                ("trust", .number(Double(outcome.trust))), ("temperature", .number(Double(outcome.model.temperature))),
+                ("shared_model_use", .string(outcome.use.kind)), ("shared_model_share", .number(Double(outcome.use.share))), ("temperature", .number(Double(outcome.model.temperature))),
                 ("handoff_threshold", .number(Double(outcome.model.handoffThreshold))),
             ]
             OutputStream.standardOutput.write(JSON.object(fields).rendered() + "\n")
@@ -81,8 +83,9 @@ enum PersonaliseCommand {
         }
         var text = "personalised global model version \(cached.version) on \(known.count) messages of \(customers.count) consented customers"
         text += skipped > 0 ? " (\(skipped) with an intent the model does not know skipped)\n" : "\n"
-        text += String(format: "  %d held out: %.1f%% classified right (the global model as it is: %.1f%%); kept %.0f%% of the global weights\n",
-                       outcome.heldOut, 100 * outcome.heldOutAccuracy, 100 * outcome.globalHeldOutAccuracy, 100 * outcome.trust)
+        text += String(format: "  %d held out: %.1f%% classified right (the global model as it is: %.1f%%)\n",
+                       outcome.heldOut, 100 * outcome.heldOutAccuracy, 100 * outcome.globalHeldOutAccuracy)
+        text += "  \(outcome.use)\n"
         text += String(format: "  hand-off below confidence %.3f (temperature %.3f)\n", outcome.model.handoffThreshold, outcome.model.temperature)
         text += "  kept sealed in the store; 'sigilo-tenant classify --state' uses it\n"
         OutputStream.standardOutput.write(text)

@@ -205,13 +205,10 @@ extension TenantTool {
             if projected! > limit {
                 return Outcome(exitCode: .refused, message: "refused: round \(info.round) would take this tenant's customers past epsilon \(limit)")
             }
-            let file = try client.model(version: info.modelVersion)
             let model: SoftmaxModel
-            do { model = try ModelFile.decode(file) } catch { return Outcome(exitCode: .failure, message: "coordinator sent an invalid model: \(error)") }
-            guard model.labels == plan.labels, model.features.bucketBits == plan.bucketBits else {
-                return Outcome(exitCode: .failure, message: "coordinator's model does not match its plan")
-            }
-            try store.cacheModel(version: info.modelVersion, file: file)
+            do {
+                model = try acceptModel(try client.model(version: info.modelVersion), version: info.modelVersion, plan: plan, store: store)
+            } catch let e as CLIError { return Outcome(exitCode: e.exitCode, message: e.description) }
 
             let consented = try store.consentedCustomers()
             let rng = SecureRandom()
@@ -259,6 +256,18 @@ extension TenantTool {
         }
     }
 
+    /// A downloaded (and verified) global model the tenant will use: it decodes and fits the plan. Cached before it is returned.
+    @discardableResult
+    static func acceptModel(_ file: [UInt8], version: UInt64, plan: Plan, store: TenantStore) throws -> SoftmaxModel {
+        let model: SoftmaxModel
+        do { model = try ModelFile.decode(file) } catch { throw CLIError(.failure, "coordinator sent an invalid model \(version): \(error)") }
+        guard model.labels == plan.labels, model.features.bucketBits == plan.bucketBits else {
+            throw CLIError(.failure, "coordinator's model \(version) does not match its plan")
+        }
+        try store.cacheModel(version: version, file: file)
+        return model
+    }
+
     static let runSpec = CommandSpec(
         name: "run", summary: "Keep taking part as rounds open, with backoff, until SIGINT or SIGTERM.",
         usage: "sigilo-tenant run --state DIR --key-file FILE [--max-epsilon E] [--poll SECONDS]",
@@ -285,7 +294,9 @@ extension TenantTool {
                 wait = initial
             case .refused:
                 OutputStream.standardOutput.write(outcome.message + "\n")
-                return // the budget will not come back
+                // The budget will not come back; the model published after our last round is the best we will get.
+                do { OutputStream.standardOutput.write(try PullCommand.pull(store).message + "\n") } catch { printError("pull: \(error)") }
+                return
             case .failure:
                 printError(outcome.message)
                 wait = min(30, wait * 2)

@@ -10,7 +10,8 @@ public enum TenantTool {
                 arguments: arguments,
                 commands: [
                     (initSpec, runInit), (ImportCommand.spec, ImportCommand.run), (consentSpec, runConsent), (forgetSpec, runForget),
-                    (enrollSpec, runEnroll), (roundSpec, runRound), (runSpec, runRun), (privacySpec, runPrivacy), (statusSpec, runStatus),
+                    (enrollSpec, runEnroll), (roundSpec, runRound), (runSpec, runRun), (PullCommand.spec, PullCommand.run),
+                    (privacySpec, runPrivacy), (statusSpec, runStatus),
                     (RedactCommand.spec, RedactCommand.run),
                     (PersonaliseCommand.spec, PersonaliseCommand.run), (ClassifyCommand.spec, ClassifyCommand.run),
                 ]

@@ -101,7 +101,7 @@ import Testing
     @Test(arguments: [
         ("sigilo-eval", ["--help"]), ("sigilo-eval", ["centralized", "--help"]), ("sigilo-eval", ["synth", "--help"]),
         ("sigilo-tenant", ["--help"]), ("sigilo-tenant", ["redact", "--help"]), ("sigilo-tenant", ["classify", "--help"]),
-        ("sigilo-tenant", ["personalise", "--help"]),
+        ("sigilo-tenant", ["personalise", "--help"]), ("sigilo-tenant", ["pull", "--help"]),
     ])
     func everyCommandHasHelp(_ program: String, _ arguments: [String]) throws {
         let result = try Binary.run(program, arguments)

@@ -346,6 +346,29 @@ struct TenantWorld {
         #expect(try Binary.run("sigilo-tenant", ["status"] + args).stdout.contains("no personalised model"))
     }
 
+    @Test func aTenantWhoseBudgetIsSpentStillGetsTheNewestModel() throws {
+        let world = try TenantWorld()
+        defer { world.close() }
+        let args = try world.tenant("loja")
+        #expect(try Binary.run("sigilo-tenant", ["import", world.data.appendingPathComponent("tenant-01-loja.jsonl").path] + args).status == 0)
+        #expect(try Binary.run("sigilo-tenant", ["pull"] + args).status == 64) // not enrolled
+        #expect(try Binary.run("sigilo-tenant", ["enroll", "--coordinator", world.url, "--token", try world.invite()] + args).status == 0)
+        // The only tenant: its update closes round 1, which publishes version 2 after the tenant fetched version 1.
+        #expect(try waitForOpenRound(args).status == 0)
+        #expect(try Binary.run("sigilo-tenant", ["status"] + args).stdout.contains("global model version 1"))
+
+        // Its limit reached, run refuses before fetching a round, then pulls the newest model and leaves.
+        let run = try Binary.run("sigilo-tenant", ["run", "--max-epsilon", "0.01", "--poll", "0.1"] + args)
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("refused") && run.stdout.contains("cached global model version 2 (had 1)"), "\(run.stdout)")
+        let again = try Binary.run("sigilo-tenant", ["pull", "--json"] + args)
+        let report = try #require(jsonObject(Substring(again.stdout)))
+        #expect(again.status == 0 && report["version"] as? Int == 2 && report["previous_version"] as? Int == 2, "\(again.stdout)")
+        #expect(try Binary.run("sigilo-tenant", ["pull"] + args).stdout.contains("global model version 2 is already the newest"))
+        // Personalising starts from it.
+        #expect(try Binary.run("sigilo-tenant", ["personalise", "--json"] + args).stdout.contains("\"global_version\":2"))
+    }
+
     @Test func badInputIsReportedPreciselyAndNothingIsHalfWritten() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

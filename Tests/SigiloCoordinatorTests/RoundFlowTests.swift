@@ -45,6 +45,39 @@ import SigiloProtocol
         #expect(model.bias.allSatisfy { $0 == 0 }) // the bias is not federated
     }
 
+    @Test func theLatestModelNamesItsVersionUnderTheSignature() throws {
+        let plan = Plan(labels: ["a", "b", "c"], bucketBits: 8, clipNorm: 1, noiseMultiplier: 1, sampleRate: 0.5, delta: 1e-5,
+                        maximumEpsilon: 50, placement: .tenant, minimumTenants: 1, roundSeconds: 600, serverOptimizer: .init(kind: .fedavg))
+        let h = try Harness(plan: plan)
+        let tenant = try h.enrollTenant("loja")
+        func get(_ target: String) throws -> HTTPResponse {
+            h.send("GET", target, headers: try h.signed("GET", target, tenant: tenant.id, key: tenant.key))
+        }
+        func header(_ response: HTTPResponse, _ name: String) -> String? { response.headers.first { $0.0.lowercased() == name }?.1 }
+        func checkLatest(is version: UInt64) throws {
+            let latest = try get("/v1/models/latest")
+            #expect(latest.status == 200 && header(latest, ModelProvenance.versionHeader) == String(version))
+            #expect(latest.body == (try #require(try h.service.model(version: version))).file)
+            // The signature binds the named version: the same answer cannot pass for another version.
+            let signature = header(latest, ModelProvenance.signatureHeader), digest = header(latest, ModelProvenance.digestHeader)
+            let key = try #require(Hex.decode(h.service.publicKeyHex))
+            try ModelProvenance.verify(file: latest.body, version: version, sha256: digest, signature: signature, coordinatorKey: key)
+            #expect(throws: ProtocolError.self) {
+                try ModelProvenance.verify(file: latest.body, version: version + 1, sha256: digest, signature: signature, coordinatorKey: key)
+            }
+        }
+        try checkLatest(is: 1) // the plan's initial model
+        try h.service.maintain(now: h.now)
+        let update = UpdateEnvelope(round: 1, modelVersion: 1, flags: [.tenantNoised], weight: 2, values: [Float](repeating: 0.01, count: plan.dimension))
+        #expect(h.send("POST", "/v1/rounds/1/updates", body: update.encoded(),
+                       headers: try h.signed("POST", "/v1/rounds/1/updates", body: update.encoded(), tenant: tenant.id, key: tenant.key)).status == 202)
+        try checkLatest(is: 2)
+        for target in ["/v1/models/99", "/v1/models/newest", "/v1/models/-1"] {
+            let missing = try get(target)
+            #expect(missing.status == 404 && Harness.json(missing)["error"] as? String == "unknown_model", "\(target)")
+        }
+    }
+
     @Test func aLongPollReturnsTheRoundThatOpensWhileItWaits() throws {
         let h = try Harness()
         let first = try h.enrollTenant("loja0")

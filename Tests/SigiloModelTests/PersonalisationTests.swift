@@ -25,7 +25,7 @@ import SigiloText
     @Test func aGoodSharedModelIsKeptAndStillKnowsIntentsTheTenantNeverSaw() {
         let outcome = Personalisation.fit(Self.globalModel(intents: T.intents), on: Self.ownData(), options: TrainingOptions())
         #expect(outcome.heldOut == 4)
-        #expect(outcome.trust == 1) // local-only ties on the tenant's own intents: the shared knowledge wins the tie
+        #expect(outcome.use == .fineTune(share: 1)) // local-only ties on the tenant's own intents: the shared knowledge wins the tie
         #expect(outcome.heldOutAccuracy == 1)
         let unseen = Self.featurizer.features(of: "meu pedido atrasado")
         #expect(outcome.model.labels[outcome.model.predict(unseen).label] == "status_pedido")
@@ -47,16 +47,29 @@ import SigiloText
         var rng = SplitMix64(seed: 3)
         for i in noisy.weights.indices { noisy.weights[i] = Float.random(in: -50...50, using: &rng) }
         let outcome = Personalisation.fit(noisy, on: own, options: TrainingOptions())
-        #expect(outcome.trust == 0)
+        #expect(outcome.use == .fineTune(share: 0))
         #expect(outcome.heldOutAccuracy == 1)
         #expect(outcome.globalHeldOutAccuracy < 0.7)
+    }
+
+    @Test func addingTheSharedModelIsAVoteOfTheTwoModels() {
+        let global = Self.globalModel(intents: T.intents), own = Self.ownData()
+        let alone = Personalisation.train(global, .fineTune(share: 0), on: own, options: TrainingOptions())
+        let voted = Personalisation.train(global, .add(share: 0.3), on: own, options: TrainingOptions())
+        var a = [Float](repeating: 0, count: global.labelCount), g = a, v = a
+        for text in ["meu pedido atrasado", "quero cancelar", "bom dia"] {
+            let x = Self.featurizer.features(of: text)
+            alone.logits(x, into: &a); global.logits(x, into: &g); voted.logits(x, into: &v)
+            for l in v.indices { #expect(abs(v[l] - (a[l] + 0.3 * g[l])) < 1e-4, "\(text), label \(l)") }
+        }
+        #expect(alone.labels[alone.predict(Self.featurizer.features(of: "meu pedido atrasado")).label] != "status_pedido")
     }
 
     @Test func tooLittleDataKeepsTheSharedModelAsTheStart() {
         let two = EncodedExamples(texts: ["oi", "cancelar"], intents: ["saudacao", "cancelar"], labels: T.labels, featurizer: Self.featurizer)
         let global = Self.globalModel(intents: T.intents)
         let outcome = Personalisation.fit(global, on: two, options: TrainingOptions())
-        #expect(outcome.heldOut == 0 && outcome.trust == 1)
+        #expect(outcome.heldOut == 0 && outcome.use == .fineTune(share: 1))
         #expect(outcome.model.temperature == global.temperature && outcome.model.handoffThreshold == global.handoffThreshold)
     }
 }
