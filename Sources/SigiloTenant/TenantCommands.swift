@@ -143,7 +143,11 @@ extension TenantTool {
         name: "round", summary: "Take part once in the coordinator's open round with a differentially private update.",
         usage: "sigilo-tenant round --state DIR --key-file FILE [--max-epsilon E]",
         options: storeOptions + [.value("max-epsilon", "E", "Refuse rounds that would take this tenant's customers past E (never above the init limit).")],
-        discussion: "Exit codes: 0 submitted or nothing to do, 75 no round open, 77 refused by the local privacy budget, 1 coordinator unreachable or refusing.")
+        discussion: """
+        Refuses (77) a round that would take this tenant's customers past its epsilon limit, and a plan whose delta is
+        not below 1/(consented customers).
+        Exit codes: 0 submitted or nothing to do, 75 no round open, 77 refused by the local privacy policy, 1 coordinator unreachable or refusing.
+        """)
 
     static func runRound(_ args: ParsedArguments) throws {
         try args.rejectPositional()
@@ -162,6 +166,14 @@ extension TenantTool {
     static func limit(store: TenantStore, plan: Plan?, requested: Double?) throws -> Double {
         let configured = Double(try store.setting("max_epsilon") ?? "8") ?? 8
         return [configured, requested ?? .infinity, plan?.maximumEpsilon ?? .infinity].min()!
+    }
+
+    /// Delta is the chance the guarantee fails outright; at 1/n or more, with n customers, one of
+    /// them can be expected to be exposed. The coordinator cannot know n, so each tenant checks.
+    static func deltaRefusal(_ plan: Plan, customers: Int) -> String? {
+        guard customers > 0, plan.delta * Double(customers) >= 1 else { return nil }
+        return "refused: the plan's delta \(plan.delta) is not below 1/\(customers), one over this tenant's consented customers: "
+            + "ask the operator for a delta well below \(1 / Double(customers))"
     }
 
     static func chargedMechanism(_ plan: Plan) throws -> SubsampledGaussian {
@@ -196,6 +208,8 @@ extension TenantTool {
             }
             let plan = try client.plan()
             try store.setSetting("plan", String(decoding: try JSONEncoder().encode(plan), as: UTF8.self))
+            let consented = try store.consentedCustomers()
+            if let refusal = deltaRefusal(plan, customers: consented.count) { return Outcome(exitCode: .refused, message: refusal) }
             let limit = try limit(store: store, plan: plan, requested: requestedLimit)
             let mechanism = try chargedMechanism(plan)
             // A changed (or first) plan is checked again; an unchanged one was checked above.
@@ -210,7 +224,6 @@ extension TenantTool {
                 model = try acceptModel(try client.model(version: info.modelVersion), version: info.modelVersion, plan: plan, store: store)
             } catch let e as CLIError { return Outcome(exitCode: e.exitCode, message: e.description) }
 
-            let consented = try store.consentedCustomers()
             let rng = SecureRandom()
             var generator = rng
             let sampled = LocalRound.poissonSample(consented, rate: plan.sampleRate, using: &generator)

@@ -79,7 +79,7 @@ struct TenantWorld {
     let proxy: RecordingProxy
     let data: URL
 
-    init(sampleRate: Double = 1.0, maximumEpsilon: Double = 100, placement: Plan.Placement = .tenant, minimumTenants: Int = 1) throws {
+    init(sampleRate: Double = 1.0, maximumEpsilon: Double = 100, placement: Plan.Placement = .tenant, minimumTenants: Int = 1, delta: Double = 1e-5) throws {
         dir = try temporaryDirectory()
         data = dir.appendingPathComponent("data")
         _ = try Binary.run("sigilo-eval", ["synth", "--tenants", "2", "--seed", "9", "--out", data.path, "--holdout", "50"])
@@ -88,7 +88,7 @@ struct TenantWorld {
         let labels = ["agendar_consulta", "agradecimento", "atualizar_cadastro", "cancelar", "disponibilidade_produto", "falar_com_humano",
                       "forma_pagamento", "horario_funcionamento", "prazo_entrega", "reclamacao", "remarcar_consulta", "resultado_exame",
                       "saudacao", "segunda_via", "status_pedido", "troca_devolucao"]
-        let plan = Plan(labels: labels, bucketBits: 10, clipNorm: 1, noiseMultiplier: 1, sampleRate: sampleRate, delta: 1e-5,
+        let plan = Plan(labels: labels, bucketBits: 10, clipNorm: 1, noiseMultiplier: 1, sampleRate: sampleRate, delta: delta,
                         maximumEpsilon: maximumEpsilon, placement: placement, minimumTenants: minimumTenants, roundSeconds: 30)
         try JSONEncoder().encode(plan).write(to: dir.appendingPathComponent("plan.json"))
         _ = try Binary.run("sigilo-coordinator", ["plan", "set", dir.appendingPathComponent("plan.json").path, "--state", state.path])
@@ -367,6 +367,22 @@ struct TenantWorld {
         #expect(try Binary.run("sigilo-tenant", ["pull"] + args).stdout.contains("global model version 2 is already the newest"))
         // Personalising starts from it.
         #expect(try Binary.run("sigilo-tenant", ["personalise", "--json"] + args).stdout.contains("\"global_version\":2"))
+    }
+
+    @Test func aPlanWhoseDeltaIsTooLargeForTheTenantsCustomersIsRefused() throws {
+        let world = try TenantWorld(delta: 0.05)
+        defer { world.close() }
+        let args = try world.tenant("loja")
+        let file = world.data.appendingPathComponent("tenant-01-loja.jsonl")
+        #expect(try Binary.run("sigilo-tenant", ["import", file.path] + args).status == 0)
+        #expect(try Binary.run("sigilo-tenant", ["enroll", "--coordinator", world.url, "--token", try world.invite()] + args).status == 0)
+        let consented = Set(try String(contentsOf: file, encoding: .utf8).split(separator: "\n").compactMap(jsonObject)
+            .filter { $0["consent"] as? Bool == true }.map { $0["customer"] as! String })
+        #expect(Double(consented.count) * 0.05 >= 1) // the synthetic shop has enough customers for 0.05 to be too much
+        let refused = try waitForOpenRound(args)
+        #expect(refused.status == 77 && refused.stderr.contains("delta 0.05 is not below 1/\(consented.count)"), "\(refused.stderr)")
+        let privacy = try #require(jsonObject(Substring(try Binary.run("sigilo-tenant", ["privacy", "--json"] + args).stdout)))
+        #expect(privacy["rounds_joined"] as? Int == 0)
     }
 
     @Test func badInputIsReportedPreciselyAndNothingIsHalfWritten() throws {
