@@ -157,9 +157,30 @@ extension TenantTool {
         if outcome.exitCode != .success { throw CLIError(outcome.exitCode, outcome.message) }
     }
 
+    /// What one attempt at a round came to; `run` paces itself by the kind, `round` exits with its code.
     struct Outcome {
-        var exitCode: ExitCode
+        enum Kind {
+            /// This attempt sent an update (first sent now, or resent as first sent after a lost answer).
+            case sent
+            /// Our update is in; the round waits for others.
+            case waiting
+            case noRound
+            /// The tenant's own privacy policy said no: the budget or the plan's delta.
+            case refused
+            case failed
+        }
+
+        var kind: Kind
         var message: String
+
+        var exitCode: ExitCode {
+            switch kind {
+            case .sent, .waiting: .success
+            case .noRound: .tempFail
+            case .refused: .refused
+            case .failed: .failure
+            }
+        }
     }
 
     /// The tenant's own limit: the smaller of the plan's budget and its configured one.
@@ -191,25 +212,25 @@ extension TenantTool {
             let limit = try limit(store: store, plan: cached, requested: requestedLimit)
             let epsilon = try epsilons.epsilon(try store.ledger(delta: cached.delta), adding: try chargedMechanism(cached))
             if epsilon > limit {
-                return Outcome(exitCode: .refused, message: "refused: another round would take this tenant's customers past epsilon \(limit)")
+                return Outcome(kind: .refused, message: "refused: another round would take this tenant's customers past epsilon \(limit)")
             }
             projected = epsilon
         }
         do {
-            guard let info = try client.currentRound() else { return Outcome(exitCode: .tempFail, message: "no round is open") }
-            if info.submitted { return Outcome(exitCode: .success, message: "already submitted to round \(info.round)") }
+            guard let info = try client.currentRound() else { return Outcome(kind: .noRound, message: "no round is open") }
+            if info.submitted { return Outcome(kind: .waiting, message: "already submitted to round \(info.round)") }
             // A retry (after a crash or a lost answer) resends exactly what was charged and sent:
             // a second, fresh release of the same round would spend privacy the ledger never charged.
             let roundKey = "\(client.baseURL.absoluteString)#\(info.round)"
             if let bytes = try store.sentUpdate(round: roundKey) {
                 let duplicate = try client.submit(encoded: bytes, round: info.round)
                 try store.updateAcknowledged()
-                return Outcome(exitCode: .success, message: "resent round \(info.round)'s update as first sent\(duplicate ? " (already counted)" : "")")
+                return Outcome(kind: .sent, message: "resent round \(info.round)'s update as first sent\(duplicate ? " (already counted)" : "")")
             }
             let plan = try client.plan()
             try store.setSetting("plan", String(decoding: try JSONEncoder().encode(plan), as: UTF8.self))
             let consented = try store.consentedCustomers()
-            if let refusal = deltaRefusal(plan, customers: consented.count) { return Outcome(exitCode: .refused, message: refusal) }
+            if let refusal = deltaRefusal(plan, customers: consented.count) { return Outcome(kind: .refused, message: refusal) }
             let limit = try limit(store: store, plan: plan, requested: requestedLimit)
             let mechanism = try chargedMechanism(plan)
             // A changed (or first) plan is checked again; an unchanged one was checked above.
@@ -217,12 +238,12 @@ extension TenantTool {
                 projected = try epsilons.epsilon(try store.ledger(delta: plan.delta), adding: mechanism)
             }
             if projected! > limit {
-                return Outcome(exitCode: .refused, message: "refused: round \(info.round) would take this tenant's customers past epsilon \(limit)")
+                return Outcome(kind: .refused, message: "refused: round \(info.round) would take this tenant's customers past epsilon \(limit)")
             }
             let model: SoftmaxModel
             do {
                 model = try acceptModel(try client.model(version: info.modelVersion), version: info.modelVersion, plan: plan, store: store)
-            } catch let e as CLIError { return Outcome(exitCode: e.exitCode, message: e.description) }
+            } catch let e as CLIError { return Outcome(kind: .failed, message: e.description) }
 
             let rng = SecureRandom()
             var generator = rng
@@ -253,7 +274,7 @@ extension TenantTool {
                                                               round: info.round, modelVersion: info.modelVersion)
                     envelope = UpdateEnvelope(round: info.round, modelVersion: info.modelVersion, weight: weight, masked: masked)
                 } catch let e as SecureAggregationError {
-                    return Outcome(exitCode: .failure, message: "round \(info.round)'s cohort is unusable: \(e)")
+                    return Outcome(kind: .failed, message: "round \(info.round)'s cohort is unusable: \(e)")
                 }
             }
             // Charged before sending: once bytes leave, the round counts against our customers.
@@ -263,9 +284,9 @@ extension TenantTool {
             let duplicate = try client.submit(encoded: bytes, round: info.round)
             try store.updateAcknowledged()
             let cohort = plan.placement == .secure ? " in a secure cohort of \(info.cohort.count) tenants" : ""
-            return Outcome(exitCode: .success, message: "submitted round \(info.round)\(duplicate ? " (already counted)" : "")\(cohort): \(sampled.count) customers sampled; epsilon spent \(String(format: "%.3f", projected!)) of \(limit) at delta \(plan.delta)")
+            return Outcome(kind: .sent, message: "submitted round \(info.round)\(duplicate ? " (already counted)" : "")\(cohort): \(sampled.count) customers sampled; epsilon spent \(String(format: "%.3f", projected!)) of \(limit) at delta \(plan.delta)")
         } catch let e as ClientError {
-            return Outcome(exitCode: .failure, message: "coordinator: \(e)")
+            return Outcome(kind: .failed, message: "coordinator: \(e)")
         }
     }
 
@@ -296,11 +317,11 @@ extension TenantTool {
         let epsilons = EpsilonMemo() // the projection is asked before every poll and changes only with the ledger
         while true {
             let outcome = try participate(store: store, requestedLimit: limit, epsilons: epsilons)
-            switch outcome.exitCode {
-            case .success where outcome.message.hasPrefix("submitted"):
+            switch outcome.kind {
+            case .sent:
                 OutputStream.standardOutput.write(outcome.message + "\n"); OutputStream.standardOutput.flush()
                 wait = initial
-            case .success where outcome.message.hasPrefix("already submitted"):
+            case .waiting:
                 // Our update is in and the round waits for others (a secure round for
                 // every member): the next round opens the moment it closes, so keep
                 // the initial pace instead of backing off into a 30 s sleep.
@@ -310,10 +331,10 @@ extension TenantTool {
                 // The budget will not come back; the model published after our last round is the best we will get.
                 do { OutputStream.standardOutput.write(try PullCommand.pull(store).message + "\n") } catch { printError("pull: \(error)") }
                 return
-            case .failure:
+            case .failed:
                 printError(outcome.message)
                 wait = min(30, wait * 2)
-            default:
+            case .noRound:
                 wait = min(30, wait * 2)
             }
             if TerminationSignals.wait(timeout: wait) != nil { printError("stopping"); return }
