@@ -57,10 +57,24 @@ public enum Calibration {
     /// answered when the answer is right, handed to a human when the model
     /// would be wrong or the message is out of scope. Ties go to the lowest
     /// threshold (fewest hand-offs).
+    ///
+    /// A held-out set the model answers without a mistake (a tenant's own
+    /// messages, none out of scope) has nothing to learn that from, and would
+    /// give 0: every message answered, however unlike anything the tenant has
+    /// seen. Then the threshold is the confidence below which only
+    /// `quietQuantile` of the right answers fall.
+    /// Share of right answers a threshold learnt without mistakes may hand off.
+    public static let quietQuantile = 0.01
+
     public static func handoffThreshold(_ outcomes: [Outcome]) -> Float {
         // With threshold t, a message is answered iff confidence >= t and its
         // prediction is not a hand-off label.
         func rightIfAnswered(_ o: Outcome) -> Bool { o.correct && !o.goldHandoff }
+        let answered = outcomes.filter { !$0.predictedHandoff }
+        if !answered.isEmpty, answered.allSatisfy(rightIfAnswered) {
+            let confidences = answered.map(\.confidence).sorted()
+            return confidences[Int(Double(confidences.count - 1) * quietQuantile)]
+        }
         let sorted = outcomes.sorted { $0.confidence < $1.confidence }
         // Start with t = 0: everything not predicted as hand-off is answered.
         var right = outcomes.reduce(0) { $0 + (($1.predictedHandoff ? true : rightIfAnswered($1)) ? 1 : 0) }

@@ -100,9 +100,15 @@ import SigiloText
         #expect(threshold > 0.3 && threshold <= 0.9)
     }
 
-    @Test func noThresholdWhenEverythingIsRight() {
-        let outcomes = (0..<10).map { _ in Calibration.Outcome(confidence: 0.4, correct: true, predictedHandoff: false, goldHandoff: false) }
-        #expect(Calibration.handoffThreshold(outcomes) == 0)
+    @Test func withoutAMistakeTheThresholdKeepsAlmostEveryRightAnswer() {
+        // 200 right answers with confidences 0.300, 0.3035, ...: the one at the 1% quantile (index 1) and above are answered.
+        let outcomes = (0..<200).map { Calibration.Outcome(confidence: 0.3 + Float($0) * 0.0035, correct: true, predictedHandoff: false, goldHandoff: false) }
+        let threshold = Calibration.handoffThreshold(outcomes.shuffled())
+        #expect(threshold == outcomes[1].confidence)
+        #expect(outcomes.filter { $0.confidence < threshold }.count == 1)
+        // One mistake is something to learn from: the error-optimal rule applies again (here: answer everything).
+        let withMistake = outcomes + [Calibration.Outcome(confidence: 0.9, correct: false, predictedHandoff: false, goldHandoff: false)]
+        #expect(Calibration.handoffThreshold(withMistake) == 0)
     }
 }
 
