@@ -53,6 +53,9 @@ public enum Calibration {
         }
     }
 
+    /// Share of right answers a threshold learnt without mistakes may hand off.
+    public static let quietQuantile = 0.01
+
     /// The confidence threshold that sends the most messages to the right place:
     /// answered when the answer is right, handed to a human when the model
     /// would be wrong or the message is out of scope. Ties go to the lowest
@@ -63,9 +66,6 @@ public enum Calibration {
     /// give 0: every message answered, however unlike anything the tenant has
     /// seen. Then the threshold is the confidence below which only
     /// `quietQuantile` of the right answers fall.
-    /// Share of right answers a threshold learnt without mistakes may hand off.
-    public static let quietQuantile = 0.01
-
     public static func handoffThreshold(_ outcomes: [Outcome]) -> Float {
         // With threshold t, a message is answered iff confidence >= t and its
         // prediction is not a hand-off label.

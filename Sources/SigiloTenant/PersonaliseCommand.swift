@@ -75,8 +75,8 @@ enum PersonaliseCommand {
                 ("global_version", .integer(Int(cached.version))), ("messages", .integer(known.count)), ("customers", .integer(customers.count)),
                 ("skipped_unknown_intent", .integer(skipped)), ("held_out", .integer(outcome.heldOut)),
                 ("held_out_accuracy", .number(outcome.heldOutAccuracy)), ("global_held_out_accuracy", .number(outcome.globalHeldOutAccuracy)),
-                ("shared_model_use", .string(outcome.use.kind)), ("shared_model_share", .number(Double(outcome.use.share))), ("temperature", .number(Double(outcome.model.temperature))),
-                ("handoff_threshold", .number(Double(outcome.model.handoffThreshold))),
+                ("shared_model_use", .string(outcome.use.kind)), ("shared_model_share", .number(Double(outcome.use.share))),
+                ("temperature", .number(Double(outcome.model.temperature))), ("handoff_threshold", .number(Double(outcome.model.handoffThreshold))),
             ]
             OutputStream.standardOutput.write(JSON.object(fields).rendered() + "\n")
             return

@@ -328,7 +328,8 @@ extension TenantTool {
                 wait = initial
             case .refused:
                 OutputStream.standardOutput.write(outcome.message + "\n")
-                // The budget will not come back; the model published after our last round is the best we will get.
+                // Our own policy will not change its mind (a spent budget does not come back): leave, with
+                // the newest model, which may have been published after the last round we joined.
                 do { OutputStream.standardOutput.write(try PullCommand.pull(store).message + "\n") } catch { printError("pull: \(error)") }
                 return
             case .failed:
