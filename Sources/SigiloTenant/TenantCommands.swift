@@ -305,7 +305,11 @@ extension TenantTool {
     static let runSpec = CommandSpec(
         name: "run", summary: "Keep taking part as rounds open, with backoff, until SIGINT or SIGTERM.",
         usage: "sigilo-tenant run --state DIR --key-file FILE [--max-epsilon E] [--poll SECONDS]",
-        options: storeOptions + [.value("max-epsilon", "E", "As for 'round'."), .value("poll", "SECONDS", "Wait between polls (default 1; doubles up to 30 while no round is open).")])
+        options: storeOptions + [.value("max-epsilon", "E", "As for 'round'."), .value("poll", "SECONDS", "Wait between polls (default 1; doubles up to 30 while no round is open).")],
+        discussion: """
+        Once this tenant's own policy refuses a round (its budget is spent, say), run waits for the last round it joined
+        to close, pulls the model that round published (as 'pull' does) and exits 0.
+        """)
 
     static func runRun(_ args: ParsedArguments) throws {
         TerminationSignals.block() // before any other thread exists
@@ -329,7 +333,13 @@ extension TenantTool {
             case .refused:
                 OutputStream.standardOutput.write(outcome.message + "\n")
                 // Our own policy will not change its mind (a spent budget does not come back): leave, with
-                // the newest model, which may have been published after the last round we joined.
+                // the newest model. The last round we joined may still wait for others; the model it
+                // publishes is the one worth having, so wait for it to close first.
+                if let coordinator = try? client(store) {
+                    while let open = try? coordinator.currentRound(), open.submitted {
+                        if TerminationSignals.wait(timeout: initial) != nil { printError("stopping"); return }
+                    }
+                }
                 do { OutputStream.standardOutput.write(try PullCommand.pull(store).message + "\n") } catch { printError("pull: \(error)") }
                 return
             case .failed:

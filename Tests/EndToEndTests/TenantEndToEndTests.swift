@@ -347,26 +347,38 @@ struct TenantWorld {
     }
 
     @Test func aTenantWhoseBudgetIsSpentStillGetsTheNewestModel() throws {
-        let world = try TenantWorld()
+        let world = try TenantWorld(minimumTenants: 2)
         defer { world.close() }
-        let args = try world.tenant("loja")
-        #expect(try Binary.run("sigilo-tenant", ["import", world.data.appendingPathComponent("tenant-01-loja.jsonl").path] + args).status == 0)
-        #expect(try Binary.run("sigilo-tenant", ["pull"] + args).status == 64) // not enrolled
-        #expect(try Binary.run("sigilo-tenant", ["enroll", "--coordinator", world.url, "--token", try world.invite()] + args).status == 0)
-        // The only tenant: its update closes round 1, which publishes version 2 after the tenant fetched version 1.
-        #expect(try waitForOpenRound(args).status == 0)
-        #expect(try Binary.run("sigilo-tenant", ["status"] + args).stdout.contains("global model version 1"))
+        let shop = try world.tenant("loja"), clinic = try world.tenant("clinica")
+        for (args, file) in [(shop, "tenant-01-loja.jsonl"), (clinic, "tenant-02-clinica.jsonl")] {
+            #expect(try Binary.run("sigilo-tenant", ["import", world.data.appendingPathComponent(file).path] + args).status == 0)
+            if args == shop { #expect(try Binary.run("sigilo-tenant", ["pull"] + args).status == 64) } // not enrolled
+            #expect(try Binary.run("sigilo-tenant", ["enroll", "--coordinator", world.url, "--token", try world.invite()] + args).status == 0)
+        }
+        // The shop joins round 1 (on version 1), which then waits for the clinic.
+        #expect(try waitForOpenRound(shop).status == 0)
+        #expect(try Binary.run("sigilo-tenant", ["status"] + shop).stdout.contains("global model version 1"))
 
-        // Its limit reached, run refuses before fetching a round, then pulls the newest model and leaves.
-        let run = try Binary.run("sigilo-tenant", ["run", "--max-epsilon", "0.01", "--poll", "0.1"] + args)
+        // Its limit reached, run refuses at once, waits for the round it joined to close, pulls what it published and leaves.
+        final class Box: @unchecked Sendable { var result: Binary.Result? }
+        let box = Box(), done = DispatchSemaphore(value: 0)
+        Thread {
+            box.result = try? Binary.run("sigilo-tenant", ["run", "--max-epsilon", "0.01", "--poll", "0.1"] + shop)
+            done.signal()
+        }.start()
+        #expect(done.wait(timeout: .now() + 1) == .timedOut) // still waiting for the clinic
+        #expect(try waitForOpenRound(clinic).status == 0)
+        #expect(done.wait(timeout: .now() + 30) == .success)
+        let run = try #require(box.result)
         #expect(run.status == 0, "\(run.stderr)")
         #expect(run.stdout.contains("refused") && run.stdout.contains("cached global model version 2 (had 1)"), "\(run.stdout)")
-        let again = try Binary.run("sigilo-tenant", ["pull", "--json"] + args)
+
+        let again = try Binary.run("sigilo-tenant", ["pull", "--json"] + shop)
         let report = try #require(jsonObject(Substring(again.stdout)))
         #expect(again.status == 0 && report["version"] as? Int == 2 && report["previous_version"] as? Int == 2, "\(again.stdout)")
-        #expect(try Binary.run("sigilo-tenant", ["pull"] + args).stdout.contains("global model version 2 is already the newest"))
+        #expect(try Binary.run("sigilo-tenant", ["pull"] + shop).stdout.contains("global model version 2 is already the newest"))
         // Personalising starts from it.
-        #expect(try Binary.run("sigilo-tenant", ["personalise", "--json"] + args).stdout.contains("\"global_version\":2"))
+        #expect(try Binary.run("sigilo-tenant", ["personalise", "--json"] + shop).stdout.contains("\"global_version\":2"))
     }
 
     @Test func aPlanWhoseDeltaIsTooLargeForTheTenantsCustomersIsRefused() throws {
