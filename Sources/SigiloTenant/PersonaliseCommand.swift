@@ -73,11 +73,12 @@ enum PersonaliseCommand {
 
         let skipped = all.count - known.count
         if json {
+            // The share as written (0.2), not as the nearest Double to its Float (0.2000000029...).
             let fields: [(String, JSON)] = [
                 ("global_version", .integer(Int(cached.version))), ("messages", .integer(known.count)), ("customers", .integer(customers.count)),
                 ("skipped_unknown_intent", .integer(skipped)), ("held_out", .integer(outcome.heldOut)), ("folds", .integer(outcome.folds)),
                 ("held_out_accuracy", .number(outcome.heldOutAccuracy)), ("global_held_out_accuracy", .number(outcome.globalHeldOutAccuracy)),
-                ("shared_model_use", .string(outcome.use.kind)), ("shared_model_share", .number(Double(outcome.use.share))),
+                ("shared_model_use", .string(outcome.use.kind)), ("shared_model_share", .number(Double(String(outcome.use.share))!)),
                 ("temperature", .number(Double(outcome.model.temperature))), ("handoff_threshold", .number(Double(outcome.model.handoffThreshold))),
             ]
             OutputStream.standardOutput.write(JSON.object(fields).rendered() + "\n")

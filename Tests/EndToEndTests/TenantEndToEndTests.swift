@@ -312,6 +312,7 @@ struct TenantWorld {
         let messages = try #require(report["messages"] as? Int)
         #expect(messages > 100 && report["held_out"] as? Int == messages / 5 && report["folds"] as? Int == 5)
         #expect(try Binary.run("sigilo-tenant", ["personalise", "--folds", "6"] + args).status == 64)
+        #expect([0, 0.1, 0.2, 0.25, 0.3, 0.5, 1].contains(try #require(report["shared_model_share"] as? Double))) // as written, not 0.2000000029
         #expect(try #require(report["held_out_accuracy"] as? Double) >= 0.9) // the shop's own synthetic intents
         #expect(world.proxy.bytes.count == egress) // nothing was fetched or sent to personalise
         // Kept sealed: what the store holds is no model file (it would start with the format's magic).
