@@ -101,7 +101,7 @@ public enum Personalisation {
         let use = candidates[chosen]
         // Calibrated on the first fold, by the chosen use trained without it.
         let (fit, check) = split(0)
-        var calibrated = model(use, on: fit, alone: train(global, .fineTune(share: 0), on: fit, options: options))
+        var calibrated = train(global, use, on: fit, options: options)
         IntentTraining.calibrate(&calibrated, on: check)
         var final = train(global, use, on: own, options: options)
         final.temperature = calibrated.temperature
