@@ -94,6 +94,7 @@ public enum Personalisation {
             for (c, use) in candidates.enumerated() {
                 accuracy[c] += Metrics.evaluate(model(use, on: fit, alone: alone), on: check).accuracyInScope / Double(folds)
             }
+            progress?("fold \(fold + 1) of \(folds): \(candidates.count) ways to use the global model tried on \(check.count) held-out messages")
         }
         // A tie goes to the earlier candidate (see `candidates`).
         let chosen = accuracy.indices.reduce(0) { accuracy[$1] > accuracy[$0] ? $1 : $0 }

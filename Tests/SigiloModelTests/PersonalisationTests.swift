@@ -23,8 +23,12 @@ import SigiloText
     }
 
     @Test func aGoodSharedModelIsKeptAndStillKnowsIntentsTheTenantNeverSaw() {
-        let outcome = Personalisation.fit(Self.globalModel(intents: T.intents), on: Self.ownData(), options: TrainingOptions())
-        #expect(outcome.heldOut == 4)
+        var progress = [String]()
+        let outcome = Personalisation.fit(Self.globalModel(intents: T.intents), on: Self.ownData(), options: TrainingOptions()) { progress.append($0) }
+        #expect(outcome.heldOut == 4 && outcome.folds == 5)
+        // Progress after each fold, then each candidate's cross-validated accuracy.
+        #expect(Array(progress.prefix(5)) == (1...5).map { "fold \($0) of 5: \(Personalisation.candidates.count) ways to use the global model tried on 4 held-out messages" })
+        #expect(progress.count == 5 + Personalisation.candidates.count)
         #expect(outcome.use == .fineTune(share: 1)) // local-only ties on the tenant's own intents: the shared knowledge wins the tie
         #expect(outcome.heldOutAccuracy == 1)
         let unseen = Self.featurizer.features(of: "meu pedido atrasado")
