@@ -87,8 +87,9 @@ public enum Personalisation {
         }
         var accuracy = [Double](repeating: 0, count: candidates.count)
         var globalAccuracy = 0.0
+        let first = split(0) // also the calibration fold
         for fold in 0..<folds {
-            let (fit, check) = split(fold)
+            let (fit, check) = fold == 0 ? first : split(fold)
             globalAccuracy += Metrics.evaluate(global, on: check).accuracyInScope / Double(folds)
             let alone = train(global, .fineTune(share: 0), on: fit, options: options)
             for (c, use) in candidates.enumerated() {
@@ -100,10 +101,10 @@ public enum Personalisation {
         let chosen = accuracy.indices.reduce(0) { accuracy[$1] > accuracy[$0] ? $1 : $0 }
         for (c, use) in candidates.enumerated() { progress?(String(format: "%@: held-out accuracy %.4f", use.description, accuracy[c])) }
         let use = candidates[chosen]
-        // Calibrated on the first fold, by the chosen use trained without it.
-        let (fit, check) = split(0)
-        var calibrated = train(global, use, on: fit, options: options)
-        IntentTraining.calibrate(&calibrated, on: check)
+        // Calibrated on the first fold, by the chosen use trained without it: trained again rather than
+        // kept from the loop, where keeping every candidate's model would hold nine models in memory.
+        var calibrated = train(global, use, on: first.fit, options: options)
+        IntentTraining.calibrate(&calibrated, on: first.check)
         var final = train(global, use, on: own, options: options)
         final.temperature = calibrated.temperature
         final.handoffThreshold = calibrated.handoffThreshold

@@ -3,9 +3,9 @@ import SigiloCLI
 import SigiloModel
 import SigiloText
 
-/// `sigilo-tenant personalise`: the latest global model fine-tuned on this
-/// tenant's consented messages, calibrated on a held-out fifth of them, kept
-/// sealed in the store for `classify`. Nothing leaves the tenant.
+/// `sigilo-tenant personalise`: the latest global model adapted to this
+/// tenant's consented messages (`Personalisation`), calibrated on a held-out
+/// fifth of them, kept sealed in the store for `classify`. Nothing leaves the tenant.
 enum PersonaliseCommand {
     static let spec = CommandSpec(
         name: "personalise",
@@ -19,10 +19,10 @@ enum PersonaliseCommand {
         discussion: """
         Fifths of the messages are held out in turn to choose how to use the global model (fine-tune from all, half or
         a quarter of it; or train on your messages alone and add 10% to 100% of its scores; or leave it out); the first
-        fifth also fits the temperature and the hand-off threshold; the final model is then trained on every message. It is trained
-        without noise, so it stays sealed in the store, is never sent, and is deleted when a customer is erased or
-        withdraws consent (run personalise again). It starts from the newest cached global model: 'sigilo-tenant pull'
-        fetches the coordinator's newest.
+        fifth also fits the temperature and the hand-off threshold; the final model is then trained on every message.
+        It is trained without noise, so it stays sealed in the store, is never sent, and is deleted when a customer is
+        erased or withdraws consent (run personalise again). It starts from the newest cached global model:
+        'sigilo-tenant pull' fetches the coordinator's newest.
         Exit codes: 0 success, 64 bad arguments, 65 invalid cached model, 66 no global model yet or too few messages.
         """)
 
