@@ -44,8 +44,14 @@ final class RecordingProxy: @unchecked Sendable {
             to.sin_port = target.bigEndian
             inet_pton(AF_INET, "127.0.0.1", &to.sin_addr)
             _ = withUnsafePointer(to: &to) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(upstream, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            Thread { self.pump(from: client, to: upstream, record: true) }.start()
-            Thread { self.pump(from: upstream, to: client, record: false) }.start()
+            // Both descriptors are closed once, after both directions are done: a pump that closed its
+            // own while the other could still shut it down would, with descriptor reuse, cut a newer connection.
+            let done = DispatchGroup()
+            for (from, to, record) in [(client, upstream, true), (upstream, client, false)] {
+                done.enter()
+                Thread { self.pump(from: from, to: to, record: record); done.leave() }.start()
+            }
+            done.notify(queue: .global()) { close(client); close(upstream) }
         }
     }
 
@@ -53,15 +59,15 @@ final class RecordingProxy: @unchecked Sendable {
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = buffer.withUnsafeMutableBytes { recv(from, $0.baseAddress, $0.count, 0) }
-            if n <= 0 { shutdown(to, Int32(SHUT_WR)); close(from); return }
+            if n <= 0 { shutdown(to, Int32(SHUT_WR)); return }
             if record { lock.withLock { recorded.append(contentsOf: buffer[0..<n]) } }
             if record, dropsUpdates, contains(Array(buffer[0..<n]), Array("POST /v1/rounds/".utf8)) {
-                shutdown(from, Int32(SHUT_RDWR)); shutdown(to, Int32(SHUT_RDWR)); close(from); return
+                shutdown(from, Int32(SHUT_RDWR)); shutdown(to, Int32(SHUT_RDWR)); return
             }
             var offset = 0
             while offset < n {
                 let m = buffer.withUnsafeBytes { send(to, $0.baseAddress! + offset, n - offset, Int32(MSG_NOSIGNAL)) }
-                if m <= 0 { return }
+                if m <= 0 { shutdown(from, Int32(SHUT_RDWR)); shutdown(to, Int32(SHUT_RDWR)); return }
                 offset += m
             }
         }
@@ -373,7 +379,7 @@ struct TenantWorld {
         #expect(done.wait(timeout: .now() + 30) == .success)
         let run = try #require(box.result)
         #expect(run.status == 0, "\(run.stderr)")
-        #expect(run.stdout.contains("refused") && run.stdout.contains("cached global model version 2 (had 1)"), "\(run.stdout)")
+        #expect(run.stdout.contains("refused") && run.stdout.contains("cached global model version 2 (had 1)"), "\(run.stdout) \(run.stderr)")
 
         let again = try Binary.run("sigilo-tenant", ["pull", "--json"] + shop)
         let report = try #require(jsonObject(Substring(again.stdout)))
