@@ -12,7 +12,7 @@ enum PersonaliseCommand {
         summary: "Fine-tune the latest global model on this tenant's own consented messages; classify then uses it.",
         usage: "sigilo-tenant personalise --state DIR --key-file FILE [--folds K] [--seed S] [--json]",
         options: TenantTool.storeOptions + [
-            .value("folds", "K", "Fifths held out in turn to choose how to use the global model, 1-5 (default 5; 1 trains 5 times, 5 trains 22 times)."),
+            .value("folds", "K", "Fifths held out in turn to choose how to use the global model, 1-5 (default 5; K folds train 4K+1 times, on all cores)."),
             .value("seed", "S", "Seed of the held-out split and the training order (default 1)."),
             .flag("json", "Print one JSON object."),
         ],

@@ -69,6 +69,17 @@ import SigiloText
         #expect(alone.labels[alone.predict(Self.featurizer.features(of: "meu pedido atrasado")).label] != "status_pedido")
     }
 
+    @Test func trainingSideBySideChangesNothing() {
+        // Uneven tasks finish out of order; their results still come back in order.
+        let sizes = (0..<40).map { ($0 * 7919) % 40 * 500 }
+        #expect(sizes.concurrentMap { (0..<$0).reduce(0, &+) } == sizes.map { (0..<$0).reduce(0, &+) })
+        // A fold's trainings run side by side, yet the choice, its figures and the model repeat exactly.
+        let global = Self.globalModel(intents: T.intents), own = Self.ownData()
+        let first = Personalisation.fit(global, on: own, options: TrainingOptions()),
+            second = Personalisation.fit(global, on: own, options: TrainingOptions())
+        #expect(first.use == second.use && first.heldOutAccuracy == second.heldOutAccuracy && first.model == second.model)
+    }
+
     @Test func tooLittleDataKeepsTheSharedModelAsTheStart() {
         let two = EncodedExamples(texts: ["oi", "cancelar"], intents: ["saudacao", "cancelar"], labels: T.labels, featurizer: Self.featurizer)
         let global = Self.globalModel(intents: T.intents)
