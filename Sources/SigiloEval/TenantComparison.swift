@@ -22,10 +22,10 @@ enum TenantComparison {
     static let training = TrainingOptions()
 
     static func evaluate(_ data: FederatedData, global: SoftmaxModel, seed: UInt64) -> [TenantOutcome] {
-        var byLabel = [Int: [Int]]()
-        for (r, y) in data.test.labels.enumerated() where y >= 0 { byLabel[Int(y), default: []].append(r) }
+        let byLabel = Dictionary(grouping: data.test.labels.indices.filter { data.test.labels[$0] >= 0 }) { Int(data.test.labels[$0]) }
         let blank = SoftmaxModel(features: data.features, labels: data.labels, handoffLabels: global.handoffLabels)
-        return data.tenants.indices.map { t in
+        // Tenants are independent (each trains on its own rows with its own seed): all cores at once.
+        return Array(data.tenants.indices).concurrentMap { t in
             let rows = data.rows(ofTenant: t)
             let own = data.train.subset(rows)
             let slice = data.test.subset(testSlice(labels: own.labels, byLabel: byLabel, seed: seed &+ UInt64(t)))
