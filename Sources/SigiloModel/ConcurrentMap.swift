@@ -1,9 +1,9 @@
 import Dispatch
 
 extension Array where Element: Sendable {
-    /// `transform` of every element, in order, computed on all cores. For a handful of
-    /// independent trainings: each element is one task, so the wall time is that of the
-    /// slowest chain of tasks a core runs, and the result is the same as `map`'s.
+    /// `transform` of every element, in order, computed on all cores: the same result as
+    /// `map`'s when the tasks are independent (trainings, say, each with its own seed).
+    /// Each element is one task, so it suits a few large tasks, not many tiny ones.
     public func concurrentMap<Result: Sendable>(_ transform: @Sendable (Element) -> Result) -> [Result] {
         var results = [Result?](repeating: nil, count: count)
         results.withUnsafeMutableBufferPointer { slots in

@@ -47,7 +47,9 @@ public enum Personalisation {
                                            .fineTune(share: 0)]
 
     /// What each fold trains for `candidates`: the tenant's own model first, then every fine-tuning.
-    static let trainings: [Use] = [.fineTune(share: 0)] + candidates.filter { $0.kind == "fine_tune" && $0.share > 0 }
+    static let trainings: [Use] = [.fineTune(share: 0)] + candidates.filter {
+        if case .fineTune(let share) = $0 { share > 0 } else { false }
+    }
 
     public struct Outcome: Sendable {
         public var model: SoftmaxModel
