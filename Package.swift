@@ -26,6 +26,8 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]
         ),
+        // epoll and eventfd (in libc; declared here because Glibc's module leaves them out).
+        .systemLibrary(name: "CEpoll"),
         .target(name: "SigiloCrypto", dependencies: ["COpenSSL"]),
         .target(name: "SigiloSQLite", dependencies: ["CSQLite"]),
 
@@ -35,7 +37,7 @@ let package = Package(
         .target(name: "SigiloPrivacy", dependencies: ["COpenSSL"]),
         .target(name: "SigiloProtocol", dependencies: ["SigiloCrypto"]),
         .target(name: "SigiloFederation", dependencies: ["SigiloText", "SigiloModel", "SigiloPrivacy", "SigiloCrypto"]),
-        .target(name: "SigiloHTTP"),
+        .target(name: "SigiloHTTP", dependencies: ["CEpoll"]),
         .target(name: "SigiloTLS", dependencies: ["COpenSSL", "SigiloHTTP"]),
         .target(name: "SigiloCLI"),
 

@@ -78,7 +78,7 @@ public final class HTTPClient: @unchecked Sendable {
                 case .closed:
                     disconnect()
                     result = parser.finish()
-                case .timedOut:
+                case .timedOut, .wantsWrite:
                     guard Date().timeIntervalSince(lastProgress) < timeout else {
                         disconnect()
                         throw HTTPClientError("\(host):\(port): no answer within \(Int(timeout)) s")

@@ -20,6 +20,9 @@ public struct HTTPRequest: Sendable, Equatable {
         return headers.first { $0.name == lower }?.value
     }
 
+    /// Whether the client waits for "100 Continue" before sending its body.
+    public var expectsContinue: Bool { header("expect")?.lowercased() == "100-continue" }
+
     /// The path without the query.
     public var path: Substring { target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0] }
 
@@ -69,7 +72,7 @@ public struct HTTPResponse: Sendable {
     static let reasons: [Int: String] = [
         200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
         403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 409: "Conflict",
-        413: "Content Too Large", 422: "Unprocessable Content", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
+        413: "Content Too Large", 417: "Expectation Failed", 422: "Unprocessable Content", 429: "Too Many Requests", 431: "Request Header Fields Too Large",
         500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported",
     ]
 

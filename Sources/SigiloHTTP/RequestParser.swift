@@ -24,13 +24,22 @@ public struct HTTPParseError: Error, Equatable, Sendable, CustomStringConvertibl
 /// acts on the result; tests feed byte sequences directly.
 ///
 /// Supported: request line, headers, `Content-Length` bodies, keep-alive
-/// (HTTP/1.1 default, `Connection: close` to end). Refused: chunked or any
-/// `Transfer-Encoding` (501), HTTP versions other than 1.1 and 1.0 (505),
-/// oversized headers (431) or bodies (413), malformed syntax (400).
+/// (HTTP/1.1 default, `Connection: close` to end), `Expect: 100-continue`.
+/// Refused: chunked or any `Transfer-Encoding` (501), HTTP versions other than
+/// 1.1 and 1.0 (505), an HTTP/1.1 request without `Host` (400), other
+/// expectations (417), oversized headers (431) or bodies (413), malformed
+/// syntax (400).
+///
+/// A request with a body is announced by `.head` before its body is taken, so
+/// the server can refuse it (authentication, size, rate) without reading it.
 public struct RequestParser: Sendable {
     public enum Result: Equatable, Sendable {
         /// More bytes are needed.
         case needMore
+        /// The head of a request whose body of `bodyLength` bytes follows; the
+        /// next call goes on with the body. (Requests without a body come
+        /// straight as `.request`.)
+        case head(HTTPRequest, bodyLength: Int)
         /// A complete request; parsing continues with the bytes after it.
         case request(HTTPRequest)
         /// The connection must answer with this error and close.
@@ -39,6 +48,7 @@ public struct RequestParser: Sendable {
 
     enum State: Sendable {
         case head
+        case announced(HTTPRequest, length: Int)
         case body(HTTPRequest, remaining: Int)
         case failed
     }
@@ -58,6 +68,12 @@ public struct RequestParser: Sendable {
     public var pendingBodyBytes: Int? {
         if case .body(let request, let remaining) = state { return request.body.count + remaining }
         return nil
+    }
+
+    /// While a request's body is being received: how many of its bytes arrived.
+    public var receivedBodyBytes: Int {
+        if case .body(let request, _) = state { return request.body.count }
+        return 0
     }
 
     /// Whether the parser is between requests with nothing buffered (an idle connection).
@@ -87,6 +103,9 @@ public struct RequestParser: Sendable {
         switch state {
         case .failed:
             return .failure(HTTPParseError(status: 400, code: "bad_request", message: "connection already failed"))
+        case .announced(let request, let length):
+            state = .body(request, remaining: length)
+            return next()
         case .body(let request, let remaining):
             if remaining > 0, !buffer.isEmpty { // the body began in the same read as the head
                 let early = buffer
@@ -115,8 +134,8 @@ public struct RequestParser: Sendable {
                 return .failure(error)
             case .success(let (request, length)):
                 if length == 0 { return .request(request) }
-                state = .body(request, remaining: length)
-                return next()
+                state = .announced(request, length: length)
+                return .head(request, bodyLength: length)
             }
         }
     }
@@ -170,6 +189,12 @@ public struct RequestParser: Sendable {
         }
         guard length <= limits.maximumBodyBytes else {
             return .failure(HTTPParseError(status: 413, code: "body_too_large", message: "body of \(length) bytes exceeds \(limits.maximumBodyBytes)"))
+        }
+        if version == "HTTP/1.1", !headers.contains(where: { $0.name == "host" }) {
+            return bad("HTTP/1.1 requests must carry a Host header")
+        }
+        if let expectation = headers.first(where: { $0.name == "expect" })?.value, expectation.lowercased() != "100-continue" {
+            return .failure(HTTPParseError(status: 417, code: "expectation_failed", message: "the only expectation supported is 100-continue"))
         }
         let connection = headers.first { $0.name == "connection" }?.value.lowercased()
         let keepAlive = version == "HTTP/1.1" ? connection != "close" : connection == "keep-alive"

@@ -2,50 +2,88 @@
 import Glibc
 #endif
 
-/// A byte stream over an accepted socket: plain TCP or TLS. The server reads
-/// with a short socket timeout, so `read` reports `.timedOut` regularly.
+/// A blocking byte stream over a connected socket, plain TCP or TLS: what
+/// `HTTPClient` uses. Reads use a short socket timeout, so `read` reports
+/// `.timedOut` regularly.
 public protocol Channel: AnyObject {
     func read(into buffer: UnsafeMutableRawBufferPointer) -> ChannelRead
     /// Writes all bytes; false when the peer is gone.
     func write(_ bytes: [UInt8]) -> Bool
-    /// Says goodbye at the protocol level (a TLS close_notify); the server closes the socket.
+    /// Says goodbye at the protocol level (a TLS close_notify); the owner closes the socket.
     func finish()
 }
 
 public enum ChannelRead: Equatable {
     case bytes(Int)
     case closed
+    /// Nothing to read now (a timeout on a blocking socket, EAGAIN on a non-blocking one).
     case timedOut
+    /// A TLS channel must write before it can read on (a key update): wait for the socket to be writable.
+    case wantsWrite
     case failed
 }
 
-/// Makes a channel from an accepted socket (for TLS: the handshake), or
-/// throws to drop the connection. `deadline` bounds the handshake.
+/// Progress of a non-blocking operation that may need the socket to be ready.
+public enum ChannelProgress: Equatable, Sendable {
+    case done
+    case wantsRead
+    case wantsWrite
+    case failed
+}
+
+/// The server's side of an accepted, non-blocking socket: plain TCP or TLS.
+/// The event loop calls these only when epoll said the socket is ready, and
+/// they never block.
+public protocol ServerChannel: AnyObject {
+    /// Advances the TLS handshake (plain TCP is done at once).
+    func handshake() -> ChannelProgress
+    func read(into buffer: UnsafeMutableRawBufferPointer) -> ChannelRead
+    /// Writes what the socket takes now: the number of bytes written, or nil when the peer is gone.
+    /// Zero with `.wantsRead` or `.wantsWrite` in `blocked` says what to wait for.
+    func write(_ bytes: UnsafeRawBufferPointer, blocked: inout ChannelProgress) -> Int?
+    /// Says goodbye at the protocol level (a TLS close_notify), without waiting; the server closes the socket.
+    func finish()
+}
+
+/// Wraps an accepted non-blocking socket in a channel (for TLS: a session
+/// whose handshake the loop then drives), or throws to drop the connection.
 public protocol ChannelFactory: Sendable {
-    func channel(for fd: Int32, deadline: Double) throws -> any Channel
+    func channel(for fd: Int32) throws -> any ServerChannel
 }
 
 /// Plain TCP.
 public struct PlainChannels: ChannelFactory {
     public init() {}
-    public func channel(for fd: Int32, deadline: Double) throws -> any Channel { PlainChannel(fd: fd) }
+    public func channel(for fd: Int32) throws -> any ServerChannel { PlainServerChannel(fd: fd) }
 }
 
+/// A blocking plain socket (the client's).
 final class PlainChannel: Channel {
     let fd: Int32
     init(fd: Int32) { self.fd = fd }
 
-    func read(into buffer: UnsafeMutableRawBufferPointer) -> ChannelRead {
-        while true {
-            let n = recv(fd, buffer.baseAddress, buffer.count, 0)
-            if n > 0 { return .bytes(n) }
-            if n == 0 { return .closed }
-            if errno == EINTR { continue }
-            return errno == EAGAIN || errno == EWOULDBLOCK ? .timedOut : .failed
+    func read(into buffer: UnsafeMutableRawBufferPointer) -> ChannelRead { Syscall.receive(fd, into: buffer) }
+
+    func write(_ bytes: [UInt8]) -> Bool { Syscall.sendAll(fd, bytes) }
+
+    func finish() {}
+}
+
+/// A non-blocking plain socket (the server's).
+final class PlainServerChannel: ServerChannel {
+    let fd: Int32
+    init(fd: Int32) { self.fd = fd }
+
+    func handshake() -> ChannelProgress { .done }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer) -> ChannelRead { Syscall.receive(fd, into: buffer) }
+
+    func write(_ bytes: UnsafeRawBufferPointer, blocked: inout ChannelProgress) -> Int? {
+        switch Syscall.send(fd, bytes) {
+        case .some(0): blocked = .wantsWrite; return 0
+        case let n: return n
         }
     }
-
-    func write(_ bytes: [UInt8]) -> Bool { HTTPServer.send(fd, bytes) }
 
     func finish() {}
 }

@@ -22,7 +22,8 @@ public struct TLSError: Error, CustomStringConvertible, Sendable {
 }
 
 /// TLS for the HTTP server (OpenSSL's libssl; TLS 1.2 at least), optionally
-/// requiring a client certificate signed by a given CA.
+/// requiring a client certificate signed by a given CA. Sessions run on the
+/// event loop's non-blocking sockets; the loop drives the handshake.
 public final class TLSChannels: ChannelFactory, @unchecked Sendable {
     private let context: OpaquePointer
 
@@ -41,18 +42,61 @@ public final class TLSChannels: ChannelFactory, @unchecked Sendable {
 
     deinit { SSL_CTX_free(context) }
 
-    public func channel(for fd: Int32, deadline: Double) throws -> any Channel {
+    public func channel(for fd: Int32) throws -> any ServerChannel {
         guard let ssl = SSL_new(context) else { throw TLSError("cannot create a TLS session") }
         SSL_set_fd(ssl, fd)
-        while true {
-            let rc = SSL_accept(ssl)
-            if rc == 1 { return TLSChannel(ssl: ssl) }
-            let error = SSL_get_error(ssl, rc)
-            // The socket's receive timeout surfaces as WANT_READ: retry until the deadline.
-            if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE), Date().timeIntervalSince1970 < deadline { continue }
-            let failure = TLSError("TLS handshake failed")
-            SSL_free(ssl)
-            throw failure
+        SSL_set_accept_state(ssl)
+        // A write may take part of a buffer, and be retried from a buffer that has moved (Swift arrays do).
+        _ = SSL_ctrl(ssl, SSL_CTRL_MODE, Int(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER), nil)
+        return TLSServerChannel(ssl: ssl)
+    }
+}
+
+/// The server's side of a TLS session on a non-blocking socket: each call
+/// does what the socket allows now and says what it waits for.
+final class TLSServerChannel: ServerChannel {
+    let ssl: OpaquePointer
+    init(ssl: OpaquePointer) { self.ssl = ssl }
+    deinit { SSL_free(ssl) }
+
+    func handshake() -> ChannelProgress {
+        let rc = SSL_do_handshake(ssl)
+        if rc == 1 { return .done }
+        return progress(rc)
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer) -> ChannelRead {
+        let n = SSL_read(ssl, buffer.baseAddress, Int32(min(buffer.count, Int(Int32.max))))
+        if n > 0 { return .bytes(Int(n)) }
+        switch SSL_get_error(ssl, n) {
+        case SSL_ERROR_ZERO_RETURN: return .closed
+        case SSL_ERROR_WANT_READ: return .timedOut
+        case SSL_ERROR_WANT_WRITE: return .wantsWrite
+        default: ERR_clear_error(); return .failed
+        }
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer, blocked: inout ChannelProgress) -> Int? {
+        guard bytes.count > 0 else { return 0 }
+        let n = SSL_write(ssl, bytes.baseAddress, Int32(min(bytes.count, Int(Int32.max))))
+        if n > 0 { return Int(n) }
+        switch progress(n) {
+        case .failed: return nil
+        case let wants: blocked = wants; return 0
+        }
+    }
+
+    /// A close_notify if the socket takes it now; no waiting for the peer's.
+    func finish() {
+        if SSL_is_init_finished(ssl) == 1 { SSL_shutdown(ssl) }
+        ERR_clear_error()
+    }
+
+    private func progress(_ rc: Int32) -> ChannelProgress {
+        switch SSL_get_error(ssl, rc) {
+        case SSL_ERROR_WANT_READ: return .wantsRead
+        case SSL_ERROR_WANT_WRITE: return .wantsWrite
+        default: ERR_clear_error(); return .failed
         }
     }
 }

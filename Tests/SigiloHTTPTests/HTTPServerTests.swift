@@ -6,14 +6,32 @@ import Testing
 struct RawClient {
     let fd: Int32
 
-    init(port: UInt16) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
-        let ok = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard ok == 0 else { throw HTTPServerError("connect failed") }
+    /// Connects to `host` (IPv4 or IPv6 loopback) from `source` (any address of 127.0.0.0/8, so
+    /// tests can play several clients on one machine).
+    init(port: UInt16, host: String = "127.0.0.1", source: String? = nil) throws {
+        let ok: Int32
+        if host.contains(":") {
+            fd = socket(AF_INET6, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in6()
+            address.sin6_family = sa_family_t(AF_INET6)
+            address.sin6_port = port.bigEndian
+            inet_pton(AF_INET6, host, &address.sin6_addr)
+            ok = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } }
+        } else {
+            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            if let source {
+                var local = sockaddr_in()
+                local.sin_family = sa_family_t(AF_INET)
+                inet_pton(AF_INET, source, &local.sin_addr)
+                _ = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = port.bigEndian
+            inet_pton(AF_INET, host, &address.sin_addr)
+            ok = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        }
+        guard ok == 0 else { Glibc.close(fd); throw HTTPServerError("connect failed") }
         var timeout = timeval(tv_sec: 5, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
@@ -74,12 +92,12 @@ struct RawClient {
         try withServer { port, _ in
             let c = try RawClient(port: port)
             defer { c.close() }
-            c.send("GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz")
+            c.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz")
             let text = c.read(responses: 2)
             #expect(text.contains("GET /a 0"))
             #expect(text.contains("POST /b 3"))
             #expect(text.contains("Connection: keep-alive"))
-            c.send("GET /c HTTP/1.1\r\nConnection: close\r\n\r\n")
+            c.send("GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             #expect(c.read().contains("GET /c 0"))
             #expect(c.isClosed())
         }
@@ -89,8 +107,8 @@ struct RawClient {
         var configuration = HTTPServer.Configuration()
         configuration.limits = HTTPLimits(maximumHeaderBytes: 1024, maximumHeaderCount: 16, maximumBodyBytes: 100)
         try withServer(configuration) { port, _ in
-            for (request, status) in [("BROKEN\r\n\r\n", "400"), ("POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n", "413"),
-                                      ("GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: 2000) + "\r\n\r\n", "431"),
+            for (request, status) in [("BROKEN\r\n\r\n", "400"), ("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n", "413"),
+                                      ("GET / HTTP/1.1\r\nHost: x\r\nX: " + String(repeating: "a", count: 2000) + "\r\n\r\n", "431"),
                                       ("GET / HTTP/3\r\n\r\n", "505")] {
                 let c = try RawClient(port: port)
                 c.send(request)
@@ -109,7 +127,7 @@ struct RawClient {
         configuration.idleTimeout = 1
         try withServer(configuration) { port, _ in
             let slow = try RawClient(port: port)
-            slow.send("GET / HTTP/1.1\r\nX-Slow: ") // never finishes the head
+            slow.send("GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ") // never finishes the head
             let text = slow.read()
             #expect(text.hasPrefix("HTTP/1.1 408"))
             slow.close()
@@ -125,8 +143,8 @@ struct RawClient {
         try withServer(configuration) { port, server in
             let a = try RawClient(port: port), b = try RawClient(port: port)
             defer { a.close(); b.close() }
-            a.send("GET /1 HTTP/1.1\r\n\r\n"); _ = a.read()
-            b.send("GET /2 HTTP/1.1\r\n\r\n"); _ = b.read()
+            a.send("GET /1 HTTP/1.1\r\nHost: x\r\n\r\n"); _ = a.read()
+            b.send("GET /2 HTTP/1.1\r\nHost: x\r\n\r\n"); _ = b.read()
             #expect(server.openConnections == 2)
             let c = try RawClient(port: port)
             #expect(c.read().hasPrefix("HTTP/1.1 503"))
@@ -138,7 +156,7 @@ struct RawClient {
         let server = HTTPServer(configuration: .init(), handler: Self.echo)
         let port = try server.start()
         let c = try RawClient(port: port)
-        c.send("GET /slow HTTP/1.1\r\n\r\n")
+        c.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
         usleep(50_000) // the handler is now sleeping
         let done = DispatchSemaphore(value: 0)
         Thread { server.shutdown(); done.signal() }.start()
@@ -186,5 +204,146 @@ struct RawClient {
         small.close()
         #expect(gauge.served == 6)
         #expect(gauge.peak == 2)
+    }
+
+    /// One source address cannot take another's turn: past its own cap it is
+    /// refused (429) while a second address is served as usual.
+    @Test func connectionsAreCappedPerSourceAddress() throws {
+        var configuration = HTTPServer.Configuration()
+        configuration.sourceLimits = .init(connectionsPerAddress: 3)
+        try withServer(configuration) { port, server in
+            let held = try (0..<3).map { _ in try RawClient(port: port, source: "127.0.0.2") }
+            defer { held.forEach { $0.close() } }
+            for client in held { client.send("GET /h HTTP/1.1\r\nHost: x\r\n\r\n"); _ = client.read() }
+            let refused = try RawClient(port: port, source: "127.0.0.2")
+            #expect(refused.read().hasPrefix("HTTP/1.1 429"))
+            refused.close()
+            let other = try RawClient(port: port, source: "127.0.0.3")
+            other.send("GET /o HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(other.read().contains("GET /o 0"))
+            other.close()
+            #expect(server.statistics().refused["too_many_connections_from_address"] == 1)
+        }
+    }
+
+    @Test func requestRateIsLimitedPerSourceAddressWithRetryAfter() throws {
+        var configuration = HTTPServer.Configuration()
+        configuration.sourceLimits = .init(requestsPerSecond: 1, requestBurst: 3)
+        try withServer(configuration) { port, server in
+            let c = try RawClient(port: port, source: "127.0.0.4")
+            defer { c.close() }
+            c.send(String(repeating: "GET /r HTTP/1.1\r\nHost: x\r\n\r\n", count: 4))
+            let text = c.read(responses: 4)
+            #expect(text.components(separatedBy: "GET /r 0").count - 1 == 3)
+            #expect(text.contains("HTTP/1.1 429"))
+            #expect(text.contains("Retry-After: 1"))
+            let other = try RawClient(port: port, source: "127.0.0.5")
+            other.send("GET /o HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(other.read().contains("GET /o 0"))
+            other.close()
+            #expect(server.statistics().refused["rate_limited"] == 1)
+        }
+    }
+
+    /// The head check answers before the body is sent: a client declaring a
+    /// large body it never sends is refused at once, and `100-continue` is
+    /// answered only for a head that passed.
+    @Test func headsAreJudgedBeforeTheirBodies() throws {
+        let server = HTTPServer(configuration: .init(), headCheck: { head, length, _ in
+            head.header("authorization") == "yes" && length <= 1000 ? nil : .error(401, code: "unauthenticated", message: "no")
+        }, handler: Self.echo)
+        let port = try server.start()
+        defer { server.shutdown() }
+        let refused = try RawClient(port: port)
+        refused.send("POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n")
+        #expect(refused.read().hasPrefix("HTTP/1.1 401"))
+        #expect(refused.isClosed())
+        refused.close()
+        let tooLarge = try RawClient(port: port)
+        tooLarge.send("POST /u HTTP/1.1\r\nHost: x\r\nAuthorization: yes\r\nContent-Length: 1001\r\n\r\n")
+        #expect(tooLarge.read().hasPrefix("HTTP/1.1 401"))
+        tooLarge.close()
+        let waiting = try RawClient(port: port)
+        defer { waiting.close() }
+        waiting.send("POST /u HTTP/1.1\r\nHost: x\r\nAuthorization: yes\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+        #expect(waiting.read() == "HTTP/1.1 100 Continue\r\n\r\n")
+        waiting.send("abc")
+        #expect(waiting.read().contains("POST /u 3"))
+    }
+
+    @Test func aTricklingBodyIsCutWith408() throws {
+        var configuration = HTTPServer.Configuration()
+        configuration.minimumBodyRate = 1000
+        configuration.bodyGrace = 0.5
+        try withServer(configuration) { port, server in
+            let slow = try RawClient(port: port)
+            defer { slow.close() }
+            slow.send("POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nab")
+            let text = slow.read()
+            #expect(text.hasPrefix("HTTP/1.1 408"))
+            #expect(text.contains("body_too_slow"))
+            #expect(server.openConnections == 0 || slow.isClosed())
+        }
+    }
+
+    @Test func ipv6AndDualStack() throws {
+        var configuration = HTTPServer.Configuration()
+        configuration.host = "::"
+        try withServer(configuration) { port, _ in
+            let v6 = try RawClient(port: port, host: "::1")
+            v6.send("GET /six HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(v6.read().contains("GET /six 0"))
+            v6.close()
+            let v4 = try RawClient(port: port)
+            v4.send("GET /four HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(v4.read().contains("GET /four 0"))
+            v4.close()
+        }
+    }
+
+    /// A handler may answer later from another thread (a long-poll) without holding a worker.
+    @Test func deferredAnswersDoNotHoldWorkers() throws {
+        final class Parked: @unchecked Sendable {
+            let lock = NSLock()
+            var responders: [HTTPResponder] = []
+        }
+        let parked = Parked()
+        var configuration = HTTPServer.Configuration()
+        configuration.workers = 1
+        let server = HTTPServer(configuration: configuration) { request, _, responder in
+            if request.path == "/wait" { parked.lock.withLock { parked.responders.append(responder) } } else { responder.respond(HTTPResponse(status: 200)) }
+        }
+        let port = try server.start()
+        defer { server.shutdown() }
+        let waiters = try (0..<20).map { _ in try RawClient(port: port) }
+        for waiter in waiters { waiter.send("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n") }
+        let quick = try RawClient(port: port)
+        quick.send("GET /now HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(quick.read().hasPrefix("HTTP/1.1 200")) // one worker, twenty parked requests
+        quick.close()
+        while parked.lock.withLock({ parked.responders.count }) < 20 { usleep(1000) }
+        for responder in parked.lock.withLock({ parked.responders }) { responder.respond(HTTPResponse(status: 204)) }
+        for waiter in waiters {
+            #expect(waiter.read().hasPrefix("HTTP/1.1 204"))
+            waiter.close()
+        }
+    }
+
+    /// Thousands of connections are held at once without a thread each (not timed).
+    @Test func twoThousandConnectionsAreHeld() throws {
+        try withServer { port, server in
+            var clients = [RawClient]()
+            defer { clients.forEach { $0.close() } }
+            for index in 0..<2000 { clients.append(try RawClient(port: port, source: "127.0.1.\(1 + index / 200)")) }
+            for (index, client) in clients.enumerated() { client.send("GET /c\(index) HTTP/1.1\r\nHost: x\r\n\r\n") }
+            for (index, client) in clients.enumerated() { #expect(client.read().contains("GET /c\(index) 0")) }
+            #expect(server.openConnections == 2000)
+            let statistics = server.statistics()
+            #expect(statistics.eventLoopThreads + statistics.workerThreads <= 8)
+            let probe = try RawClient(port: port, source: "127.0.2.1")
+            probe.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(probe.read().contains("GET /healthz 0"))
+            probe.close()
+        }
     }
 }
