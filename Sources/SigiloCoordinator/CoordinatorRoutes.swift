@@ -3,13 +3,18 @@ import SigiloCLI
 import SigiloCrypto
 import SigiloFederation
 import SigiloHTTP
+import SigiloProtocol
 
 /// Counters exported at /metrics (Prometheus text format).
 final class Metrics: @unchecked Sendable {
     private let lock = NSLock()
     private var counters: [String: Double] = [:]
+    private var sources: [@Sendable () -> String] = []
 
     func add(_ name: String, _ value: Double = 1) { lock.withLock { counters[name, default: 0] += value } }
+
+    /// Adds series rendered by someone else (the HTTP server's connection counters).
+    func include(_ source: @escaping @Sendable () -> String) { lock.withLock { sources.append(source) } }
 
     func render(status: CoordinatorService.Status, lockedOut: Int) -> String {
         var out = ""
@@ -19,8 +24,9 @@ final class Metrics: @unchecked Sendable {
         out += "# TYPE sigilo_tenants_active gauge\nsigilo_tenants_active \(status.tenantsActive)\n"
         out += "# TYPE sigilo_model_version gauge\nsigilo_model_version \(status.modelVersion ?? 0)\n"
         out += "# TYPE sigilo_auth_locked_out gauge\nsigilo_auth_locked_out \(lockedOut)\n"
-        let snapshot = lock.withLock { counters }
+        let (snapshot, included) = lock.withLock { (counters, sources) }
         for (name, value) in snapshot.sorted(by: { $0.key < $1.key }) { out += "\(name) \(value)\n" }
+        for source in included { out += source() }
         return out
     }
 }
@@ -31,11 +37,22 @@ final class Metrics: @unchecked Sendable {
 public struct CoordinatorRoutes: Sendable {
     let service: CoordinatorService
     let clock: @Sendable () -> Double
+    let longPolls: LongPolls
 
     public init(service: CoordinatorService, clock: @escaping @Sendable () -> Double = { Date().timeIntervalSince1970 }) {
         self.service = service
         self.clock = clock
+        longPolls = LongPolls(service: service)
     }
+
+    /// Answers parked long-polls now and parks no more (before the server stops).
+    public func stopWaiting() { longPolls.stop() }
+
+    /// Long-polls parked now.
+    public var parkedLongPolls: Int { longPolls.count }
+
+    /// Adds the HTTP server's own counters to /metrics.
+    public func includeMetrics(_ source: @escaping @Sendable () -> String) { service.metrics.include(source) }
 
     /// One endpoint: method, path pattern ("*" matches one segment), access, handler.
     public struct Endpoint: Sendable {
@@ -157,35 +174,100 @@ public struct CoordinatorRoutes: Sendable {
         },
     ]
 
+    /// Answers one request (and blocks until it is answered: for tests and tools; the server uses the callback form).
     public func handle(_ request: HTTPRequest, peer: String) -> HTTPResponse {
+        final class Box: @unchecked Sendable { var response: HTTPResponse? }
+        let box = Box(), done = DispatchSemaphore(value: 0)
+        handle(request, peer: peer) { box.response = $0; done.signal() }
+        done.wait()
+        return box.response!
+    }
+
+    /// Answers one request through `respond`, at once or, for a long-poll, when
+    /// a round opens or its wait ends (from another thread).
+    public func handle(_ request: HTTPRequest, peer: String, respond: @escaping @Sendable (HTTPResponse) -> Void) {
         let start = DispatchTime.now().uptimeNanoseconds
         let now = clock()
         let address = Self.host(of: peer)
         let presented = PresentedCredentials(header: { request.header($0) })
         var principal: Principal?
+        // Anonymous health probes and requests for no endpoint are counted, not written one by one to the
+        // audit log (which an unauthenticated client could otherwise grow without bound).
+        var audited = false
+        let finish: @Sendable (HTTPResponse, Principal?, Bool) -> Void = { [service] response, principal, audited in
+            service.metrics.add("sigilo_requests_total{status=\"\(response.status)\"}")
+            service.metrics.add("sigilo_request_seconds_sum", Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            service.metrics.add("sigilo_request_seconds_count")
+            if audited || principal != nil {
+                service.recordRequest(actor: principal?.id ?? presented.claimedIdentity ?? "anonymous", role: principal?.role.rawValue ?? "unauthenticated",
+                                      method: request.method, path: String(request.path.prefix(256)), status: response.status,
+                                      code: response.status >= 400 ? Self.errorCode(response) : nil, address: address, now: now)
+            } else {
+                service.metrics.add("sigilo_unaudited_requests_total")
+            }
+            respond(response)
+        }
         let response: HTTPResponse
         do {
             let (endpoint, parameters) = try Self.match(request)
+            audited = !(endpoint.access == .anyone && endpoint.method == "GET")
             if endpoint.access != .anyone {
                 principal = try service.authorize(presented, access: endpoint.access, method: request.method, target: request.target,
                                                   body: request.body, address: address, now: now)
             }
-            response = try endpoint.handler(self, Call(request: request, principal: principal, parameters: parameters, now: now, address: address))
-        } catch let error as CoordinatorError {
-            service.metrics.add("sigilo_requests_refused_total{code=\"\(error.code)\"}")
-            var refused = HTTPResponse.error(error.status, code: error.code, message: error.message)
-            if let wait = error.retryAfter { refused.headers.append(("Retry-After", String(wait))) }
-            response = refused
+            let call = Call(request: request, principal: principal, parameters: parameters, now: now, address: address)
+            if endpoint.path == "/v1/rounds/current", let wait = try Self.longPollWait(request), wait > 0 {
+                return try pollRound(call, wait: wait) { [principal, audited] in finish($0, principal, audited) }
+            }
+            response = try endpoint.handler(self, call)
         } catch {
-            response = .error(500, code: "internal", message: "internal error")
+            response = refusal(error)
         }
-        service.metrics.add("sigilo_requests_total{status=\"\(response.status)\"}")
-        service.metrics.add("sigilo_request_seconds_sum", Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-        let code = response.status >= 400 ? Self.errorCode(response) : nil
-        service.recordRequest(actor: principal?.id ?? presented.claimedIdentity ?? "anonymous", role: principal?.role.rawValue ?? "unauthenticated",
-                              method: request.method, path: String(request.path.prefix(256)), status: response.status, code: code,
-                              address: address, now: now)
-        return response
+        finish(response, principal, audited)
+    }
+
+    /// What the server asks before reading a body: is there such an endpoint,
+    /// is the declared size within what it takes, and do the credentials, the
+    /// signature over the declared digest, the timestamp and the nonce check
+    /// out. nil lets the body come; the full checks run again once it is here.
+    public func checkHead(_ head: HTTPRequest, bodyLength: Int, peer: String) -> HTTPResponse? {
+        do {
+            let (endpoint, _) = try Self.match(head)
+            let limit = try maximumBody(for: endpoint)
+            guard bodyLength <= limit else {
+                throw CoordinatorError(413, "body_too_large", "\(endpoint.method) \(endpoint.path) takes at most \(limit) bytes; \(bodyLength) declared")
+            }
+            if endpoint.access != .anyone {
+                try service.authorizeHead(PresentedCredentials(header: { head.header($0) }), access: endpoint.access, method: head.method,
+                                          target: head.target, address: Self.host(of: peer), now: clock())
+            }
+            return nil
+        } catch {
+            service.metrics.add("sigilo_requests_refused_before_body_total")
+            return refusal(error)
+        }
+    }
+
+    /// The largest body an endpoint takes: an update of the plan's dimension
+    /// (8 bytes a value when masked), else what its JSON can need.
+    func maximumBody(for endpoint: Endpoint) throws -> Int {
+        switch endpoint.path {
+        case "/v1/rounds/*/updates":
+            guard let plan = try service.plan() else { throw CoordinatorError(409, "no_plan", "no plan is set") }
+            return UpdateEnvelope.headerBytes + plan.dimension * (plan.placement == .secure ? 8 : 4)
+        case "/v1/admin/plan":
+            return 1 << 20
+        default:
+            return 64 << 10
+        }
+    }
+
+    private func refusal(_ error: any Error) -> HTTPResponse {
+        guard let error = error as? CoordinatorError else { return .error(500, code: "internal", message: "internal error") }
+        service.metrics.add("sigilo_requests_refused_total{code=\"\(error.code)\"}")
+        var refused = HTTPResponse.error(error.status, code: error.code, message: error.message)
+        if let wait = error.retryAfter { refused.headers.append(("Retry-After", String(wait))) }
+        return refused
     }
 
     /// The endpoint for a request: 404 when no path matches, 405 when only the method is wrong.
@@ -227,28 +309,42 @@ public struct CoordinatorRoutes: Sendable {
         return value
     }
 
-    /// The open round. With `?wait=S` (at most 30 s) the answer waits until a
-    /// round this tenant has not yet answered is open, so clients need not poll
-    /// hard; the lock is not held while waiting.
+    /// The seconds a round query may wait (`?wait=S`, at most 30), nil without a query.
+    static func longPollWait(_ request: HTTPRequest) throws -> Double? {
+        let query = request.query
+        guard !query.isEmpty else { return nil }
+        guard query.hasPrefix("wait="), let seconds = Double(query.dropFirst(5)), seconds.isFinite, (0...30).contains(seconds) else {
+            throw CoordinatorError(400, "bad_query", "the only query is wait=SECONDS with SECONDS in 0...30")
+        }
+        return seconds
+    }
+
+    /// The open round, or 204 when there is none this tenant has yet to answer.
     func currentRound(_ call: Call) throws -> HTTPResponse {
-        let query = call.request.query
-        var wait = 0.0
-        if !query.isEmpty {
-            guard query.hasPrefix("wait="), let seconds = Double(query.dropFirst(5)), seconds.isFinite, (0...30).contains(seconds) else {
-                throw CoordinatorError(400, "bad_query", "the only query is wait=SECONDS with SECONDS in 0...30")
+        _ = try Self.longPollWait(call.request)
+        return try roundAnswer(call, final: true)!
+    }
+
+    /// A long-poll: answered now when a round awaits this tenant, else parked
+    /// until one opens or `wait` seconds pass (no thread waits for it).
+    func pollRound(_ call: Call, wait: Double, respond: @escaping @Sendable (HTTPResponse) -> Void) throws {
+        let seen = service.roundsOpenedSoFar // read before looking, so an opening in between is not missed
+        if let ready = try roundAnswer(call, final: false) { return respond(ready) }
+        longPolls.park(seen: seen, deadline: Date().addingTimeInterval(wait)) { [self] final in
+            do {
+                guard let answer = try roundAnswer(call, final: final) else { return false }
+                respond(answer)
+            } catch {
+                respond(refusal(error))
             }
-            wait = seconds
+            return true
         }
-        let deadline = Date().addingTimeInterval(wait)
-        var seen = service.roundsOpenedSoFar
-        var current = try service.currentRound(for: call.principal!.id)
-        while current == nil || current!.submitted, Date() < deadline {
-            // Woken by the next opening; at least once a second to look again all the same.
-            service.waitForNextRound(after: seen, until: min(deadline, Date().addingTimeInterval(1)))
-            seen = service.roundsOpenedSoFar
-            current = try service.currentRound(for: call.principal!.id)
-        }
-        guard let round = current, let plan = try service.plan() else { return HTTPResponse(status: 204) }
+    }
+
+    /// The round this tenant may answer; when there is none, 204 if `final`, else nil.
+    func roundAnswer(_ call: Call, final: Bool) throws -> HTTPResponse? {
+        let current = try service.currentRound(for: call.principal!.id)
+        guard let round = current, !round.submitted || final, let plan = try service.plan() else { return final ? HTTPResponse(status: 204) : nil }
         return .json(200, JSON.object([
             ("round", .integer(Int(round.id))), ("model_version", .integer(Int(round.modelVersion))), ("state", .string("open")),
             ("deadline", .number(round.deadline)), ("submitted", .bool(round.submitted)), ("sample_rate", .number(plan.sampleRate)),

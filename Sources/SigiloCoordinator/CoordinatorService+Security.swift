@@ -88,27 +88,43 @@ extension CoordinatorService {
     public func authorize(_ presented: PresentedCredentials, access: Access, method: String, target: String, body: [UInt8],
                           address: String, now: Double) throws -> Principal {
         try locked {
-            let identity = presented.claimedIdentity
-            if let wait = addressFailures.lockedFor(address, now: now) ?? identity.flatMap({ identityFailures.lockedFor($0, now: now) }) {
-                metrics.add("sigilo_auth_refused_locked_total")
-                throw CoordinatorError.lockedOut(for: wait)
-            }
-            let verified: (principal: Principal, viaSession: Bool, commit: () throws -> Void)
-            do {
-                verified = try verify(presented, method: method, target: target, body: body, now: now)
-            } catch let error as CoordinatorError {
-                try failedAuthentication(identity: identity, address: address, reason: error.code, now: now)
-                throw error
-            }
-            guard access.allows(verified.principal, viaSession: verified.viaSession) else {
-                throw CoordinatorError(403, "forbidden", access == .adminWithFreshTOTP
-                    ? "this endpoint needs the admin credential and a TOTP code, not a session"
-                    : "role \(verified.principal.role.rawValue) may not \(method) \(target.split(separator: "?")[0])")
-            }
+            let verified = try authenticate(presented, access: access, method: method, target: target, body: body, address: address, now: now)
             try database.transaction { try verified.commit() }
             if verified.principal.role == .tenant { try noteAddress(tenant: verified.principal.id, address: address, now: now) }
             return verified.principal
         }
+    }
+
+    /// What `authorize` can decide from a request's head, before its body is
+    /// read: lock-out, credentials, signature over the declared body digest,
+    /// freshness, an unused nonce, the role. Commits nothing (the whole request
+    /// goes through `authorize` later); failures count as in `authorize`.
+    public func authorizeHead(_ presented: PresentedCredentials, access: Access, method: String, target: String,
+                              address: String, now: Double) throws {
+        try locked { _ = try authenticate(presented, access: access, method: method, target: target, body: nil, address: address, now: now) }
+    }
+
+    /// `body` nil: the head only (the body's digest is checked later).
+    private func authenticate(_ presented: PresentedCredentials, access: Access, method: String, target: String, body: [UInt8]?,
+                              address: String, now: Double) throws -> (principal: Principal, viaSession: Bool, commit: () throws -> Void) {
+        let identity = presented.claimedIdentity
+        if let wait = addressFailures.lockedFor(address, now: now) ?? identity.flatMap({ identityFailures.lockedFor($0, now: now) }) {
+            metrics.add("sigilo_auth_refused_locked_total")
+            throw CoordinatorError.lockedOut(for: wait)
+        }
+        let verified: (principal: Principal, viaSession: Bool, commit: () throws -> Void)
+        do {
+            verified = try verify(presented, method: method, target: target, body: body, now: now)
+        } catch let error as CoordinatorError {
+            try failedAuthentication(identity: identity, address: address, reason: error.code, now: now)
+            throw error
+        }
+        guard access.allows(verified.principal, viaSession: verified.viaSession) else {
+            throw CoordinatorError(403, "forbidden", access == .adminWithFreshTOTP
+                ? "this endpoint needs the admin credential and a TOTP code, not a session"
+                : "role \(verified.principal.role.rawValue) may not \(method) \(target.split(separator: "?")[0])")
+        }
+        return verified
     }
 
     /// Counts an authentication failure that happened outside `authorize` (a bad enrolment token).
@@ -135,7 +151,7 @@ extension CoordinatorService {
         locked { identityFailures.lockedCount(now: now) + addressFailures.lockedCount(now: now) }
     }
 
-    private func verify(_ presented: PresentedCredentials, method: String, target: String, body: [UInt8],
+    private func verify(_ presented: PresentedCredentials, method: String, target: String, body: [UInt8]?,
                         now: Double) throws -> (principal: Principal, viaSession: Bool, commit: () throws -> Void) {
         switch presented {
         case .none:
@@ -145,7 +161,11 @@ extension CoordinatorService {
         case .signature(let credentials):
             guard let key = try activeKey(credentials.keyId) else { throw CoordinatorError(401, "unknown_key", "no tenant \(credentials.keyId)") }
             do {
-                try RequestSigning.verify(credentials, method: method, path: target, body: body, publicKey: key, now: Int64(now))
+                if let body {
+                    try RequestSigning.verify(credentials, method: method, path: target, body: body, publicKey: key, now: Int64(now))
+                } else {
+                    try RequestSigning.verifyHead(credentials, method: method, path: target, publicKey: key, now: Int64(now))
+                }
             } catch let e as ProtocolError {
                 throw CoordinatorError(e)
             }

@@ -89,14 +89,18 @@ public enum CoordinatorTool {
 
     static let serveSpec = CommandSpec(
         name: "serve", summary: "Serve the HTTP API (loopback by default) until SIGTERM or SIGINT.",
-        usage: "sigilo-coordinator serve --state DIR [--listen 127.0.0.1:PORT] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--insecure]",
-        options: [stateOption, .value("listen", "HOST:PORT", "Address to listen on (default 127.0.0.1:8443; port 0 picks a free one)."),
+        usage: "sigilo-coordinator serve --state DIR [--listen 127.0.0.1:PORT] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--insecure] [--connections-per-address N] [--requests-per-second N]",
+        options: [stateOption, .value("listen", "HOST:PORT", "Address to listen on (default 127.0.0.1:8443; port 0 picks a free one; IPv6 as [::1]:8443, [::]:8443 for both families)."),
                   .value("tls-cert", "FILE", "PEM certificate chain: serve HTTPS."), .value("tls-key", "FILE", "PEM private key of --tls-cert."),
                   .value("tls-client-ca", "FILE", "Require client certificates signed by this CA (PEM)."),
-                  .flag("insecure", "Allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy you trust).")],
+                  .flag("insecure", "Allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy you trust)."),
+                  .value("connections-per-address", "N", "Connections one source address may hold at once (default 256); more get 429."),
+                  .value("requests-per-second", "N", "Requests per second one source address may make, in bursts of twice that (default 100); more get 429 with Retry-After.")],
         discussion: """
         Prints 'listening on HOST:PORT' once ready. On SIGTERM/SIGINT it stops accepting, finishes in-flight requests and exits 0.
         Plain HTTP is served only on loopback unless --insecure is given. Refuses to start when the audit log fails verification.
+        Connections are served by two event-loop threads and four workers, so thousands of tenants may wait for a round at once
+        (each connection is a file descriptor: serve raises its soft limit to the hard one, see 'ulimit -Hn').
         """)
 
     /// glibc would give each connection thread its own malloc arena, each
@@ -120,9 +124,18 @@ public enum CoordinatorTool {
         try args.rejectPositional()
         let service = try openService(args)
         let listen = args.string("listen") ?? "127.0.0.1:8443"
-        let parts = listen.split(separator: ":")
-        guard parts.count == 2, let port = UInt16(parts[1]) else { throw CLIError.usage("serve: --listen expects HOST:PORT, got \"\(listen)\"") }
-        var configuration = HTTPServer.Configuration(host: String(parts[0]), port: port)
+        let address: SocketAddress
+        do { address = try SocketAddress(parsing: listen) } catch { throw CLIError.usage("serve: --listen: \(error)") }
+        var configuration = HTTPServer.Configuration(host: address.host, port: address.port)
+        if let value = args.string("connections-per-address") {
+            guard let n = Int(value), n > 0 else { throw CLIError.usage("serve: --connections-per-address expects a positive integer, got \"\(value)\"") }
+            configuration.sourceLimits.connectionsPerAddress = n
+        }
+        if let value = args.string("requests-per-second") {
+            guard let rate = Double(value), rate.isFinite, rate > 0 else { throw CLIError.usage("serve: --requests-per-second expects a positive number, got \"\(value)\"") }
+            configuration.sourceLimits.requestsPerSecond = rate
+            configuration.sourceLimits.requestBurst = 2 * rate
+        }
         switch (args.string("tls-cert"), args.string("tls-key")) {
         case (let cert?, let key?):
             do { configuration.channels = try TLSChannels(certificateFile: cert, keyFile: key, clientCAFile: args.string("tls-client-ca")) } catch {
@@ -130,7 +143,7 @@ public enum CoordinatorTool {
             }
         case (nil, nil):
             guard args.string("tls-client-ca") == nil else { throw CLIError.usage("serve: --tls-client-ca needs --tls-cert and --tls-key") }
-            guard configuration.host.hasPrefix("127.") || args.flag("insecure") else {
+            guard address.isLoopback || args.flag("insecure") else {
                 throw CLIError(.refused, "serve: refusing plain HTTP on \(configuration.host), which is not loopback: give --tls-cert and --tls-key, or --insecure behind a TLS-terminating proxy")
             }
         default:
@@ -144,10 +157,15 @@ public enum CoordinatorTool {
         TerminationSignals.block() // before the server's threads exist
         limitMallocRetention()
         let routes = CoordinatorRoutes(service: service)
-        let server = HTTPServer(configuration: configuration) { request, peer in routes.handle(request, peer: peer) }
+        let server = HTTPServer(configuration: configuration, headCheck: { head, length, peer in
+            routes.checkHead(head, bodyLength: length, peer: peer)
+        }, deferredHandler: { request, peer, responder in
+            routes.handle(request, peer: peer) { responder.respond($0) }
+        })
+        routes.includeMetrics { [weak server] in server.map { Self.render($0.statistics(), parkedLongPolls: routes.parkedLongPolls) } ?? "" }
         let bound: UInt16
         do { bound = try server.start() } catch { throw CLIError(.failure, "\(error)") }
-        OutputStream.standardOutput.write("listening on \(configuration.host):\(bound)\(configuration.channels is TLSChannels ? " (TLS)" : "")\n")
+        OutputStream.standardOutput.write("listening on \(SocketAddress(parsingBound: address, port: bound))\(configuration.channels is TLSChannels ? " (TLS)" : "")\n")
         OutputStream.standardOutput.flush()
 
         // Rounds open, close at their deadline and expire on a 0.2 s tick; a
@@ -162,10 +180,20 @@ public enum CoordinatorTool {
         ticking.start()
         TerminationSignals.wait()
         printError("shutting down: finishing in-flight requests")
-        server.shutdown()
+        server.shutdown(draining: { routes.stopWaiting() })
         stop.signal()
         while ticking.isExecuting { usleep(10_000) }
         printError("stopped")
+    }
+
+    /// The HTTP server's counters in Prometheus' text format.
+    static func render(_ statistics: HTTPServer.Statistics, parkedLongPolls: Int) -> String {
+        var out = "# TYPE sigilo_http_connections_open gauge\nsigilo_http_connections_open \(statistics.openConnections)\n"
+        out += "# TYPE sigilo_http_connections_accepted_total counter\nsigilo_http_connections_accepted_total \(statistics.acceptedConnections)\n"
+        out += "# TYPE sigilo_long_polls_parked gauge\nsigilo_long_polls_parked \(parkedLongPolls)\n"
+        out += "# TYPE sigilo_http_refused_total counter\n"
+        for (reason, count) in statistics.refused.sorted(by: { $0.key < $1.key }) { out += "sigilo_http_refused_total{reason=\"\(reason)\"} \(count)\n" }
+        return out
     }
 
     // MARK: tenants

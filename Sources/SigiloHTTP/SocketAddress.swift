@@ -40,6 +40,11 @@ public struct SocketAddress: Sendable, Equatable, CustomStringConvertible {
         self.port = number
     }
 
+    /// `address` with the port the server was given (when it asked for port 0).
+    public init(parsingBound address: SocketAddress, port: UInt16) {
+        self.init(host: address.host, port: port, isIPv6: address.isIPv6)
+    }
+
     init(host: String, port: UInt16, isIPv6: Bool) {
         self.host = host
         self.port = port

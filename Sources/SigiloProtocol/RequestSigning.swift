@@ -75,12 +75,20 @@ public enum RequestSigning {
     /// Replay (a nonce seen before) is the caller's check: it owns the store.
     public static func verify(_ c: Credentials, method: String, path: String, body: [UInt8], publicKey: [UInt8],
                               now: Int64, skewWindow: Int64 = defaultSkewWindow) throws {
+        try verifyHead(c, method: method, path: path, publicKey: publicKey, now: now, skewWindow: skewWindow)
+        guard constantTimeEqual(SHA256.hash(body), Hex.decode(c.contentSHA256)!) else {
+            throw ProtocolError(.bodyDigestMismatch, "body does not match \(contentHeader)")
+        }
+    }
+
+    /// Verifies what can be verified before the body arrives: freshness, and
+    /// the signature (which covers the body's declared digest, not the body).
+    /// A server uses it to refuse a forged or stale upload without reading it;
+    /// `verify` must still run on the whole request.
+    public static func verifyHead(_ c: Credentials, method: String, path: String, publicKey: [UInt8],
+                                  now: Int64, skewWindow: Int64 = defaultSkewWindow) throws {
         guard abs(now - c.timestamp) <= skewWindow else {
             throw ProtocolError(.staleTimestamp, "request timestamp is \(c.timestamp - now) s from the coordinator's clock (window ±\(skewWindow) s)")
-        }
-        let digest = SHA256.hash(body)
-        guard constantTimeEqual(digest, Hex.decode(c.contentSHA256)!) else {
-            throw ProtocolError(.bodyDigestMismatch, "body does not match \(contentHeader)")
         }
         let message = canonicalMessage(method: method, path: path, keyId: c.keyId, timestamp: c.timestamp,
                                        nonce: c.nonce, contentSHA256: c.contentSHA256)

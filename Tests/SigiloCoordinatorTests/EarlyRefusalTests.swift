@@ -1,0 +1,134 @@
+import Foundation
+import Testing
+@testable import SigiloCoordinator
+import SigiloCrypto
+import SigiloFederation
+import SigiloHTTP
+import SigiloProtocol
+
+/// What the coordinator decides from a request's head, before the server reads
+/// its body: forged, stale, replayed or oversized uploads cost the attacker a
+/// head, not the coordinator a body.
+@Suite struct EarlyRefusalTests {
+    func head(_ h: Harness, _ method: String, _ target: String, headers: [(String, String)]) -> HTTPRequest {
+        h.request(method, target, headers: headers)
+    }
+
+    func code(_ response: HTTPResponse?) -> String? { response.flatMap { Harness.json($0)["error"] as? String } }
+
+    @Test func aSignedUploadHeadPassesAndForgedStaleReplayedOrOversizedOnesDoNot() throws {
+        let h = try Harness()
+        let tenant = try h.enrollTenant("loja")
+        let target = "/v1/rounds/1/updates"
+        let update = UpdateEnvelope(round: 1, modelVersion: 1, flags: [.tenantNoised], weight: 1, values: [Float](repeating: 0, count: h.plan.dimension))
+        let body = update.encoded()
+        let signed = try h.signed("POST", target, body: body, tenant: tenant.id, key: tenant.key)
+        let before = try h.snapshot()
+
+        #expect(h.routes.checkHead(head(h, "POST", target, headers: signed), bodyLength: body.count, peer: "10.0.0.1:1") == nil)
+
+        // The same headers claiming a body larger than any update of this plan.
+        let oversized = h.routes.checkHead(head(h, "POST", target, headers: signed), bodyLength: body.count + 1, peer: "10.0.0.1:1")
+        #expect(oversized?.status == 413)
+
+        // Signed by a key that is not the tenant's.
+        let forged = try h.signed("POST", target, body: body, tenant: tenant.id, key: Ed25519.KeyPair.generate())
+        let forgedAnswer = h.routes.checkHead(head(h, "POST", target, headers: forged), bodyLength: body.count, peer: "10.0.0.2:1")
+        #expect(forgedAnswer?.status == 401 && code(forgedAnswer) == "bad_signature")
+
+        // Signed for another path: the signature covers the path.
+        let elsewhere = try h.signed("POST", "/v1/rounds/2/updates", body: body, tenant: tenant.id, key: tenant.key)
+        #expect(h.routes.checkHead(head(h, "POST", target, headers: elsewhere), bodyLength: body.count, peer: "10.0.0.2:1")?.status == 401)
+
+        // An hour old.
+        h.now -= 3600
+        let stale = try h.signed("POST", target, body: body, tenant: tenant.id, key: tenant.key)
+        h.now += 3600
+        #expect(code(h.routes.checkHead(head(h, "POST", target, headers: stale), bodyLength: body.count, peer: "10.0.0.2:1")) == "stale_timestamp")
+
+        // No credentials at all, or an unknown tenant.
+        #expect(h.routes.checkHead(head(h, "POST", target, headers: []), bodyLength: body.count, peer: "10.0.0.2:1")?.status == 401)
+        let stranger = try h.signed("POST", target, body: body, tenant: "tenant-999", key: tenant.key)
+        #expect(h.routes.checkHead(head(h, "POST", target, headers: stranger), bodyLength: body.count, peer: "10.0.0.2:1")?.status == 401)
+
+        // An endpoint that does not exist, whatever the body.
+        #expect(h.routes.checkHead(head(h, "POST", "/v1/nothing", headers: signed), bodyLength: 10, peer: "10.0.0.2:1")?.status == 404)
+
+        #expect(try h.snapshot() == before) // nothing was committed, not even the good head's nonce
+
+        // Once the whole request went through, its nonce is spent: the same head is a replay.
+        #expect(h.send("POST", target, body: body, headers: signed).status != 401)
+        #expect(code(h.routes.checkHead(head(h, "POST", target, headers: signed), bodyLength: body.count, peer: "10.0.0.1:1")) == "replayed_nonce")
+    }
+
+    @Test func adminAndEnrolmentBodiesAreBoundedBeforeTheyAreRead() throws {
+        let h = try Harness()
+        #expect(h.routes.checkHead(head(h, "POST", "/v1/enroll", headers: []), bodyLength: 64 << 10, peer: "10.0.0.1:1") == nil)
+        #expect(h.routes.checkHead(head(h, "POST", "/v1/enroll", headers: []), bodyLength: (64 << 10) + 1, peer: "10.0.0.1:1")?.status == 413)
+        let admin = h.adminHeaders()
+        #expect(h.routes.checkHead(head(h, "PUT", "/v1/admin/plan", headers: admin), bodyLength: 1 << 20, peer: "10.0.0.1:1") == nil)
+        #expect(h.routes.checkHead(head(h, "PUT", "/v1/admin/plan", headers: [("Authorization", "Bearer admin.00")]),
+                                   bodyLength: 100, peer: "10.0.0.1:1")?.status == 401)
+    }
+
+    /// Anonymous health probes are counted in /metrics, not appended one by one to the audit log.
+    @Test func healthProbesAreCountedNotAudited() throws {
+        let h = try Harness()
+        let before = try h.service.auditEntryCount()
+        for _ in 0..<50 { #expect(h.send("GET", "/healthz").status == 200) }
+        #expect(h.send("GET", "/no/such/thing").status == 404)
+        #expect(try h.service.auditEntryCount() == before)
+        let metrics = String(decoding: h.send("GET", "/metrics", headers: h.adminHeaders()).body, as: UTF8.self)
+        #expect(metrics.contains("sigilo_unaudited_requests_total 51"))
+        // An authenticated request is still recorded.
+        #expect(try h.service.auditEntryCount() > before)
+    }
+
+    /// Many tenants waiting for a round hold no thread each: they are parked
+    /// and all answered when the round opens.
+    @Test func parkedLongPollsAreAnsweredWhenARoundOpens() throws {
+        let h = try Harness()
+        let tenants = try (0..<40).map { try h.enrollTenant("loja\($0)") }
+        final class Answers: @unchecked Sendable {
+            let lock = NSLock()
+            var statuses: [Int] = []
+        }
+        let answers = Answers()
+        let target = "/v1/rounds/current?wait=20"
+        for tenant in tenants {
+            let request = h.request("GET", target, headers: try h.signed("GET", target, tenant: tenant.id, key: tenant.key))
+            h.routes.handle(request, peer: "10.0.0.1:1") { response in answers.lock.withLock { answers.statuses.append(response.status) } }
+        }
+        #expect(h.routes.parkedLongPolls == 40)
+        #expect(answers.lock.withLock { answers.statuses.isEmpty })
+        try h.service.maintain(now: h.now) // two tenants or more: the round opens
+        let deadline = Date().addingTimeInterval(10)
+        while answers.lock.withLock({ answers.statuses.count }) < 40, Date() < deadline { usleep(10_000) }
+        #expect(answers.lock.withLock { answers.statuses } == [Int](repeating: 200, count: 40))
+        #expect(h.routes.parkedLongPolls == 0)
+    }
+
+    @Test func aLongPollWithNothingToReportEndsWith204AtItsDeadline() throws {
+        let h = try Harness()
+        let tenant = try h.enrollTenant("sozinha") // one tenant: no round can open
+        let target = "/v1/rounds/current?wait=1"
+        let start = Date()
+        let response = h.send("GET", target, headers: try h.signed("GET", target, tenant: tenant.id, key: tenant.key))
+        #expect(response.status == 204)
+        #expect(Date().timeIntervalSince(start) >= 0.9)
+    }
+
+    @Test func stoppingAnswersParkedPollsAtOnce() throws {
+        let h = try Harness()
+        let tenant = try h.enrollTenant("loja")
+        let target = "/v1/rounds/current?wait=30"
+        final class Box: @unchecked Sendable { var status: Int? }
+        let box = Box()
+        h.routes.handle(h.request("GET", target, headers: try h.signed("GET", target, tenant: tenant.id, key: tenant.key)), peer: "10.0.0.1:1") {
+            box.status = $0.status
+        }
+        #expect(h.routes.parkedLongPolls == 1)
+        h.routes.stopWaiting()
+        #expect(box.status == 204)
+    }
+}
