@@ -49,8 +49,9 @@ final class WorkerPool: @unchecked Sendable {
             while head == jobs.count, !stopping { condition.wait() }
             if head == jobs.count { condition.unlock(); return }
             let job = jobs[head]
+            jobs[head] = {} // drop what the job captured (a request's body, say) now, not when the queue is compacted
             head += 1
-            if head > 1024, head * 2 > jobs.count { jobs.removeFirst(head); head = 0 } // compact now and then, not per job
+            if head == jobs.count { jobs.removeAll(keepingCapacity: true); head = 0 } else if head > 1024 { jobs.removeFirst(head); head = 0 }
             condition.unlock()
             job()
         }

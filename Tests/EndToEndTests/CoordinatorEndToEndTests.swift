@@ -241,4 +241,82 @@ final class RunningCoordinator {
             #expect(abs(got - expected) < 1e-7, "parameter \(i): \(got) vs \(expected)")
         }
     }
+
+    /// Group commit under fire: 24 of 25 tenants submit at once (the 25th
+    /// holds the round open until after the restart) and the coordinator
+    /// is killed once 8 have been acknowledged, with the rest in flight (folded,
+    /// queued for a batch, or still uploading). After a restart every
+    /// acknowledged update is in the sum exactly once (its resend is a
+    /// duplicate), each unacknowledged one is either in (committed, its answer
+    /// lost: the resend is a duplicate) or not (the resend counts), and the
+    /// published model is exactly the sum of the 24.
+    @Test func sigkillDuringBatchedCommitsKeepsExactlyTheCommittedUpdates() throws {
+        let count = 25, racing = 24
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let state = dir.appendingPathComponent("state")
+        _ = try Binary.run("sigilo-coordinator", ["init", "--state", state.path])
+        let plan = Plan(labels: ["a", "b"], bucketBits: 12, sampleRate: 0.5, delta: 1e-5, maximumEpsilon: 50, placement: .tenant,
+                        minimumTenants: count, roundSeconds: 600, serverOptimizer: .init(kind: .fedavg, learningRate: 1))
+        try JSONEncoder().encode(plan).write(to: dir.appendingPathComponent("plan.json"))
+        _ = try Binary.run("sigilo-coordinator", ["plan", "set", dir.appendingPathComponent("plan.json").path, "--state", state.path])
+        let tokens = try (0..<count).map { try Binary.run("sigilo-coordinator", ["tenant", "invite", "t\($0)", "--state", state.path]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) }
+
+        var server = try RunningCoordinator(state: state)
+        let keys = try (0..<count).map { _ in try Ed25519.KeyPair.generate() }
+        var clients = zip(keys, tokens).map { CoordinatorClient(baseURL: server.url, keyId: "enroll", key: $0.0, timeout: 10) }
+        for (client, token) in zip(clients, tokens) { try client.enroll(token: token) }
+        var info: CoordinatorClient.RoundInfo?
+        for _ in 0..<100 where info == nil { info = try clients[0].currentRound(); usleep(100_000) }
+        let round = try #require(info)
+        let updates = (0..<count).map { (i: Int) -> UpdateEnvelope in
+            let values = (0..<round.dimension).map { (j: Int) -> Float in Float((j * 31 + i * 17) % 13 - 6) * 0.001 }
+            return UpdateEnvelope(round: round.round, modelVersion: round.modelVersion, flags: .tenantNoised, weight: 5, values: values)
+        }
+
+        final class Outcomes: @unchecked Sendable {
+            let lock = NSLock()
+            var acknowledged = Set<Int>()
+            var finished = 0
+        }
+        let outcomes = Outcomes()
+        let pid = server.process.processIdentifier
+        for i in 0..<racing {
+            let client = clients[i], update = updates[i]
+            Thread {
+                let acked = (try? client.submit(update)) != nil
+                let kill: Bool = outcomes.lock.withLock {
+                    if acked { outcomes.acknowledged.insert(i) }
+                    outcomes.finished += 1
+                    return acked && outcomes.acknowledged.count == 8
+                }
+                if kill { _ = Foundation.kill(pid, SIGKILL) }
+            }.start()
+        }
+        let deadline = Date().addingTimeInterval(60)
+        while outcomes.lock.withLock({ outcomes.finished }) < racing, Date() < deadline { usleep(10_000) }
+        server.process.waitUntilExit()
+        let acknowledged = outcomes.lock.withLock { outcomes.acknowledged }
+        #expect(acknowledged.count >= 8, "killed with \(acknowledged.count) acknowledged")
+
+        server = try RunningCoordinator(state: state)
+        defer { _ = server.stop() }
+        let ids = clients.map(\.keyId), pinned = clients[0].coordinatorKey
+        clients = zip(keys, ids).map { CoordinatorClient(baseURL: server.url, keyId: $0.1, key: $0.0) }
+        for client in clients { client.coordinatorKey = pinned }
+        for i in 0..<count {
+            let duplicate = try clients[i].submit(updates[i])
+            if acknowledged.contains(i) { #expect(duplicate, "acknowledged update \(i) was lost") }
+        }
+        var next: CoordinatorClient.RoundInfo?
+        for _ in 0..<100 where next == nil { next = try clients[0].currentRound(); usleep(100_000) }
+        let file = try clients[0].model(version: round.modelVersion + 1)
+        let floats = Array(file[(file.count - 32 - 4 * round.dimension)..<(file.count - 32)])
+        for j in stride(from: 0, to: round.dimension, by: 61) {
+            var bits: UInt32 = 0
+            for b in 0..<4 { bits |= UInt32(floats[4 * j + b]) << (8 * b) }
+            let expected = updates.reduce(Float(0)) { $0 + $1.values[j] } / Float(5 * count)
+            #expect(abs(Float(bitPattern: bits) - expected) < 1e-6, "parameter \(j)")
+        }
+    }
 }
