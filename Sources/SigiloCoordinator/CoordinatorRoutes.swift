@@ -88,9 +88,7 @@ public struct CoordinatorRoutes: Sendable {
 
     /// Every endpoint and who may call it (protocol/SECURITY.md, "Authorisation matrix").
     public static let endpoints: [Endpoint] = [
-        Endpoint(method: "GET", pattern: ["healthz"], access: .anyone) { _, _ in
-            HTTPResponse(status: 200, headers: [("Content-Type", "text/plain")], body: Array("ok\n".utf8))
-        },
+        Endpoint(method: "GET", pattern: ["healthz"], access: .anyone) { _, _ in healthy },
         Endpoint(method: "GET", pattern: ["metrics"], access: oversight) { routes, call in
             let text = routes.service.metrics.render(status: try routes.service.status(), lockedOut: routes.service.lockedOutCount(now: call.now))
             return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array(text.utf8))
@@ -201,11 +199,11 @@ public struct CoordinatorRoutes: Sendable {
             if audited || principal != nil {
                 service.recordRequest(actor: principal?.id ?? presented.claimedIdentity ?? "anonymous", role: principal?.role.rawValue ?? "unauthenticated",
                                       method: request.method, path: String(request.path.prefix(256)), status: response.status,
-                                      code: response.status >= 400 ? Self.errorCode(response) : nil, address: address, now: now)
+                                      code: response.status >= 400 ? Self.errorCode(response) : nil, address: address, now: now) { respond(response) }
             } else {
                 service.metrics.add("sigilo_unaudited_requests_total")
+                respond(response)
             }
-            respond(response)
         }
         let response: HTTPResponse
         do {
@@ -225,6 +223,18 @@ public struct CoordinatorRoutes: Sendable {
         }
         finish(response, principal, audited)
     }
+
+    /// The answer to a liveness probe, given on the server's event loop: it
+    /// needs neither the service's lock nor a worker, so it stays fast while
+    /// both are busy. Everything else goes to `handle`.
+    public func immediate(_ request: HTTPRequest) -> HTTPResponse? {
+        guard request.method == "GET", request.path == "/healthz" else { return nil }
+        service.metrics.add("sigilo_requests_total{status=\"200\"}")
+        service.metrics.add("sigilo_unaudited_requests_total")
+        return Self.healthy
+    }
+
+    static let healthy = HTTPResponse(status: 200, headers: [("Content-Type", "text/plain")], body: Array("ok\n".utf8))
 
     /// What the server asks before reading a body: is there such an endpoint,
     /// is the declared size within what it takes, and do the credentials, the

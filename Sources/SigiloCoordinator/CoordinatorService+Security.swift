@@ -245,13 +245,22 @@ extension CoordinatorService {
     // MARK: - Audit trail
 
     /// One entry per request: who, what, outcome. Never bodies or credentials.
-    public func recordRequest(actor: String, role: String, method: String, path: String, status: Int, code: String?, address: String, now: Double) {
+    /// Written in a batch with the requests that finish meanwhile; `then` runs
+    /// once the entry is durable (the answer waits for it).
+    public func recordRequest(actor: String, role: String, method: String, path: String, status: Int, code: String?, address: String, now: Double,
+                              then: @escaping @Sendable () -> Void) {
+        requestRecords.record(AuditEntry(time: now, actor: actor, role: role, action: "\(method) \(path)", object: "",
+                                         outcome: code.map { "\(status) \($0)" } ?? "\(status)", address: address), then: then)
+    }
+
+    /// Appends request records in one transaction (the signed head follows once for all).
+    func commitRequestRecords(_ entries: [AuditEntry]) {
         locked {
             do {
-                try record(AuditEntry(time: now, actor: actor, role: role, action: "\(method) \(path)", object: "",
-                                      outcome: code.map { "\(status) \($0)" } ?? "\(status)", address: address))
+                try database.transaction { for entry in entries { try record(entry) } }
+                metrics.add("sigilo_audit_batches_total")
             } catch {
-                FileHandle.standardError.write(Data("audit: cannot record a request: \(error)\n".utf8))
+                FileHandle.standardError.write(Data("audit: cannot record \(entries.count) requests: \(error)\n".utf8))
             }
         }
     }

@@ -73,6 +73,8 @@ public final class CoordinatorService: @unchecked Sendable {
     let audit: AuditStore
     /// Set when an audit entry was appended; the head is signed when the lock is released.
     var auditPending = false
+    /// Request records on their way to the audit log, in batches.
+    let requestRecords = AuditBatcher()
     /// Failed authentications per claimed identity and per source address.
     var identityFailures: FailureLimiter
     var addressFailures: FailureLimiter
@@ -101,6 +103,7 @@ public final class CoordinatorService: @unchecked Sendable {
         audit = AuditStore(database: database, headURL: directory.appendingPathComponent(AuditStore.headName), key: signingKey)
         try migrate()
         try restoreOpenRound()
+        requestRecords.commit = { [unowned self] in commitRequestRecords($0) }
     }
 
     private static func loadOrCreateSigningKey(_ url: URL) throws -> Ed25519.KeyPair {
@@ -525,10 +528,12 @@ public final class CoordinatorService: @unchecked Sendable {
         }
     }
 
-    /// The open round, as `tenant` sees it.
+    /// The open round, as `tenant` sees it: nil when none is open or the open
+    /// one does not count on it (it enrolled after the round opened; it waits
+    /// for the next, instead of polling a round that would refuse its update).
     public func currentRound(for tenant: String) throws -> RoundInfo? {
         try locked {
-            guard case .open(let r) = machine.state, let plan = try currentPlan() else { return nil }
+            guard case .open(let r) = machine.state, r.expected.contains(tenant), let plan = try currentPlan() else { return nil }
             var cohort = [SecureAggregation.Member]()
             if r.everyoneRequired {
                 try database.run("SELECT id, agreement_key FROM tenants WHERE agreement_key IS NOT NULL ORDER BY id") { row in

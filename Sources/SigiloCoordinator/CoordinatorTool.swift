@@ -159,7 +159,7 @@ public enum CoordinatorTool {
         let routes = CoordinatorRoutes(service: service)
         let server = HTTPServer(configuration: configuration, headCheck: { head, length, peer in
             routes.checkHead(head, bodyLength: length, peer: peer)
-        }, deferredHandler: { request, peer, responder in
+        }, immediate: { routes.immediate($0) }, deferredHandler: { request, peer, responder in
             routes.handle(request, peer: peer) { responder.respond($0) }
         })
         routes.includeMetrics { [weak server] in server.map { Self.render($0.statistics(), parkedLongPolls: routes.parkedLongPolls) } ?? "" }

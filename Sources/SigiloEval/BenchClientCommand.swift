@@ -68,7 +68,8 @@ enum BenchClientCommand {
         do {
             try client.enroll(token: try args.required("token"))
             var last: UInt64 = 0
-            for _ in 0..<rounds {
+            var answered = 0
+            while answered < rounds {
                 var info: CoordinatorClient.RoundInfo?
                 while info == nil {
                     if let round = try client.currentRound(wait: 30), round.round > last, !round.submitted { info = round }
@@ -76,8 +77,13 @@ enum BenchClientCommand {
                 let round = info!
                 _ = try client.model(version: round.modelVersion)
                 let values = noise.draw(round.dimension, using: &rng)
-                _ = try client.submit(UpdateEnvelope(round: round.round, modelVersion: round.modelVersion, flags: [], weight: weight, values: values))
                 last = round.round
+                do {
+                    _ = try client.submit(UpdateEnvelope(round: round.round, modelVersion: round.modelVersion, flags: [], weight: weight, values: values))
+                } catch let e as ClientError where e.code == "not_in_round" {
+                    continue // enrolled after this round opened: the next one counts it
+                }
+                answered += 1
             }
         } catch let e as ClientError {
             throw CLIError(.failure, "bench-client: \(e)")

@@ -77,6 +77,9 @@ public final class HTTPServer: @unchecked Sendable {
     /// Judges a request by its head (the body empty, `bodyLength` declared) on a
     /// worker thread: nil lets it go on, a response refuses it before its body is read.
     public typealias HeadCheck = @Sendable (_ head: HTTPRequest, _ bodyLength: Int, _ peer: String) -> HTTPResponse?
+    /// Answers, on the event loop itself, the requests that never block (a
+    /// liveness probe), so they do not wait for a worker; nil passes the request on.
+    public typealias ImmediateHandler = @Sendable (_ request: HTTPRequest) -> HTTPResponse?
 
     /// Counters for monitoring.
     public struct Statistics: Sendable {
@@ -91,6 +94,7 @@ public final class HTTPServer: @unchecked Sendable {
     public let configuration: Configuration
     let handler: DeferredHandler
     let headCheck: HeadCheck?
+    let immediate: ImmediateHandler?
     let settings: ConnectionMachine.Settings
     private let lock = NSLock()
     private var sources: SourceLimits
@@ -112,10 +116,12 @@ public final class HTTPServer: @unchecked Sendable {
         })
     }
 
-    public init(configuration: Configuration, headCheck: HeadCheck? = nil, deferredHandler: @escaping DeferredHandler) {
+    public init(configuration: Configuration, headCheck: HeadCheck? = nil, immediate: ImmediateHandler? = nil,
+                deferredHandler: @escaping DeferredHandler) {
         self.configuration = configuration
         self.handler = deferredHandler
         self.headCheck = headCheck
+        self.immediate = immediate
         settings = configuration.machineSettings
         sources = SourceLimits(policy: configuration.sourceLimits)
     }
@@ -448,6 +454,9 @@ final class Connection: EventLoop.Handler, @unchecked Sendable {
             case .releaseSlot:
                 server.releaseLargeBodySlot()
             case .handle(let request):
+                if let answer = server.immediate?(request) {
+                    return perform(machine.responded(answer, now: EventLoop.now()), thenRead: thenRead)
+                }
                 let responder = HTTPResponder(self)
                 let handler = server.handler
                 let peer = peer.description

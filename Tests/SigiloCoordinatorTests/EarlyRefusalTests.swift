@@ -123,12 +123,17 @@ import SigiloProtocol
         let tenant = try h.enrollTenant("loja")
         let target = "/v1/rounds/current?wait=30"
         final class Box: @unchecked Sendable { var status: Int? }
-        let box = Box()
+        let box = Box(), answered = DispatchSemaphore(value: 0)
         h.routes.handle(h.request("GET", target, headers: try h.signed("GET", target, tenant: tenant.id, key: tenant.key)), peer: "10.0.0.1:1") {
             box.status = $0.status
+            answered.signal()
         }
         #expect(h.routes.parkedLongPolls == 1)
+        let start = Date()
         h.routes.stopWaiting()
+        #expect(answered.wait(timeout: .now() + 10) == .success)
+        #expect(Date().timeIntervalSince(start) < 5) // not at the end of its 30 s wait
         #expect(box.status == 204)
+        #expect(h.routes.parkedLongPolls == 0)
     }
 }
