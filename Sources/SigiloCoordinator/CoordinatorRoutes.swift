@@ -16,6 +16,18 @@ final class Metrics: @unchecked Sendable {
     /// Adds series rendered by someone else (the HTTP server's connection counters).
     func include(_ source: @escaping @Sendable () -> String) { lock.withLock { sources.append(source) } }
 
+    /// The service's figures as last read, at most a second old: a scrape then
+    /// costs no database work (Prometheus scrapes every 15 s or so; monitors
+    /// that poll harder get the same second's figures).
+    private var snapshot: (at: Double, status: CoordinatorService.Status, lockedOut: Int)?
+
+    func render(now: Double, read: () throws -> (CoordinatorService.Status, Int)) rethrows -> String {
+        let cached = lock.withLock { snapshot.flatMap { now - $0.at < 1 && now >= $0.at ? ($0.status, $0.lockedOut) : nil } }
+        let (status, lockedOut) = try cached ?? read()
+        if cached == nil { lock.withLock { snapshot = (now, status, lockedOut) } }
+        return render(status: status, lockedOut: lockedOut)
+    }
+
     func render(status: CoordinatorService.Status, lockedOut: Int) -> String {
         var out = ""
         out += "# TYPE sigilo_rounds_closed_total counter\nsigilo_rounds_closed_total \(status.roundsClosed)\n"
@@ -90,7 +102,9 @@ public struct CoordinatorRoutes: Sendable {
     public static let endpoints: [Endpoint] = [
         Endpoint(method: "GET", pattern: ["healthz"], access: .anyone) { _, _ in healthy },
         Endpoint(method: "GET", pattern: ["metrics"], access: oversight) { routes, call in
-            let text = routes.service.metrics.render(status: try routes.service.status(), lockedOut: routes.service.lockedOutCount(now: call.now))
+            let text = try routes.service.metrics.render(now: call.now) {
+                (try routes.service.status(), routes.service.lockedOutCount(now: call.now))
+            }
             return HTTPResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")], body: Array(text.utf8))
         },
         Endpoint(method: "POST", pattern: ["v1", "enroll"], access: .anyone) { routes, call in try routes.enroll(call) },

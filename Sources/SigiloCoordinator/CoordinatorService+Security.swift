@@ -169,7 +169,11 @@ extension CoordinatorService {
             } catch let e as ProtocolError {
                 throw CoordinatorError(e)
             }
-            return (Principal(id: credentials.keyId, role: .tenant), false, try unusedNonce(credentials.nonce, key: credentials.keyId, now: now))
+            try checkUnusedNonce(credentials.nonce, key: credentials.keyId, now: now)
+            // Remembered now, written with the batch that records this request (its answer waits for that batch).
+            return (Principal(id: credentials.keyId, role: .tenant), false, { [self] in
+                pendingNonces[credentials.keyId + "\n" + credentials.nonce] = now
+            })
         case .bearer(let id, let secret, let code):
             var found: (role: String, hash: [UInt8], totp: [UInt8]?, lastStep: Int64, revoked: Bool)?
             try database.run("SELECT role, secret_hash, totp_secret, totp_last_step, revoked_at FROM credentials WHERE id = ?", [.text(id)]) {
@@ -206,15 +210,34 @@ extension CoordinatorService {
     /// window (remembered twice as long). Throws when it was seen; otherwise
     /// returns the write that records it, for the caller to commit.
     func unusedNonce(_ nonce: String, key: String, now: Double) throws -> () throws -> Void {
-        let window = Double(RequestSigning.defaultSkewWindow)
-        var seen = false
-        try database.run("SELECT 1 FROM nonces WHERE key_id = ? AND nonce = ? AND seen_at >= ?",
-                         [.text(key), .text(nonce), .real(now - 2 * window)]) { _ in seen = true }
-        guard !seen else { throw CoordinatorError(401, "replayed_nonce", "nonce already used") }
+        try checkUnusedNonce(nonce, key: key, now: now)
         return { [database] in
-            try database.run("DELETE FROM nonces WHERE seen_at < ?", [.real(now - 2 * window)])
+            try database.run("DELETE FROM nonces WHERE seen_at < ?", [.real(now - 2 * Double(RequestSigning.defaultSkewWindow))])
             try database.run("INSERT OR REPLACE INTO nonces(key_id, nonce, seen_at) VALUES (?, ?, ?)", [.text(key), .text(nonce), .real(now)])
         }
+    }
+
+    /// Throws when `nonce` was seen for `key`: recorded, or accepted and awaiting its batch.
+    func checkUnusedNonce(_ nonce: String, key: String, now: Double) throws {
+        let window = Double(RequestSigning.defaultSkewWindow)
+        var seen = pendingNonces[key + "\n" + nonce] != nil
+        if !seen {
+            try database.run("SELECT 1 FROM nonces WHERE key_id = ? AND nonce = ? AND seen_at >= ?",
+                             [.text(key), .text(nonce), .real(now - 2 * window)]) { _ in seen = true }
+        }
+        guard !seen else { throw CoordinatorError(401, "replayed_nonce", "nonce already used") }
+    }
+
+    /// Writes the nonces accepted since the last batch (caller holds the lock, inside a transaction).
+    func writePendingNonces() throws {
+        guard !pendingNonces.isEmpty else { return }
+        let oldest = pendingNonces.values.min()!
+        try database.run("DELETE FROM nonces WHERE seen_at < ?", [.real(oldest - 2 * Double(RequestSigning.defaultSkewWindow))])
+        for (joined, seen) in pendingNonces {
+            let parts = joined.split(separator: "\n", maxSplits: 1).map(String.init)
+            try database.run("INSERT OR REPLACE INTO nonces(key_id, nonce, seen_at) VALUES (?, ?, ?)", [.text(parts[0]), .text(parts[1]), .real(seen)])
+        }
+        pendingNonces = [:]
     }
 
     /// A tenant seen from a new source address raises an alert (not a refusal).
@@ -257,7 +280,10 @@ extension CoordinatorService {
     func commitRequestRecords(_ entries: [AuditEntry]) {
         locked {
             do {
-                try database.transaction { for entry in entries { try record(entry) } }
+                try database.transaction {
+                    try writePendingNonces()
+                    for entry in entries { try record(entry) }
+                }
                 metrics.add("sigilo_audit_batches_total")
             } catch {
                 FileHandle.standardError.write(Data("audit: cannot record \(entries.count) requests: \(error)\n".utf8))

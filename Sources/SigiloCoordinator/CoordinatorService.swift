@@ -73,6 +73,9 @@ public final class CoordinatorService: @unchecked Sendable {
     let audit: AuditStore
     /// Set when an audit entry was appended; the head is signed when the lock is released.
     var auditPending = false
+    /// Nonces of signed requests accepted since the last audit batch ("key\nnonce": time seen);
+    /// written with that batch, which every answer to such a request waits for.
+    var pendingNonces: [String: Double] = [:]
     /// Request records on their way to the audit log, in batches.
     let requestRecords = AuditBatcher()
     /// Failed authentications per claimed identity and per source address.
