@@ -67,7 +67,18 @@ public enum AuditChain {
         private var headMatches = false
         public private(set) var problem: String?
 
-        public init(signedHead: Head?) { self.signedHead = signedHead }
+        /// `start`: where the entries fed continue the chain (a signed cut, or
+        /// the end of the previous archived segment); nil for the first entry.
+        public init(signedHead: Head?, start: Head? = nil) {
+            self.signedHead = signedHead
+            if let start {
+                previous = start.hash
+                expected = start.sequence + 1
+            }
+        }
+
+        /// The last entry checked (or the start).
+        public var last: Head { Head(sequence: expected - 1, hash: previous) }
 
         public mutating func feed(_ entry: AuditEntry, hash recorded: [UInt8]) {
             guard problem == nil else { return }
@@ -100,6 +111,9 @@ public enum AuditChain {
 
     /// The message the coordinator signs for a head.
     static func headMessage(_ head: Head) -> [UInt8] { Array("sigilo-audit-head-v1\n\(head.sequence)\n\(Hex.encode(head.hash))".utf8) }
+
+    /// The message the coordinator signs for a cut: the last entry archived out of the table.
+    static func cutMessage(_ cut: Head) -> [UInt8] { Array("sigilo-audit-cut-v1\n\(cut.sequence)\n\(Hex.encode(cut.hash))".utf8) }
 }
 
 /// The audit log inside the coordinator's database, and its signed head in
@@ -116,12 +130,39 @@ struct AuditStore {
             hash BLOB NOT NULL);
         """
 
+    /// Where archived entries were cut from the table (retention): the last
+    /// archived entry's sequence and hash, signed by the coordinator's key.
+    static let cutSchema = "CREATE TABLE audit_cut(id INTEGER PRIMARY KEY CHECK(id = 1), sequence INTEGER NOT NULL, hash BLOB NOT NULL, signature BLOB NOT NULL);"
+
+    /// The last entry: in the table, or the cut when everything was archived, or the genesis.
     func head() throws -> AuditChain.Head {
-        var head = AuditChain.Head(sequence: 0, hash: AuditChain.genesis)
+        var head: AuditChain.Head?
         try database.run("SELECT sequence, hash FROM audit_log ORDER BY sequence DESC LIMIT 1") {
             head = AuditChain.Head(sequence: $0.integer(0), hash: $0.blob(1))
         }
-        return head
+        return try head ?? cut() ?? AuditChain.Head(sequence: 0, hash: AuditChain.genesis)
+    }
+
+    /// The signed cut, or nil when nothing was archived; throws when its signature does not verify.
+    func cut() throws -> AuditChain.Head? {
+        var row: (AuditChain.Head, [UInt8])?
+        try database.run("SELECT sequence, hash, signature FROM audit_cut WHERE id = 1") {
+            row = (AuditChain.Head(sequence: $0.integer(0), hash: $0.blob(1)), $0.blob(2))
+        }
+        guard let (cut, signature) = row else { return nil }
+        guard Ed25519.verify(signature: signature, message: AuditChain.cutMessage(cut), publicKey: key.publicKey) else {
+            throw CoordinatorError(500, "audit_cut", "the audit log's cut point (entry \(cut.sequence)) is not signed by this coordinator's key")
+        }
+        return cut
+    }
+
+    /// Moves entries up to `head` out of the table (the caller wrote them to a
+    /// segment and holds a transaction): records the signed cut, then deletes them.
+    func cut(through head: AuditChain.Head) throws {
+        let signature = try key.sign(AuditChain.cutMessage(head))
+        try database.run("INSERT OR REPLACE INTO audit_cut(id, sequence, hash, signature) VALUES (1, ?, ?, ?)",
+                         [.integer(head.sequence), .blob(head.hash), .blob(signature)])
+        try database.run("DELETE FROM audit_log WHERE sequence <= ?", [.integer(head.sequence)])
     }
 
     /// Appends within the caller's transaction, or in one of its own: reading
@@ -172,28 +213,142 @@ struct AuditStore {
     /// Entries with sequence > `after`, at most `limit`, in order.
     func entries(after: Int64 = 0, limit: Int = Int.max) throws -> [(entry: AuditEntry, hash: [UInt8])] {
         var out = [(entry: AuditEntry, hash: [UInt8])]()
-        try database.run("""
-            SELECT sequence, time, actor, role, action, object, outcome, address, detail, hash FROM audit_log
-            WHERE sequence > ? ORDER BY sequence LIMIT ?
-            """, [.integer(after), .integer(Int64(min(limit, Int(Int64.max))))]) {
-            out.append((Self.entry($0), $0.blob(9)))
-        }
+        try forEach(after: after, limit: limit) { out.append(($0, $1)) }
         return out
     }
 
-    /// Verifies the whole chain against the signed head: nil when intact.
+    /// Streams entries with sequence > `after` (at most `limit`), in order, without holding them.
+    func forEach(after: Int64 = 0, limit: Int = Int.max, _ body: (AuditEntry, [UInt8]) throws -> Void) throws {
+        try withoutActuallyEscaping(body) { body in
+            try database.run("""
+                SELECT sequence, time, actor, role, action, object, outcome, address, detail, hash FROM audit_log
+                WHERE sequence > ? ORDER BY sequence LIMIT ?
+                """, [.integer(after), .integer(Int64(min(limit, Int(Int64.max))))]) {
+                try body(Self.entry($0), $0.blob(9))
+            }
+        }
+    }
+
+    /// Verifies the whole chain in the table, from the signed cut (or the
+    /// first entry) to the signed head: nil when intact. Streams: memory does
+    /// not grow with the log.
     func verify() throws -> String? {
-        let head: AuditChain.Head?
-        do { head = try signedHead() } catch let e as CoordinatorError { return e.message }
-        var verifier = AuditChain.Verifier(signedHead: head)
-        try database.run("""
-            SELECT sequence, time, actor, role, action, object, outcome, address, detail, hash FROM audit_log ORDER BY sequence
-            """) { verifier.feed(Self.entry($0), hash: $0.blob(9)) }
+        let head: AuditChain.Head?, start: AuditChain.Head?
+        do {
+            head = try signedHead()
+            start = try cut()
+        } catch let e as CoordinatorError { return e.message }
+        var verifier = AuditChain.Verifier(signedHead: head, start: start)
+        try forEach(after: start?.sequence ?? 0) { verifier.feed($0, hash: $1) }
         return verifier.finish()
+    }
+
+    /// What `serve` checks at start, in time independent of the log's length:
+    /// the cut's and the head's signatures, the first entry after the cut, the
+    /// stored entry at the signed head, and the entries appended after it (the
+    /// unsigned tail a crash can leave). The whole chain is `verify()`'s job.
+    func verifyEnds() throws -> String? {
+        let head: AuditChain.Head?, start: AuditChain.Head?
+        do {
+            head = try signedHead()
+            start = try cut()
+        } catch let e as CoordinatorError { return e.message }
+        guard let head else { return try verify() } // never signed: a new, short log
+        var first = AuditChain.Verifier(signedHead: nil, start: start)
+        try forEach(after: start?.sequence ?? 0, limit: 1) { first.feed($0, hash: $1) }
+        if let problem = first.problem { return problem }
+        if head.sequence > (start?.sequence ?? 0) {
+            // The head entry's hash recomputed from its contents and its predecessor's recorded hash.
+            var predecessor = start ?? AuditChain.Head(sequence: 0, hash: AuditChain.genesis)
+            if head.sequence - 1 > predecessor.sequence {
+                try database.run("SELECT hash FROM audit_log WHERE sequence = ?", [.integer(head.sequence - 1)]) {
+                    predecessor = AuditChain.Head(sequence: head.sequence - 1, hash: $0.blob(0))
+                }
+            }
+            var atHead = AuditChain.Verifier(signedHead: head, start: predecessor)
+            try forEach(after: head.sequence - 1, limit: 1) { atHead.feed($0, hash: $1) }
+            guard atHead.last.sequence == head.sequence else { return "entry \(head.sequence), the signed head, is missing" }
+            if let problem = atHead.finish() { return problem }
+        } else if head != start {
+            return "the signed head (entry \(head.sequence)) is not the cut point (entry \(start?.sequence ?? 0))"
+        }
+        var tail = AuditChain.Verifier(signedHead: nil, start: head)
+        try forEach(after: head.sequence) { tail.feed($0, hash: $1) }
+        return tail.finish()
     }
 
     static func entry(_ row: Database.Row) -> AuditEntry {
         AuditEntry(sequence: row.integer(0), time: row.real(1), actor: row.text(2), role: row.text(3), action: row.text(4),
                    object: row.text(5), outcome: row.text(6), address: row.text(7), detail: row.text(8))
+    }
+}
+
+/// Archived segments and exports: JSON Lines, one entry per line with its
+/// chain hash (CoordinatorRoutes.auditJSON), read back for verification.
+public enum AuditSegment {
+    /// One line back as an entry and its recorded hash; the error names the field.
+    static func parse(_ line: String) throws -> (AuditEntry, [UInt8]) {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
+            throw CoordinatorError(400, "bad_segment", "not a JSON object")
+        }
+        func text(_ name: String) throws -> String {
+            guard let value = object[name] as? String else { throw CoordinatorError(400, "bad_segment", "\"\(name)\" must be a string") }
+            return value
+        }
+        guard let sequence = object["sequence"] as? Int, sequence > 0 else { throw CoordinatorError(400, "bad_segment", "\"sequence\" must be an integer > 0") }
+        // The chain covers the time's exact bits: read its digits with Double(String), which round-trips what
+        // JSON.format wrote (Foundation's JSON numbers do not always come back bit for bit).
+        guard object["time"] is NSNumber, let time = literal(of: "time", in: line).flatMap(Double.init) else {
+            throw CoordinatorError(400, "bad_segment", "\"time\" must be a number")
+        }
+        guard let hash = Hex.decode(try text("hash")), hash.count == 32 else { throw CoordinatorError(400, "bad_segment", "\"hash\" must be 64 hex digits") }
+        let entry = AuditEntry(sequence: Int64(sequence), time: time, actor: try text("actor"), role: try text("role"), action: try text("action"),
+                               object: try text("object"), outcome: try text("outcome"), address: try text("address"), detail: try text("detail"))
+        return (entry, hash)
+    }
+
+    /// The text of a top-level number field in a line that JSON.rendered wrote ("name":DIGITS).
+    static func literal(of name: String, in line: String) -> String? {
+        guard let key = line.range(of: "\"\(name)\":") else { return nil }
+        let rest = line[key.upperBound...]
+        return String(rest.prefix { $0 != "," && $0 != "}" }).trimmingCharacters(in: .whitespaces)
+    }
+
+    /// Verifies segment files in order as one chain from the first entry, and
+    /// that it ends exactly at `cut` (where the table's chain begins). Reads line
+    /// by line. Nil when intact, else the file, line and problem.
+    public static func verify(_ paths: [String], endingAt cut: AuditChain.Head?) throws -> String? {
+        var last: AuditChain.Head?
+        for path in paths {
+            guard let handle = FileHandle(forReadingAtPath: path) else { return "\(path): cannot be read" }
+            defer { try? handle.close() }
+            var verifier = AuditChain.Verifier(signedHead: nil, start: last)
+            var lineNumber = 0, pending = Data()
+            func feed(_ line: Data) throws -> String? {
+                lineNumber += 1
+                guard !line.isEmpty else { return nil }
+                let (entry, hash) = try parse(String(decoding: line, as: UTF8.self))
+                verifier.feed(entry, hash: hash)
+                return verifier.problem.map { "\(path):\(lineNumber): \($0)" }
+            }
+            do {
+                while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+                    pending.append(chunk)
+                    while let newline = pending.firstIndex(of: 0x0a) {
+                        if let problem = try feed(pending[pending.startIndex..<newline]) { return problem }
+                        pending = pending[(newline + 1)...]
+                    }
+                }
+                if let problem = try feed(pending) { return problem }
+            } catch let e as CoordinatorError {
+                return "\(path):\(lineNumber): \(e.message)"
+            }
+            last = verifier.last
+        }
+        guard let cut else { return last == nil ? nil : "segments were given but the log has no cut point: nothing was archived from it" }
+        guard let last, last == cut else {
+            return "the segments end at entry \(last?.sequence ?? 0), but the log was cut at entry \(cut.sequence): a segment is missing or is not this log's"
+        }
+        return nil
     }
 }

@@ -294,6 +294,57 @@ extension CoordinatorService {
     /// Verifies the audit chain and its signed head: nil when intact, else the first problem.
     public func verifyAudit() throws -> String? { try locked { try audit.verify() } }
 
+    /// The start-up check: signatures, the ends of the chain and the unsigned
+    /// tail, in time independent of the log's length (AuditStore.verifyEnds).
+    public func verifyAuditEnds() throws -> String? { try locked { try audit.verifyEnds() } }
+
+    /// Streams the audit entries in the table (after the cut), `pageSize` at a
+    /// time, so neither memory nor the lock is held for the whole log.
+    public func forEachAuditEntry(pageSize: Int = 10_000, _ body: (AuditEntry, [UInt8]) throws -> Void) throws {
+        var after = try locked { try audit.cut()?.sequence ?? 0 }
+        while true {
+            let page = try locked { try audit.entries(after: after, limit: pageSize) }
+            for (entry, hash) in page { try body(entry, hash) }
+            guard let last = page.last, page.count == pageSize else { return }
+            after = last.entry.sequence
+        }
+    }
+
+    /// Where the table's chain starts: the signed cut of the last archive, if any.
+    public func auditCut() throws -> AuditChain.Head? { try locked { try audit.cut() } }
+
+    /// Retention: writes entries up to `sequence` (verified first) to a segment
+    /// file with `write`, which must make it durable before returning; then, in
+    /// one transaction, signs the cut, deletes those entries from the table and
+    /// records `audit.archive`. The segment plus the remaining log still verify
+    /// as one chain (`audit verify --segment`). Returns the archived range.
+    public func archiveAudit(through sequence: Int64, now: Double,
+                             write: (_ entries: (((AuditEntry, [UInt8]) throws -> Void) throws -> Void)) throws -> String) throws -> ClosedRange<Int64> {
+        try locked {
+            if let problem = try audit.verify() { throw CoordinatorError(409, "audit_broken", "the audit log is not intact (\(problem)); archive nothing") }
+            let first = (try audit.cut()?.sequence ?? 0) + 1
+            let last = try audit.head().sequence
+            guard sequence >= first, sequence <= last else {
+                throw CoordinatorError(400, "bad_range", first > last ? "the table holds no entries to archive" : "archive through an entry in \(first)...\(last)")
+            }
+            var archived: AuditChain.Head?
+            let name = try write { emit in
+                try audit.forEach(after: first - 1, limit: Int(sequence - first + 1)) { entry, hash in
+                    try emit(entry, hash)
+                    archived = AuditChain.Head(sequence: entry.sequence, hash: hash)
+                }
+            }
+            guard let archived, archived.sequence == sequence else { throw CoordinatorError(500, "audit_archive", "the segment did not end at entry \(sequence)") }
+            try database.transaction {
+                try audit.cut(through: archived)
+                try record(AuditEntry(time: now, actor: Principal.localOperator.id, role: Role.operator.rawValue, action: "audit.archive",
+                                      object: "entries \(first)...\(sequence)",
+                                      detail: "written to \(name); cut at entry \(sequence), hash \(Hex.encode(archived.hash))"))
+            }
+            return first...sequence
+        }
+    }
+
     /// How many entries the audit log holds (its last sequence number; verified logs have no gaps).
     public func auditEntryCount() throws -> Int64 { try locked { try audit.head().sequence } }
 

@@ -36,7 +36,7 @@ public struct CoordinatorError: Error, CustomStringConvertible, Equatable, Senda
 /// updates are never stored: only the sum and a digest for de-duplication.
 /// One lock serialises all access (SQLite is used single-threaded).
 public final class CoordinatorService: @unchecked Sendable {
-    static let schemaVersion = 3
+    static let schemaVersion = 4
     public static let databaseName = "coordinator.sqlite"
 
     let database: Database
@@ -180,6 +180,10 @@ public final class CoordinatorService: @unchecked Sendable {
             try database.transaction {
                 try database.execute("ALTER TABLE tenants ADD COLUMN agreement_key BLOB; PRAGMA user_version = 3;")
             }
+        }
+        if version < 4 {
+            // Audit retention: where archived entries were cut from the table.
+            try database.transaction { try database.execute(AuditStore.cutSchema + " PRAGMA user_version = 4;") }
         }
     }
 

@@ -25,7 +25,7 @@ public enum CoordinatorTool {
                     (inviteSpec, runInvite), (revokeSpec, runRevoke), (listSpec, runList),
                     (planShowSpec, runPlanShow), (planSetSpec, runPlanSet), (modelExportSpec, runModelExport), (statusSpec, runStatus),
                     (auditorAddSpec, runAuditorAdd), (auditorRevokeSpec, runAuditorRevoke),
-                    (auditVerifySpec, runAuditVerify), (auditExportSpec, runAuditExport),
+                    (auditVerifySpec, runAuditVerify), (auditExportSpec, runAuditExport), (auditArchiveSpec, runAuditArchive),
                     (backupSpec, runBackup), (restoreSpec, runRestore),
                 ])
         }
@@ -95,7 +95,8 @@ public enum CoordinatorTool {
                   .value("tls-client-ca", "FILE", "Require client certificates signed by this CA (PEM)."),
                   .flag("insecure", "Allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy you trust)."),
                   .value("connections-per-address", "N", "Connections one source address may hold at once (default 256); more get 429."),
-                  .value("requests-per-second", "N", "Requests per second one source address may make, in bursts of twice that (default 100); more get 429 with Retry-After.")],
+                  .value("requests-per-second", "N", "Requests per second one source address may make, in bursts of twice that (default 100); more get 429 with Retry-After."),
+                  .flag("verify-audit", "Verify the whole audit chain before serving (by default: its signatures, ends and unsigned tail).")],
         discussion: """
         Prints 'listening on HOST:PORT' once ready. On SIGTERM/SIGINT it stops accepting, finishes in-flight requests and exits 0.
         Plain HTTP is served only on loopback unless --insecure is given. Refuses to start when the audit log fails verification.
@@ -149,7 +150,8 @@ public enum CoordinatorTool {
         default:
             throw CLIError.usage("serve: --tls-cert and --tls-key go together")
         }
-        if let problem = try service.verifyAudit() {
+        // The ends of the chain and its unsigned tail, in time independent of the log's length; the whole chain with --verify-audit.
+        if let problem = try args.flag("verify-audit") ? service.verifyAudit() : service.verifyAuditEnds() {
             throw CLIError(.dataError, "serve: the audit log is not intact (\(problem)); run 'sigilo-coordinator audit verify' and investigate before serving")
         }
         // The largest update: the service's 2^24 values, as 8-byte masked words (secure placement).
@@ -338,36 +340,105 @@ public enum CoordinatorTool {
 
     static let auditVerifySpec = CommandSpec(
         name: "audit verify", summary: "Check the audit log's hash chain and signed head; name the first bad entry.",
-        usage: "sigilo-coordinator audit verify --state DIR", options: [stateOption],
-        discussion: "Exit 0 when intact, 65 when an entry was edited, deleted or reordered.")
+        usage: "sigilo-coordinator audit verify --state DIR [--segment FILE ...]",
+        options: [stateOption, .value("segment", "FILE", "An archived segment (audit archive), oldest first; they must chain into the log.", repeatable: true)],
+        discussion: """
+        Streams the log (memory does not grow with it). After 'audit archive' the table's chain starts at a signed cut point;
+        give the archived segments to check them too, as one chain ending exactly at the cut.
+        Exit 0 when intact, 65 when an entry was edited, deleted or reordered.
+        """)
 
     static func runAuditVerify(_ args: ParsedArguments) throws {
         try args.rejectPositional()
         let service = try openService(args)
+        let segments = args.strings("segment")
+        if !segments.isEmpty, let problem = try AuditSegment.verify(segments, endingAt: try service.auditCut()) {
+            throw CLIError(.dataError, "audit segments NOT intact: \(problem)")
+        }
         if let problem = try service.verifyAudit() { throw CLIError(.dataError, "audit log NOT intact: \(problem)") }
         let count = try service.auditEntryCount()
-        OutputStream.standardOutput.write("audit log intact: \(count) entries, chain and signed head verified\n")
+        let cut = try service.auditCut()
+        let scope = cut.map { segments.isEmpty ? ", entries \($0.sequence + 1)...\(count) from the signed cut (earlier ones archived; give --segment to check them)"
+                                              : ", \(segments.count) archived segment(s) through entry \($0.sequence) and the log after it" } ?? ""
+        OutputStream.standardOutput.write("audit log intact: \(count) entries\(scope), chain and signed head verified\n")
     }
 
     static let auditExportSpec = CommandSpec(
         name: "audit export", summary: "Export the audit log as JSON Lines (one entry per line, with its chain hash) for the DPO.",
         usage: "sigilo-coordinator audit export --state DIR [--to FILE]",
         options: [stateOption, .value("to", "FILE", "Write to FILE instead of standard output.")],
-        discussion: "Verifies the chain first and refuses to export a broken log. Keep the last line's hash: it anchors later verifications.")
+        discussion: """
+        Verifies the chain first and refuses to export a broken log. Keep the last line's hash: it anchors later verifications.
+        Streams in pages: memory does not grow with the log. After 'audit archive' the export starts after the cut.
+        """)
 
     static func runAuditExport(_ args: ParsedArguments) throws {
         try args.rejectPositional()
         let service = try openService(args)
         if let problem = try service.verifyAudit() { throw CLIError(.dataError, "audit log NOT intact: \(problem)") }
-        var text = ""
-        for (entry, hash) in try service.auditEntries() { text += CoordinatorRoutes.auditJSON(entry, hash: hash).rendered() + "\n" }
         if let path = args.string("to") {
-            do { try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-                throw CLIError(.ioError, "cannot write \(path): \(error.localizedDescription)")
-            }
+            try writeDurably(path) { handle in try exportEntries(service, to: handle) { try service.forEachAuditEntry($0) } }
         } else {
-            OutputStream.standardOutput.write(text)
+            try exportEntries(service, to: FileHandle.standardOutput) { try service.forEachAuditEntry($0) }
         }
+    }
+
+    /// Writes entries as JSON Lines in buffered pieces.
+    static func exportEntries(_ service: CoordinatorService, to handle: FileHandle,
+                              _ entries: (((AuditEntry, [UInt8]) throws -> Void) throws -> Void)) throws {
+        var buffer = ""
+        try entries { entry, hash in
+            buffer += CoordinatorRoutes.auditJSON(entry, hash: hash).rendered() + "\n"
+            if buffer.utf8.count >= 1 << 20 { try handle.write(contentsOf: Data(buffer.utf8)); buffer = "" }
+        }
+        try handle.write(contentsOf: Data(buffer.utf8))
+    }
+
+    /// Writes FILE aside, syncs it and renames it into place: a reader never sees half of it, and it survives a crash once this returns.
+    static func writeDurably(_ path: String, _ body: (FileHandle) throws -> Void) throws {
+        let temporary = path + ".partial"
+        guard FileManager.default.createFile(atPath: temporary, contents: nil, attributes: [.posixPermissions: 0o600]),
+              let handle = FileHandle(forWritingAtPath: temporary) else {
+            throw CLIError(.ioError, "cannot write \(temporary)")
+        }
+        do {
+            try body(handle)
+            try handle.synchronize()
+            try handle.close()
+        } catch {
+            try? handle.close()
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw CLIError(.ioError, "cannot write \(path): \(error)")
+        }
+        guard rename(temporary, path) == 0 else { throw CLIError(.ioError, "cannot rename \(temporary) to \(path)") }
+    }
+
+    static let auditArchiveSpec = CommandSpec(
+        name: "audit archive", summary: "Move the audit log's oldest entries into a segment file, keeping the chain verifiable.",
+        usage: "sigilo-coordinator audit archive --through SEQUENCE --to FILE --state DIR",
+        options: [stateOption, .value("through", "SEQUENCE", "The last entry to archive."),
+                  .value("to", "FILE", "The segment file to write (JSON Lines, as 'audit export'; must not exist).")],
+        discussion: """
+        Retention: verifies the log, writes entries up to SEQUENCE to FILE and syncs it, then in one transaction signs a cut
+        point (that entry's sequence and hash) with the coordinator's key, deletes those entries from the database and records
+        'audit.archive'. The log keeps verifying from the cut; 'audit verify --segment FILE' checks the segments and the log as
+        one chain. Keep segments where the DPO keeps exports: the database no longer has them.
+        """)
+
+    static func runAuditArchive(_ args: ParsedArguments) throws {
+        try args.rejectPositional()
+        guard let through = try args.int("through", range: 1...Int(Int64.max)) else { throw CLIError.usage("audit archive: give --through SEQUENCE") }
+        let path = try args.required("to")
+        guard !FileManager.default.fileExists(atPath: path) else { throw CLIError(.usage, "audit archive: \(path) exists; segments are never overwritten") }
+        let service = try openService(args)
+        let range: ClosedRange<Int64>
+        do {
+            range = try service.archiveAudit(through: Int64(through), now: now()) { entries in
+                try writeDurably(path) { handle in try exportEntries(service, to: handle, entries) }
+                return URL(fileURLWithPath: path).lastPathComponent
+            }
+        } catch let e as CoordinatorError { throw CLIError(e.status == 409 ? .dataError : .usage, "audit archive: \(e.message)") }
+        OutputStream.standardOutput.write("archived entries \(range.lowerBound)...\(range.upperBound) to \(path); the log continues from a signed cut at entry \(range.upperBound)\n")
     }
 
     // MARK: backups
