@@ -229,15 +229,20 @@ struct AuditStore {
         }
     }
 
+    /// The signed head and the signed cut, or the first whose signature fails.
+    private func signedEnds() throws -> Result<(head: AuditChain.Head?, cut: AuditChain.Head?), CoordinatorError> {
+        do { return .success((try signedHead(), try cut())) } catch let e as CoordinatorError { return .failure(e) }
+    }
+
     /// Verifies the whole chain in the table, from the signed cut (or the
     /// first entry) to the signed head: nil when intact. Streams: memory does
     /// not grow with the log.
     func verify() throws -> String? {
         let head: AuditChain.Head?, start: AuditChain.Head?
-        do {
-            head = try signedHead()
-            start = try cut()
-        } catch let e as CoordinatorError { return e.message }
+        switch try signedEnds() {
+        case .failure(let problem): return problem.message
+        case .success(let ends): (head, start) = ends
+        }
         var verifier = AuditChain.Verifier(signedHead: head, start: start)
         try forEach(after: start?.sequence ?? 0) { verifier.feed($0, hash: $1) }
         return verifier.finish()
@@ -248,12 +253,12 @@ struct AuditStore {
     /// stored entry at the signed head, and the entries appended after it (the
     /// unsigned tail a crash can leave). The whole chain is `verify()`'s job.
     func verifyEnds() throws -> String? {
-        let head: AuditChain.Head?, start: AuditChain.Head?
-        do {
-            head = try signedHead()
-            start = try cut()
-        } catch let e as CoordinatorError { return e.message }
-        guard let head else { return try verify() } // never signed: a new, short log
+        let signedHead: AuditChain.Head?, start: AuditChain.Head?
+        switch try signedEnds() {
+        case .failure(let problem): return problem.message
+        case .success(let ends): (signedHead, start) = ends
+        }
+        guard let head = signedHead else { return try verify() } // never signed: a new, short log
         var first = AuditChain.Verifier(signedHead: nil, start: start)
         try forEach(after: start?.sequence ?? 0, limit: 1) { first.feed($0, hash: $1) }
         if let problem = first.problem { return problem }

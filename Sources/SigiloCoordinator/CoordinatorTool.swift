@@ -169,6 +169,8 @@ public enum CoordinatorTool {
         do { bound = try server.start() } catch { throw CLIError(.failure, "\(error)") }
         OutputStream.standardOutput.write("listening on \(SocketAddress(parsingBound: address, port: bound))\(configuration.channels is TLSChannels ? " (TLS)" : "")\n")
         OutputStream.standardOutput.flush()
+        let capacity = server.statistics()
+        printError("serving up to \(capacity.connectionCap) connections (file descriptors: soft limit \(capacity.descriptorLimit.before == capacity.descriptorLimit.after ? "\(capacity.descriptorLimit.after)" : "raised from \(capacity.descriptorLimit.before) to \(capacity.descriptorLimit.after)"), 'ulimit -Hn' bounds it)")
 
         // Rounds open, close at their deadline and expire on a 0.2 s tick; a
         // round that closes on its last update wakes the tick, so the next opens at once.

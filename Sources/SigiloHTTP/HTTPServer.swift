@@ -89,6 +89,10 @@ public final class HTTPServer: @unchecked Sendable {
         public var refused: [String: Int]
         public var eventLoopThreads: Int
         public var workerThreads: Int
+        /// Connections it will hold at once: the configured cap, or the descriptor limit less a margin.
+        public var connectionCap: Int
+        /// The soft descriptor limit before and after `start` raised it to the hard one.
+        public var descriptorLimit: (before: Int, after: Int)
     }
 
     public let configuration: Configuration
@@ -105,6 +109,7 @@ public final class HTTPServer: @unchecked Sendable {
     private var largeBodyQueue: [Connection] = []
     private var stopping = false
     private var connectionCap = 0
+    private var descriptorLimit = (before: 0, after: 0)
     private var listener: Listener?
     private var loops: [EventLoop] = []
     private(set) var pool: WorkerPool?
@@ -133,7 +138,8 @@ public final class HTTPServer: @unchecked Sendable {
         let address = try SocketAddress(parsing: configuration.host.contains(":") ? "[\(configuration.host)]:\(configuration.port)"
                                                                                     : "\(configuration.host):\(configuration.port)")
         let fd = try address.listen(backlog: 4096)
-        connectionCap = min(configuration.maximumConnections, Self.raiseDescriptorLimit() - 64)
+        descriptorLimit = Self.raiseDescriptorLimit()
+        connectionCap = min(configuration.maximumConnections, descriptorLimit.after - 64)
         pool = WorkerPool(threads: configuration.workers, maximumQueued: 16_384, name: "sigilo-http-worker")
         for index in 0..<max(1, configuration.eventLoops) {
             loops.append(try EventLoop(name: "sigilo-http-loop-\(index)", tickInterval: 0.25))
@@ -177,7 +183,7 @@ public final class HTTPServer: @unchecked Sendable {
     public func statistics() -> Statistics {
         lock.withLock {
             Statistics(openConnections: open, acceptedConnections: accepted, refused: refusals, eventLoopThreads: loops.count,
-                       workerThreads: pool?.threadCount ?? 0)
+                       workerThreads: pool?.threadCount ?? 0, connectionCap: connectionCap, descriptorLimit: descriptorLimit)
         }
     }
 
@@ -264,16 +270,17 @@ public final class HTTPServer: @unchecked Sendable {
     var isStopping: Bool { lock.withLock { stopping } }
 
     /// Raises the soft descriptor limit to the hard one (each connection is a
-    /// descriptor) and returns the limit in force.
-    static func raiseDescriptorLimit() -> Int {
+    /// descriptor); returns the soft limit before and after.
+    static func raiseDescriptorLimit() -> (before: Int, after: Int) {
         var limit = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return (1024, 1024) }
+        let before = Int(min(limit.rlim_cur, 1 << 30))
         if limit.rlim_cur < limit.rlim_max {
             limit.rlim_cur = limit.rlim_max
             _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
             _ = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         }
-        return Int(min(limit.rlim_cur, 1 << 30))
+        return (before, Int(min(limit.rlim_cur, 1 << 30)))
     }
 
     /// Writes all bytes to a blocking socket (retrying on EINTR, never raising SIGPIPE); false if the peer is gone.

@@ -45,17 +45,9 @@ struct LoopbackSocket {
 /// connections, uploads that declare huge bodies they will never send, and
 /// thousands of connections held at once. Nobody else's request may fail.
 @Suite(.serialized) struct ConnectionAbuseTests {
-    func coordinator(_ dir: URL, tenants: Int) throws -> (RunningCoordinator, [String], Plan) {
-        let state = dir.appendingPathComponent("state")
-        _ = try Binary.run("sigilo-coordinator", ["init", "--state", state.path])
-        let plan = Plan(labels: ["a", "b"], bucketBits: 8, sampleRate: 0.5, delta: 1e-5, maximumEpsilon: 50, placement: .tenant,
-                        minimumTenants: tenants, roundSeconds: 600, serverOptimizer: .init(kind: .fedavg, learningRate: 1))
-        try JSONEncoder().encode(plan).write(to: dir.appendingPathComponent("plan.json"))
-        _ = try Binary.run("sigilo-coordinator", ["plan", "set", dir.appendingPathComponent("plan.json").path, "--state", state.path])
-        let tokens = try (0..<tenants).map {
-            try Binary.run("sigilo-coordinator", ["tenant", "invite", "t\($0)", "--state", state.path]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        return (try RunningCoordinator(state: state), tokens, plan)
+    func coordinator(_ dir: URL, tenants: Int) throws -> (RunningCoordinator, [String]) {
+        let (state, tokens) = try coordinatorState(in: dir, tenants: tenants)
+        return (try RunningCoordinator(state: state), tokens)
     }
 
     /// 300 idle connections from one address: past its cap (256) that address is
@@ -66,7 +58,7 @@ struct LoopbackSocket {
     @Test func aBurstFromOneAddressAndForgedHugeUploadsHurtNoOneElse() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let (server, tokens, _) = try coordinator(dir, tenants: 2)
+        let (server, tokens) = try coordinator(dir, tenants: 2)
         defer { _ = server.stop() }
 
         var burst = [LoopbackSocket]()
@@ -119,7 +111,7 @@ struct LoopbackSocket {
     @Test func theCoordinatorHoldsTwoThousandConnections() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let (server, _, _) = try coordinator(dir, tenants: 2)
+        let (server, _) = try coordinator(dir, tenants: 2)
         defer { _ = server.stop() }
         var held = [LoopbackSocket]()
         defer { held.forEach { $0.close() } }

@@ -48,6 +48,29 @@ final class RunningCoordinator {
     }
 }
 
+/// A coordinator state in `dir` with a FedAvg (learning rate 1) plan at tenant
+/// placement over labels a and b, and `tenants` enrolment tokens.
+func coordinatorState(in dir: URL, tenants: Int, bucketBits: Int = 8) throws -> (state: URL, tokens: [String]) {
+    let state = dir.appendingPathComponent("state")
+    _ = try Binary.run("sigilo-coordinator", ["init", "--state", state.path])
+    let plan = Plan(labels: ["a", "b"], bucketBits: bucketBits, sampleRate: 0.5, delta: 1e-5, maximumEpsilon: 50, placement: .tenant,
+                    minimumTenants: tenants, roundSeconds: 600, serverOptimizer: .init(kind: .fedavg, learningRate: 1))
+    try JSONEncoder().encode(plan).write(to: dir.appendingPathComponent("plan.json"))
+    _ = try Binary.run("sigilo-coordinator", ["plan", "set", dir.appendingPathComponent("plan.json").path, "--state", state.path])
+    let tokens = try (0..<tenants).map {
+        try Binary.run("sigilo-coordinator", ["tenant", "invite", "t\($0)", "--state", state.path]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+    return (state, tokens)
+}
+
+/// The weights and biases of a model file (models/FORMAT.md: float32 values before the 32-byte checksum).
+func parameters(ofModel file: [UInt8], dimension: Int) -> [Float] {
+    let bytes = file[(file.count - 32 - 4 * dimension)..<(file.count - 32)]
+    return (0..<dimension).map { i in
+        Float(bitPattern: (0..<4).reduce(UInt32(0)) { $0 | UInt32(bytes[bytes.startIndex + 4 * i + $1]) << (8 * $1) })
+    }
+}
+
 @Suite(.serialized) struct CoordinatorEndToEndTests {
     static let labels = ["cancelar", "saudacao", "segunda_via"]
 
@@ -190,13 +213,7 @@ final class RunningCoordinator {
     @Test func sigkillLosesNoAcknowledgedUpdateAndRetriesAreNotCountedTwice() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let state = dir.appendingPathComponent("state")
-        _ = try Binary.run("sigilo-coordinator", ["init", "--state", state.path])
-        let plan = Plan(labels: ["a", "b"], bucketBits: 8, sampleRate: 0.5, delta: 1e-5, maximumEpsilon: 50, placement: .tenant,
-                        minimumTenants: 3, roundSeconds: 600, serverOptimizer: .init(kind: .fedavg, learningRate: 1))
-        try JSONEncoder().encode(plan).write(to: dir.appendingPathComponent("plan.json"))
-        _ = try Binary.run("sigilo-coordinator", ["plan", "set", dir.appendingPathComponent("plan.json").path, "--state", state.path])
-        let tokens = try (0..<3).map { try Binary.run("sigilo-coordinator", ["tenant", "invite", "t\($0)", "--state", state.path]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) }
+        let (state, tokens) = try coordinatorState(in: dir, tenants: 3)
 
         var server = try RunningCoordinator(state: state)
         let keys = try (0..<3).map { _ in try Ed25519.KeyPair.generate() }
@@ -231,12 +248,9 @@ final class RunningCoordinator {
         // The published model is exactly model + (sum of the three) / expected customers (15).
         var next: CoordinatorClient.RoundInfo?
         for _ in 0..<100 where next == nil { next = try clients[0].currentRound(); usleep(100_000) }
-        let file = try clients[0].model(version: round.modelVersion + 1)
-        let floats = Array(file[(file.count - 32 - 4 * round.dimension)..<(file.count - 32)])
+        let published = parameters(ofModel: try clients[0].model(version: round.modelVersion + 1), dimension: round.dimension)
         for i in stride(from: 0, to: round.dimension, by: 97) {
-            var bits: UInt32 = 0
-            for b in 0..<4 { bits |= UInt32(floats[4 * i + b]) << (8 * b) }
-            let got = Float(bitPattern: bits)
+            let got = published[i]
             let expected = (updates[0].values[i] + updates[1].values[i] + updates[2].values[i]) / 15
             #expect(abs(got - expected) < 1e-7, "parameter \(i): \(got) vs \(expected)")
         }
@@ -254,13 +268,7 @@ final class RunningCoordinator {
         let count = 25, racing = 24
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let state = dir.appendingPathComponent("state")
-        _ = try Binary.run("sigilo-coordinator", ["init", "--state", state.path])
-        let plan = Plan(labels: ["a", "b"], bucketBits: 12, sampleRate: 0.5, delta: 1e-5, maximumEpsilon: 50, placement: .tenant,
-                        minimumTenants: count, roundSeconds: 600, serverOptimizer: .init(kind: .fedavg, learningRate: 1))
-        try JSONEncoder().encode(plan).write(to: dir.appendingPathComponent("plan.json"))
-        _ = try Binary.run("sigilo-coordinator", ["plan", "set", dir.appendingPathComponent("plan.json").path, "--state", state.path])
-        let tokens = try (0..<count).map { try Binary.run("sigilo-coordinator", ["tenant", "invite", "t\($0)", "--state", state.path]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) }
+        let (state, tokens) = try coordinatorState(in: dir, tenants: count, bucketBits: 12)
 
         var server = try RunningCoordinator(state: state)
         let keys = try (0..<count).map { _ in try Ed25519.KeyPair.generate() }
@@ -310,13 +318,10 @@ final class RunningCoordinator {
         }
         var next: CoordinatorClient.RoundInfo?
         for _ in 0..<100 where next == nil { next = try clients[0].currentRound(); usleep(100_000) }
-        let file = try clients[0].model(version: round.modelVersion + 1)
-        let floats = Array(file[(file.count - 32 - 4 * round.dimension)..<(file.count - 32)])
+        let published = parameters(ofModel: try clients[0].model(version: round.modelVersion + 1), dimension: round.dimension)
         for j in stride(from: 0, to: round.dimension, by: 61) {
-            var bits: UInt32 = 0
-            for b in 0..<4 { bits |= UInt32(floats[4 * j + b]) << (8 * b) }
             let expected = updates.reduce(Float(0)) { $0 + $1.values[j] } / Float(5 * count)
-            #expect(abs(Float(bitPattern: bits) - expected) < 1e-6, "parameter \(j)")
+            #expect(abs(published[j] - expected) < 1e-6, "parameter \(j)")
         }
     }
 }
