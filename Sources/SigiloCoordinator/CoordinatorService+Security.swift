@@ -87,8 +87,12 @@ extension CoordinatorService {
     /// any step changes nothing but the failure counters and the audit log.
     public func authorize(_ presented: PresentedCredentials, access: Access, method: String, target: String, body: [UInt8],
                           address: String, now: Double) throws -> Principal {
-        try locked {
-            let verified = try authenticate(presented, access: access, method: method, target: target, body: body, address: address, now: now)
+        // A signed body's digest is compared before the lock is taken: hashing an update's 4 x d bytes need not hold up everyone.
+        var bodyMatches = true
+        if case .signature(let credentials) = presented { bodyMatches = RequestSigning.bodyMatches(credentials, body) }
+        return try locked {
+            let verified = try authenticate(presented, access: access, method: method, target: target, bodyMatches: bodyMatches,
+                                            address: address, now: now)
             try database.transaction { try verified.commit() }
             if verified.principal.role == .tenant { try noteAddress(tenant: verified.principal.id, address: address, now: now) }
             return verified.principal
@@ -101,11 +105,11 @@ extension CoordinatorService {
     /// goes through `authorize` later); failures count as in `authorize`.
     public func authorizeHead(_ presented: PresentedCredentials, access: Access, method: String, target: String,
                               address: String, now: Double) throws {
-        try locked { _ = try authenticate(presented, access: access, method: method, target: target, body: nil, address: address, now: now) }
+        try locked { _ = try authenticate(presented, access: access, method: method, target: target, bodyMatches: nil, address: address, now: now) }
     }
 
-    /// `body` nil: the head only (the body's digest is checked later).
-    private func authenticate(_ presented: PresentedCredentials, access: Access, method: String, target: String, body: [UInt8]?,
+    /// `bodyMatches`: whether a signed body matched its declared digest; nil for the head only (checked later).
+    private func authenticate(_ presented: PresentedCredentials, access: Access, method: String, target: String, bodyMatches: Bool?,
                               address: String, now: Double) throws -> (principal: Principal, viaSession: Bool, commit: () throws -> Void) {
         let identity = presented.claimedIdentity
         if let wait = addressFailures.lockedFor(address, now: now) ?? identity.flatMap({ identityFailures.lockedFor($0, now: now) }) {
@@ -114,7 +118,7 @@ extension CoordinatorService {
         }
         let verified: (principal: Principal, viaSession: Bool, commit: () throws -> Void)
         do {
-            verified = try verify(presented, method: method, target: target, body: body, now: now)
+            verified = try verify(presented, method: method, target: target, bodyMatches: bodyMatches, now: now)
         } catch let error as CoordinatorError {
             try failedAuthentication(identity: identity, address: address, reason: error.code, now: now)
             throw error
@@ -151,7 +155,7 @@ extension CoordinatorService {
         locked { identityFailures.lockedCount(now: now) + addressFailures.lockedCount(now: now) }
     }
 
-    private func verify(_ presented: PresentedCredentials, method: String, target: String, body: [UInt8]?,
+    private func verify(_ presented: PresentedCredentials, method: String, target: String, bodyMatches: Bool?,
                         now: Double) throws -> (principal: Principal, viaSession: Bool, commit: () throws -> Void) {
         switch presented {
         case .none:
@@ -161,8 +165,8 @@ extension CoordinatorService {
         case .signature(let credentials):
             guard let key = try activeKey(credentials.keyId) else { throw CoordinatorError(401, "unknown_key", "no tenant \(credentials.keyId)") }
             do {
-                if let body {
-                    try RequestSigning.verify(credentials, method: method, path: target, body: body, publicKey: key, now: Int64(now))
+                if let bodyMatches {
+                    try RequestSigning.verify(credentials, method: method, path: target, bodyMatches: bodyMatches, publicKey: key, now: Int64(now))
                 } else {
                     try RequestSigning.verifyHead(credentials, method: method, path: target, publicKey: key, now: Int64(now))
                 }

@@ -49,8 +49,9 @@ public final class CoordinatorService: @unchecked Sendable {
     private var sum: RoundSum?
     /// Secure placement's running sum of masked updates, in place of `sum`.
     private var maskedSum: SecureAggregation.MaskedSum?
-    /// Where updates are decoded (under the lock, one at a time): one array reused, not 4 x d fresh bytes per update.
-    private var decoded: [Float] = []
+    /// Arrays updates are decoded into, reused (4 x d bytes each, faulted in
+    /// once): one per submission decoding at a time, which the worker pool bounds.
+    private let decodeBuffers = BufferPool<Float>(keeping: 4)
     /// Group commit: updates folded into the running sum but not yet durable,
     /// numbered by ticket; committed together, in one transaction, by
     /// whichever waiting submitter gets to `commitGate` first.
@@ -564,8 +565,14 @@ public final class CoordinatorService: @unchecked Sendable {
     /// memory (the durable sum is reloaded), and each is refused.
     /// `bodyDigest`: the body's SHA-256 in lower-case hex when the caller already verified it (a signed request's).
     public func submit(tenant: String, round id: UInt64, body: [UInt8], bodyDigest: String? = nil, now: Double) throws -> Bool {
+        // Decoding needs no shared state: uploads are decoded, checksummed and measured side by side before the
+        // lock, which then covers only what reads or changes the round (duplicates, the cosine, the fold).
+        var buffer = decodeBuffers.take()
+        defer { decodeBuffers.give(&buffer) }
+        let decoded: Result<DecodedUpdate, CoordinatorError>
+        do { decoded = .success(try decode(body, into: &buffer)) } catch let error as CoordinatorError { decoded = .failure(error) }
         let outcome: Submission = try locked {
-            do { return try submitLocked(tenant: tenant, round: id, body: body, digest: bodyDigest ?? Hex.encode(SHA256.hash(body)), now: now) }
+            do { return try submitLocked(tenant: tenant, round: id, update: try decoded.get(), digest: bodyDigest ?? Hex.encode(SHA256.hash(body)), now: now) }
             catch let error as CoordinatorError {
                 // Repeated refusals from one tenant are worth a look (a broken client, or probing).
                 if error.status < 500, validationFailures.recordFailure(tenant, now: now) {
@@ -645,12 +652,25 @@ public final class CoordinatorService: @unchecked Sendable {
         for update in batch { try perform(try machine.submitted(tenant: update.tenant, round: update.round, now: update.now), now: update.now) }
     }
 
-    private func submitLocked(tenant: String, round id: UInt64, body: [UInt8], digest: String, now: Double) throws -> Submission {
-        guard let plan = try currentPlan() else { throw CoordinatorError(409, "no_plan", "no plan is set") }
+    /// An update decoded (checksum, finite values) and, for float updates, its L2 norm.
+    struct DecodedUpdate {
         let envelope: UpdateEnvelope
-        do { envelope = try UpdateEnvelope.decode(body, maximumDimension: min(maximumDimension, plan.dimension), reusing: &decoded) } catch let e as ProtocolError {
+        let norm: Double
+    }
+
+    /// Decodes into `buffer` (the envelope shares it until released).
+    private func decode(_ body: [UInt8], into buffer: inout [Float]) throws -> DecodedUpdate {
+        guard let plan = try plan() else { throw CoordinatorError(409, "no_plan", "no plan is set") }
+        let envelope: UpdateEnvelope
+        do { envelope = try UpdateEnvelope.decode(body, maximumDimension: min(maximumDimension, plan.dimension), reusing: &buffer) } catch let e as ProtocolError {
             throw CoordinatorError(e)
         }
+        return DecodedUpdate(envelope: envelope, norm: RoundSum.norm(envelope.values))
+    }
+
+    private func submitLocked(tenant: String, round id: UInt64, update: DecodedUpdate, digest: String, now: Double) throws -> Submission {
+        guard let plan = try currentPlan() else { throw CoordinatorError(409, "no_plan", "no plan is set") }
+        let envelope = update.envelope
         var previous: String?
         try database.run("SELECT digest FROM submissions WHERE round_id = ? AND tenant_id = ?", [.integer(Int64(id)), .text(tenant)]) { previous = $0.text(0) }
         if let previous {
@@ -689,7 +709,7 @@ public final class CoordinatorService: @unchecked Sendable {
             throw CoordinatorError(400, "wrong_placement", "the plan places noise at the \(plan.placement.rawValue); the update says otherwise")
         }
         let population = envelope.weight / plan.sampleRate
-        let norm = envelope.values.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+        let norm = update.norm
         let bound = updateNormBound(population: population, clipNorm: plan.clipNorm, noiseMultiplier: plan.noiseMultiplier,
                                     tenantNoised: tenantNoised, dimension: plan.dimension)
         guard norm <= bound else {

@@ -47,10 +47,36 @@ struct UpdateAnomaly: Equatable, Sendable {
     /// The cosine between an update (of L2 norm `norm`) and the sum of the
     /// others; nil when either is zero.
     static func cosine(_ update: [Float], norm: Double, others: [Float]) -> Double? {
+        precondition(update.count == others.count)
+        // Float lanes within blocks of 4,096 values, each block's sums added in double: it runs under the
+        // coordinator's lock once per update (4M values), and a scalar double loop took 8 ms of it.
         var dot = 0.0, squared = 0.0
-        for i in others.indices {
-            dot += Double(others[i]) * Double(update[i])
-            squared += Double(others[i]) * Double(others[i])
+        update.withUnsafeBufferPointer { u in
+            others.withUnsafeBufferPointer { o in
+                let ru = UnsafeRawPointer(u.baseAddress!), ro = UnsafeRawPointer(o.baseAddress!)
+                var start = 0
+                while start < o.count {
+                    let end = min(o.count, start + 4096)
+                    var d = SIMD8<Float>(repeating: 0), q = SIMD8<Float>(repeating: 0)
+                    var i = start
+                    while i + 8 <= end {
+                        let a = ro.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                        let b = ru.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                        d += a * b
+                        q += a * a
+                        i += 8
+                    }
+                    var blockDot = Double(d.sum()), blockSquared = Double(q.sum())
+                    while i < end {
+                        blockDot += Double(o[i]) * Double(u[i])
+                        blockSquared += Double(o[i]) * Double(o[i])
+                        i += 1
+                    }
+                    dot += blockDot
+                    squared += blockSquared
+                    start = end
+                }
+            }
         }
         guard squared > 0, norm > 0 else { return nil }
         return dot / (squared.squareRoot() * norm)

@@ -75,10 +75,21 @@ public enum RequestSigning {
     /// Replay (a nonce seen before) is the caller's check: it owns the store.
     public static func verify(_ c: Credentials, method: String, path: String, body: [UInt8], publicKey: [UInt8],
                               now: Int64, skewWindow: Int64 = defaultSkewWindow) throws {
-        try verifyHead(c, method: method, path: path, publicKey: publicKey, now: now, skewWindow: skewWindow)
-        guard constantTimeEqual(SHA256.hash(body), Hex.decode(c.contentSHA256)!) else {
-            throw ProtocolError(.bodyDigestMismatch, "body does not match \(contentHeader)")
-        }
+        try verify(c, method: method, path: path, bodyMatches: bodyMatches(c, body), publicKey: publicKey, now: now, skewWindow: skewWindow)
+    }
+
+    /// As `verify`, with the body's digest compared beforehand (`bodyMatches`),
+    /// so that hashing a large body can happen outside a caller's lock.
+    public static func verify(_ c: Credentials, method: String, path: String, bodyMatches: Bool, publicKey: [UInt8],
+                              now: Int64, skewWindow: Int64 = defaultSkewWindow) throws {
+        try fresh(c, now: now, skewWindow: skewWindow)
+        guard bodyMatches else { throw ProtocolError(.bodyDigestMismatch, "body does not match \(contentHeader)") }
+        try signed(c, method: method, path: path, publicKey: publicKey)
+    }
+
+    /// Whether `body` is the one the credentials declare (constant time).
+    public static func bodyMatches(_ c: Credentials, _ body: [UInt8]) -> Bool {
+        constantTimeEqual(SHA256.hash(body), Hex.decode(c.contentSHA256)!)
     }
 
     /// Verifies what can be verified before the body arrives: freshness, and
@@ -87,9 +98,17 @@ public enum RequestSigning {
     /// `verify` must still run on the whole request.
     public static func verifyHead(_ c: Credentials, method: String, path: String, publicKey: [UInt8],
                                   now: Int64, skewWindow: Int64 = defaultSkewWindow) throws {
+        try fresh(c, now: now, skewWindow: skewWindow)
+        try signed(c, method: method, path: path, publicKey: publicKey)
+    }
+
+    private static func fresh(_ c: Credentials, now: Int64, skewWindow: Int64) throws {
         guard abs(now - c.timestamp) <= skewWindow else {
             throw ProtocolError(.staleTimestamp, "request timestamp is \(c.timestamp - now) s from the coordinator's clock (window ±\(skewWindow) s)")
         }
+    }
+
+    private static func signed(_ c: Credentials, method: String, path: String, publicKey: [UInt8]) throws {
         let message = canonicalMessage(method: method, path: path, keyId: c.keyId, timestamp: c.timestamp,
                                        nonce: c.nonce, contentSHA256: c.contentSHA256)
         guard Ed25519.verify(signature: c.signature, message: message, publicKey: publicKey) else {
