@@ -27,14 +27,19 @@ final class LongPolls: @unchecked Sendable {
 
     /// Parks a poll that found nothing to answer after `seen` rounds had opened.
     func park(seen: Int, deadline: Date, attempt: @escaping Attempt) {
-        let start: Bool = lock.withLock {
-            guard !stopping else { return false }
+        enum Decision { case answerNow, parked, parkedAndStartThread }
+        let decision: Decision = lock.withLock {
+            guard !stopping else { return .answerNow }
             parked.append(Parked(deadline: deadline, seen: seen, attempt: attempt))
             defer { running = true }
-            return !running
+            return running ? .parked : .parkedAndStartThread
         }
-        if lock.withLock({ stopping }) { _ = attempt(true); return }
-        if start {
+        switch decision {
+        case .answerNow:
+            _ = attempt(true)
+        case .parked:
+            break
+        case .parkedAndStartThread:
             let thread = Thread { [self] in run() }
             thread.name = "sigilo-long-polls"
             thread.start()
@@ -71,7 +76,11 @@ final class LongPolls: @unchecked Sendable {
             }
             for var poll in due where !poll.attempt(poll.deadline <= now) {
                 poll.seen = opened
-                lock.withLock { parked.append(poll) }
+                let stopped: Bool = lock.withLock {
+                    if !stopping { parked.append(poll) }
+                    return stopping
+                }
+                if stopped { _ = poll.attempt(true) } // stop() has flushed already: answer it here
             }
         }
     }

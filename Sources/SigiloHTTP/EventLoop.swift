@@ -25,6 +25,7 @@ final class EventLoop: @unchecked Sendable {
     private var tasks: [() -> Void] = []
     private var handlers: [Int32: any Handler] = [:]
     private var running = true
+    private var closed = false
     private var thread: Thread?
     private let tickInterval: Double
     private static let wakeTag = UInt64.max
@@ -41,11 +42,16 @@ final class EventLoop: @unchecked Sendable {
         thread.start()
     }
 
-    /// Runs `task` on the loop's thread, soon.
+    /// Runs `task` on the loop's thread, soon; nothing once the loop stopped
+    /// (a handler may answer after its client and the server are gone: its
+    /// wake-up must not be written to a descriptor number since reused).
     func execute(_ task: @escaping () -> Void) {
-        lock.withLock { tasks.append(task) }
-        var one: UInt64 = 1
-        _ = write(wakeFD, &one, 8)
+        lock.withLock {
+            guard !closed else { return }
+            tasks.append(task)
+            var one: UInt64 = 1
+            _ = write(wakeFD, &one, 8)
+        }
     }
 
     /// Registers (or re-registers) `fd` for `events`; loop thread only.
@@ -68,8 +74,11 @@ final class EventLoop: @unchecked Sendable {
     func stop() {
         execute { [self] in running = false }
         while thread?.isExecuting == true { usleep(1000) }
-        close(epoll)
-        close(wakeFD)
+        lock.withLock {
+            closed = true
+            close(epoll)
+            close(wakeFD)
+        }
         readBuffer.deallocate()
     }
 
