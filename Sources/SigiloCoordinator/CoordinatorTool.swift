@@ -10,6 +10,7 @@ public enum CoordinatorTool {
     static let stateOption = OptionSpec.value("state", "DIR", "State directory (created by init).")
 
     public static func main(_ arguments: [String]) -> Never {
+        StateDirectory.restrictNewFiles() // everything this program creates (databases, WAL, backups, exports) is private
         runCommand {
             // Two-word commands ("tenant invite") become one name.
             var args = arguments
@@ -44,6 +45,14 @@ public enum CoordinatorTool {
 
     static func now() -> Double { Date().timeIntervalSince1970 }
 
+    /// Refuses, while a server runs on the state, a command whose change that server's memory would not see
+    /// (a revocation that ends the open round, a plan); otherwise holds the state until this process exits.
+    static func lockForChange(_ args: ParsedArguments, command: String, instead: String) throws {
+        let url = URL(fileURLWithPath: try args.required("state"))
+        guard FileManager.default.fileExists(atPath: url.appendingPathComponent(CoordinatorService.databaseName).path) else { return } // openService says why
+        do { _ = try StateDirectory.lockForChange(url, command: command, instead: instead) } catch let e as StateLocked { throw CLIError(.refused, e.description) }
+    }
+
     // MARK: init
 
     static let initSpec = CommandSpec(
@@ -61,8 +70,11 @@ public enum CoordinatorTool {
         }
         let secrets: CoordinatorService.AdminSecrets
         do {
+            // Also into a directory that existed (0755, say): it will hold the signing key and the TOTP secret.
             try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            try StateDirectory.makePrivate(url)
             secrets = try CoordinatorService(directory: url).createAdmin(now: now())
+            try StateDirectory.makePrivate(url)
         } catch {
             throw CLIError(.ioError, "cannot initialise \(path): \(error)")
         }
@@ -123,7 +135,13 @@ public enum CoordinatorTool {
 
     static func runServe(_ args: ParsedArguments) throws {
         try args.rejectPositional()
+        let stateURL = URL(fileURLWithPath: try args.required("state"))
+        if let exposure = StateDirectory.exposure(stateURL) {
+            throw CLIError(.refused, "serve: refusing to serve state others can read (it holds the signing key and the TOTP secret): \(exposure)")
+        }
         let service = try openService(args)
+        // Held until exit: a second serve, or a command that would change what this one holds in memory, is refused.
+        do { _ = try StateDirectory.lockForServing(stateURL) } catch let e as StateLocked { throw CLIError(.refused, "serve: \(e)") }
         let listen = args.string("listen") ?? "127.0.0.1:8443"
         let address: SocketAddress
         do { address = try SocketAddress(parsing: listen) } catch { throw CLIError.usage("serve: --listen: \(error)") }
@@ -215,10 +233,12 @@ public enum CoordinatorTool {
     }
 
     static let revokeSpec = CommandSpec(name: "tenant revoke", summary: "Revoke a tenant; its next request is refused.",
-                                        usage: "sigilo-coordinator tenant revoke ID --state DIR", options: [stateOption])
+                                        usage: "sigilo-coordinator tenant revoke ID --state DIR", options: [stateOption],
+                                        discussion: "Refused (exit 77) while 'serve' runs on the state, whose open round the revocation may end: use POST /v1/admin/tenants/ID/revoke there.")
 
     static func runRevoke(_ args: ParsedArguments) throws {
         guard args.positional.count == 1 else { throw CLIError.usage("tenant revoke: give exactly one tenant ID") }
+        try lockForChange(args, command: "tenant revoke", instead: "POST /v1/admin/tenants/\(args.positional[0])/revoke on the running server")
         let service = try openService(args)
         do { try service.revoke(tenant: args.positional[0], now: now()) } catch let e as CoordinatorError { throw CLIError(.dataError, e.message) }
         OutputStream.standardOutput.write("revoked \(args.positional[0])\n")
@@ -251,10 +271,12 @@ public enum CoordinatorTool {
     }
 
     static let planSetSpec = CommandSpec(name: "plan set", summary: "Install a plan file (protocol/PLAN.md); the first publishes model version 1.",
-                                         usage: "sigilo-coordinator plan set FILE --state DIR", options: [stateOption])
+                                         usage: "sigilo-coordinator plan set FILE --state DIR", options: [stateOption],
+                                         discussion: "Refused (exit 77) while 'serve' runs on the state: use PUT /v1/admin/plan there.")
 
     static func runPlanSet(_ args: ParsedArguments) throws {
         guard args.positional.count == 1 else { throw CLIError.usage("plan set: give exactly one plan FILE") }
+        try lockForChange(args, command: "plan set", instead: "PUT /v1/admin/plan on the running server")
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: args.positional[0])) } catch {
             throw CLIError(.noInput, "cannot read \(args.positional[0]): \(error.localizedDescription)")

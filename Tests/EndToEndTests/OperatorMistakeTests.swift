@@ -1,0 +1,79 @@
+import Foundation
+import Testing
+import SigiloClient
+import SigiloCrypto
+import SigiloFederation
+import SigiloProtocol
+
+/// The careless operator, through the real programs: state made in a shared
+/// directory, a second server started on the same state, commands that change
+/// what a running server holds. Each is refused or repaired, with a message that
+/// says what to do, and nothing is lost.
+@Suite(.serialized) struct OperatorMistakeTests {
+    func mode(_ path: String) throws -> Int { try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as! Int }
+
+    @Test func initMakesAnExistingDirectoryPrivateAndServeRefusesExposedState() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let state = dir.appendingPathComponent("state")
+        try FileManager.default.createDirectory(at: state, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        #expect(try Binary.run("sigilo-coordinator", ["init", "--state", state.path, "--secrets-to", dir.appendingPathComponent("admin.json").path]).status == 0)
+        #expect(try mode(state.path) == 0o700)
+        for name in try FileManager.default.contentsOfDirectory(atPath: state.path) {
+            #expect(try mode(state.appendingPathComponent(name).path) == 0o600, "\(name)")
+        }
+
+        chmod(state.path, 0o755)
+        let openDirectory = try Binary.run("sigilo-coordinator", ["serve", "--state", state.path, "--listen", "127.0.0.1:0"])
+        #expect(openDirectory.status == 77 && openDirectory.stderr.contains("chmod 700 \(state.path)"), "\(openDirectory.stderr)")
+        chmod(state.path, 0o700)
+        let database = state.appendingPathComponent("coordinator.sqlite").path
+        chmod(database, 0o644)
+        let openFile = try Binary.run("sigilo-coordinator", ["serve", "--state", state.path, "--listen", "127.0.0.1:0"])
+        #expect(openFile.status == 77 && openFile.stderr.contains("chmod 600 \(database)"), "\(openFile.stderr)")
+        chmod(database, 0o600)
+        let server = try RunningCoordinator(state: state)
+        #expect(server.stop() == 0)
+    }
+
+    /// A second `serve` on the same state is refused, naming the first, which
+    /// goes on serving and acknowledging; `tenant revoke` and `plan set` are
+    /// refused while it runs (they would end its round in their own process
+    /// only) and change nothing; once it stops they work.
+    @Test func oneServerPerStateAndNoChangesUnderIt() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (state, tokens) = try coordinatorState(in: dir, tenants: 2)
+        let server = try RunningCoordinator(state: state)
+        var stopped = false
+        defer { if !stopped { _ = server.stop() } }
+
+        let second = try Binary.run("sigilo-coordinator", ["serve", "--state", state.path, "--listen", "127.0.0.1:0"])
+        #expect(second.status == 77 && second.stderr.contains("pid \(server.process.processIdentifier)"), "\(second.stderr)")
+
+        let clients = try (0..<2).map { _ in CoordinatorClient(baseURL: server.url, keyId: "enroll", key: try Ed25519.KeyPair.generate()) }
+        for (client, token) in zip(clients, tokens) { try client.enroll(token: token) }
+        var info: CoordinatorClient.RoundInfo?
+        for _ in 0..<100 where info == nil { info = try clients[0].currentRound(); usleep(100_000) }
+        let round = try #require(info)
+        let values = [Float](repeating: 0.001, count: round.dimension)
+        #expect(try clients[0].submit(UpdateEnvelope(round: round.round, modelVersion: round.modelVersion, flags: .tenantNoised, weight: 5, values: values)) == false)
+
+        let revoke = try Binary.run("sigilo-coordinator", ["tenant", "revoke", clients[1].keyId, "--state", state.path])
+        #expect(revoke.status == 77 && revoke.stderr.contains("/v1/admin/tenants/\(clients[1].keyId)/revoke"), "\(revoke.stderr)")
+        let plan = try Binary.run("sigilo-coordinator", ["plan", "set", dir.appendingPathComponent("plan.json").path, "--state", state.path])
+        #expect(plan.status == 77 && plan.stderr.contains("PUT /v1/admin/plan"), "\(plan.stderr)")
+        // Inviting only adds a row the server reads when the token is used: allowed while serving.
+        #expect(try Binary.run("sigilo-coordinator", ["tenant", "invite", "late", "--state", state.path]).status == 0)
+
+        // The round is still open and still takes the second tenant's update; it closes once, in the server.
+        #expect(try clients[1].submit(UpdateEnvelope(round: round.round, modelVersion: round.modelVersion, flags: .tenantNoised, weight: 5, values: values)) == false)
+        var next: CoordinatorClient.RoundInfo?
+        for _ in 0..<100 where next == nil { next = try clients[0].currentRound().flatMap { $0.round > round.round ? $0 : nil }; usleep(100_000) }
+        #expect(next?.modelVersion == round.modelVersion + 1)
+
+        #expect(server.stop() == 0)
+        stopped = true
+        #expect(try Binary.run("sigilo-coordinator", ["tenant", "revoke", clients[1].keyId, "--state", state.path]).status == 0)
+    }
+}
