@@ -163,7 +163,11 @@ extension CoordinatorService {
         case .malformed(let message):
             throw CoordinatorError(400, "malformed_header", message)
         case .signature(let credentials):
-            guard let key = try activeKey(credentials.keyId) else { throw CoordinatorError(401, "unknown_key", "no tenant \(credentials.keyId)") }
+            // The same checks in the same order whether or not the id exists, and "revoked" only for a caller
+            // that proved it holds the key: an unauthenticated caller learns nothing about who is enrolled.
+            let tenant = try tenantKey(credentials.keyId)
+            if tenant == nil { metrics.add("sigilo_auth_unknown_identity_total") }
+            let key = tenant?.key ?? unknownTenantKey
             do {
                 if let bodyMatches {
                     try RequestSigning.verify(credentials, method: method, path: target, bodyMatches: bodyMatches, publicKey: key, now: Int64(now))
@@ -173,6 +177,8 @@ extension CoordinatorService {
             } catch let e as ProtocolError {
                 throw CoordinatorError(e)
             }
+            guard let tenant else { throw CoordinatorError(401, "bad_signature", "signature does not verify for key \(credentials.keyId)") }
+            guard tenant.active else { throw CoordinatorError(403, "revoked", "tenant \(credentials.keyId) is revoked") }
             try checkUnusedNonce(credentials.nonce, key: credentials.keyId, now: now)
             // Remembered now, written with the batch that records this request (its answer waits for that batch).
             return (Principal(id: credentials.keyId, role: .tenant), false, { [self] in

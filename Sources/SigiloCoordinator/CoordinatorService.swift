@@ -68,6 +68,9 @@ public final class CoordinatorService: @unchecked Sendable {
     private var roundsOpened = 0
     /// ε of the ledger's compositions, each computed once (see EpsilonMemo).
     let epsilons = EpsilonMemo()
+    /// What a signature claiming an unknown tenant id is checked against, so that it fails exactly as a
+    /// wrong signature for a real tenant does: who is enrolled is not told to anyone who cannot sign as them.
+    let unknownTenantKey = (try? Ed25519.KeyPair.generate().publicKey) ?? [UInt8](repeating: 1, count: 32)
     /// The latest model file, as served (published models never change).
     private var servedModel: (version: UInt64, file: [UInt8], sha256: String)?
     let maximumDimension: Int
@@ -304,12 +307,11 @@ public final class CoordinatorService: @unchecked Sendable {
     }
 
     /// The public key of an active tenant (nil: unknown; error: revoked).
-    func activeKey(_ id: String) throws -> [UInt8]? {
-        var result: (key: [UInt8], status: String)?
-        try database.run("SELECT public_key, status FROM tenants WHERE id = ?", [.text(id)]) { result = ($0.blob(0), $0.text(1)) }
-        guard let result else { return nil }
-        guard result.status == "active" else { throw CoordinatorError(403, "revoked", "tenant \(id) is revoked") }
-        return result.key
+    /// A tenant's public key and whether it is active; nil for an id no tenant has.
+    func tenantKey(_ id: String) throws -> (key: [UInt8], active: Bool)? {
+        var result: (key: [UInt8], active: Bool)?
+        try database.run("SELECT public_key, status FROM tenants WHERE id = ?", [.text(id)]) { result = ($0.blob(0), $0.text(1) == "active") }
+        return result
     }
 
     /// Checks an enrolment request's signature, made with the key being enrolled

@@ -108,10 +108,32 @@ extension TenantTool {
 
     static let enrollSpec = CommandSpec(
         name: "enroll", summary: "Enrol this tenant's key with a coordinator using a one-time token.",
-        usage: "sigilo-tenant enroll --coordinator URL --token T --state DIR --key-file FILE [--coordinator-ca PEM]",
+        usage: "sigilo-tenant enroll --coordinator URL (--token-file FILE | --token T) --state DIR --key-file FILE [--coordinator-ca PEM]",
         options: storeOptions + [.value("coordinator", "URL", "Coordinator base URL, e.g. http://127.0.0.1:8443."),
-                                 .value("token", "T", "One-time enrolment token from 'sigilo-coordinator tenant invite'."),
+                                 .value("token-file", "FILE", "Read the one-time enrolment token from FILE ('-' for standard input)."),
+                                 .value("token", "T", "The token on the command line: visible to other users in 'ps' until it is used; prefer --token-file."),
                                  .value("coordinator-ca", "PEM", "For https: trust only this CA (or self-signed certificate), not the system's CAs; remembered.")])
+
+    /// The token from --token-file (a file, or '-' for standard input) or --token; exactly one of them.
+    static func enrolmentToken(_ args: ParsedArguments) throws -> String {
+        switch (args.string("token-file"), args.string("token")) {
+        case (let path?, nil):
+            let data: Data?
+            if path == "-" { data = try? FileHandle.standardInput.readToEnd() } else { data = FileManager.default.contents(atPath: path) }
+            guard let data else { throw CLIError(.noInput, "enroll: cannot read --token-file \(path)") }
+            let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !token.isEmpty, !token.contains(where: \.isWhitespace) else {
+                throw CLIError(.dataError, "enroll: \(path == "-" ? "standard input" : path) must hold one token, the line 'sigilo-coordinator tenant invite' printed")
+            }
+            return token
+        case (nil, let token?):
+            return token
+        case (nil, nil):
+            throw CLIError.usage("enroll: give the token with --token-file FILE (or - for standard input)")
+        case (_?, _?):
+            throw CLIError.usage("enroll: give --token-file or --token, not both")
+        }
+    }
 
     static func runEnroll(_ args: ParsedArguments) throws {
         try args.rejectPositional()
@@ -127,7 +149,7 @@ extension TenantTool {
         }
         let client = CoordinatorClient(baseURL: url, keyId: "enroll", key: try store.identity(), caFile: caFile)
         let id: String
-        do { id = try client.enroll(token: try args.required("token"), agreementKey: try store.agreementKey().publicKey) } catch let e as ClientError {
+        do { id = try client.enroll(token: try enrolmentToken(args), agreementKey: try store.agreementKey().publicKey) } catch let e as ClientError {
             throw CLIError(e.status == nil ? .failure : .refused, "enrolment failed: \(e)")
         }
         try store.setSetting("coordinator", url.absoluteString)

@@ -137,7 +137,11 @@ struct TenantWorld {
         let args = try world.tenant("loja")
         let file = world.data.appendingPathComponent("tenant-01-loja.jsonl").path
         #expect(try Binary.run("sigilo-tenant", ["import", file] + args).status == 0)
-        #expect(try Binary.run("sigilo-tenant", ["enroll", "--coordinator", world.url, "--token", try world.invite()] + args).status == 0)
+        let missing = try Binary.run("sigilo-tenant", ["enroll", "--coordinator", world.url, "--token-file", "/nonexistent/token"] + args)
+        #expect(missing.status == 66 && missing.stderr.contains("/nonexistent/token"))
+        #expect(try Binary.run("sigilo-tenant", ["enroll", "--coordinator", world.url, "--token-file", "-", "--token", "x"] + args).status == 64)
+        // The token on standard input, not the command line ('ps' shows arguments to every user).
+        #expect(try Binary.run("sigilo-tenant", ["enroll", "--coordinator", world.url, "--token-file", "-"] + args, input: try world.invite() + "\n").status == 0)
         for _ in 0..<3 {
             let r = try waitForOpenRound(args)
             #expect(r.status == 0 && r.stdout.hasPrefix("submitted"), "\(r.stdout) \(r.stderr)")
@@ -203,7 +207,9 @@ struct TenantWorld {
             let args = try world.tenant(name)
             let file = world.data.appendingPathComponent(String(format: "tenant-%02d-%@.jsonl", i + 1, name)).path
             #expect(try Binary.run("sigilo-tenant", ["import", file] + args).status == 0)
-            #expect(try Binary.run("sigilo-tenant", ["enroll", "--coordinator", world.url, "--token", try world.invite()] + args).status == 0)
+            let tokenFile = world.data.appendingPathComponent("token-\(name)").path
+            _ = FileManager.default.createFile(atPath: tokenFile, contents: Data(try world.invite().utf8), attributes: [.posixPermissions: 0o600])
+            #expect(try Binary.run("sigilo-tenant", ["enroll", "--coordinator", world.url, "--token-file", tokenFile] + args).status == 0)
             return args
         }
         for round in 1...2 {

@@ -136,4 +136,27 @@ import SigiloProtocol
         #expect(box.status == 204)
         #expect(h.routes.parkedLongPolls == 0)
     }
+
+    /// Without the key, an active, a revoked and an unknown tenant id get the
+    /// same answer, before and after the body: no one learns who is enrolled or
+    /// revoked by asking. The revoked tenant itself, signing with its key, is told.
+    @Test func unauthenticatedCallersCannotTellWhichTenantsExist() throws {
+        let h = try Harness()
+        let active = try h.enrollTenant("ativa"), revoked = try h.enrollTenant("revogada")
+        try h.service.revoke(tenant: revoked.id, now: h.now)
+        let stranger = try Ed25519.KeyPair.generate()
+        var answers = [String]()
+        for id in [active.id, revoked.id, "tenant-99"] {
+            let headers = try h.signed("GET", "/v1/plan", tenant: id, key: stranger)
+            let response = h.send("GET", "/v1/plan", headers: headers, from: "10.0.9.\(answers.count + 1):1")
+            let head = h.routes.checkHead(h.request("POST", "/v1/rounds/1/updates", headers: try h.signed("POST", "/v1/rounds/1/updates", body: [1],
+                                                                                                     tenant: id, key: stranger)),
+                                          bodyLength: 1, peer: "10.0.9.\(answers.count + 1):1")
+            answers.append("\(response.status) \(code(response) ?? "") | \(head?.status ?? 0) \(code(head) ?? "")")
+        }
+        #expect(Set(answers).count == 1, "\(answers)")
+        #expect(answers[0] == "401 bad_signature | 401 bad_signature")
+        let own = h.send("GET", "/v1/plan", headers: try h.signed("GET", "/v1/plan", tenant: revoked.id, key: revoked.key))
+        #expect(own.status == 403 && code(own) == "revoked")
+    }
 }
