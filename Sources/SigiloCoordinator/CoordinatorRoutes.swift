@@ -122,12 +122,17 @@ public struct CoordinatorRoutes: Sendable {
         },
         Endpoint(method: "POST", pattern: ["v1", "admin", "tenants"], access: adminOnly) { routes, call in
             let name = try routes.stringField(call, "name")
-            let token = try routes.service.invite(name: name, by: call.principal!, now: call.now)
+            let token = try routes.service.invite(name: name, weightCap: try routes.weightCapField(call, required: false), by: call.principal!, now: call.now)
             return .json(201, JSON.object([("name", .string(name)), ("token", .string(token))]).rendered())
         },
         Endpoint(method: "POST", pattern: ["v1", "admin", "tenants", "*", "revoke"], access: adminOnly) { routes, call in
             try routes.service.revoke(tenant: call.parameters[0], by: call.principal!, now: call.now)
             return .json(200, JSON.object([("revoked", .string(call.parameters[0]))]).rendered())
+        },
+        Endpoint(method: "PUT", pattern: ["v1", "admin", "tenants", "*", "weight-cap"], access: adminOnly) { routes, call in
+            let cap = try routes.weightCapField(call, required: true)
+            try routes.service.setWeightCap(tenant: call.parameters[0], to: cap, by: call.principal!, now: call.now)
+            return .json(200, JSON.object([("tenant", .string(call.parameters[0])), ("weight_cap", cap.map { .number($0) } ?? .null)]).rendered())
         },
         Endpoint(method: "PUT", pattern: ["v1", "admin", "plan"], access: adminOnly) { routes, call in
             let plan: Plan
@@ -324,6 +329,22 @@ public struct CoordinatorRoutes: Sendable {
     }
 
     // MARK: - Handlers
+
+    /// `"weight_cap"`: a number > 0, or null for the plan's; absent is nil unless `required`.
+    func weightCapField(_ call: Call, required: Bool) throws -> Double? {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(call.request.body))) as? [String: Any] else {
+            throw CoordinatorError(400, "bad_body", "body must be a JSON object")
+        }
+        guard let value = object["weight_cap"] else {
+            if required { throw CoordinatorError(400, "bad_body", "\"weight_cap\" must be a number > 0, or null for the plan's") }
+            return nil
+        }
+        if value is NSNull { return nil }
+        guard !(value is Bool), let number = value as? Double, number.isFinite, number > 0 else {
+            throw CoordinatorError(400, "bad_body", "\"weight_cap\" must be a number > 0, or null for the plan's")
+        }
+        return number
+    }
 
     func stringField(_ call: Call, _ name: String) throws -> String {
         guard let object = (try? JSONSerialization.jsonObject(with: Data(call.request.body))) as? [String: Any] else {

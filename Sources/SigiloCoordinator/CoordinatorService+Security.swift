@@ -266,6 +266,7 @@ extension CoordinatorService {
         case updateDirection = "update_direction"
         case repeatedValidationFailures = "repeated_validation_failures"
         case newAddress = "new_address"
+        case weightAboveCap = "weight_above_cap"
     }
 
     /// Counted in metrics and written to the audit log.

@@ -36,7 +36,7 @@ public struct CoordinatorError: Error, CustomStringConvertible, Equatable, Senda
 /// updates are never stored: only the sum and a digest for de-duplication.
 /// One lock serialises all access (SQLite is used single-threaded).
 public final class CoordinatorService: @unchecked Sendable {
-    static let schemaVersion = 4
+    static let schemaVersion = 5
     public static let databaseName = "coordinator.sqlite"
 
     let database: Database
@@ -189,6 +189,12 @@ public final class CoordinatorService: @unchecked Sendable {
             // Audit retention: where archived entries were cut from the table.
             try database.transaction { try database.execute(AuditStore.cutSchema + " PRAGMA user_version = 4;") }
         }
+        if version < 5 {
+            // A tenant's cap on its declared weight (absent: the plan's), set at invite or later.
+            try database.transaction {
+                try database.execute("ALTER TABLE tenants ADD COLUMN weight_cap REAL; ALTER TABLE enrollment_tokens ADD COLUMN weight_cap REAL; PRAGMA user_version = 5;")
+            }
+        }
     }
 
     /// After a restart, the open round continues with exactly the committed updates.
@@ -227,18 +233,20 @@ public final class CoordinatorService: @unchecked Sendable {
 
     /// A one-time enrolment token for a new tenant, valid for `lifetime` seconds.
     /// Only its SHA-256 is stored; the token itself is shown once.
-    public func invite(name: String, by actor: Principal = .localOperator, now: Double, lifetime: Double = 86400) throws -> String {
+    /// `weightCap`: the largest weight the tenant may declare (nil: the plan's).
+    public func invite(name: String, weightCap: Double? = nil, by actor: Principal = .localOperator, now: Double, lifetime: Double = 86400) throws -> String {
         guard !name.isEmpty, name.utf8.count <= 128 else { throw CoordinatorError(400, "bad_name", "tenant name must be 1-128 bytes") }
+        try Self.checkWeightCap(weightCap)
         var raw = [UInt8](repeating: 0, count: 24)
         let rng = SecureRandom()
         for i in 0..<raw.count { raw[i] = UInt8(truncatingIfNeeded: rng.next()) }
         let token = "sgt_" + Hex.encode(raw)
         try locked {
             try database.transaction {
-                try database.run("INSERT INTO enrollment_tokens(token_hash, tenant_name, created_at, expires_at) VALUES (?, ?, ?, ?)",
-                                 [.blob(SHA256.hash(Array(token.utf8))), .text(name), .real(now), .real(now + lifetime)])
+                try database.run("INSERT INTO enrollment_tokens(token_hash, tenant_name, created_at, expires_at, weight_cap) VALUES (?, ?, ?, ?, ?)",
+                                 [.blob(SHA256.hash(Array(token.utf8))), .text(name), .real(now), .real(now + lifetime), weightCap.map { .real($0) } ?? .null])
                 try record(AuditEntry(time: now, actor: actor.id, role: actor.role.rawValue, action: "tenant.invite", object: name,
-                                      detail: "token valid until \(Int(now + lifetime))"))
+                                      detail: "token valid until \(Int(now + lifetime))\(weightCap.map { ", weight cap \($0)" } ?? "")"))
             }
         }
         return token
@@ -253,9 +261,9 @@ public final class CoordinatorService: @unchecked Sendable {
         }
         return try locked {
             try database.transaction {
-                var found: (name: String, expires: Double, used: Bool)?
-                try database.run("SELECT tenant_name, expires_at, used_at FROM enrollment_tokens WHERE token_hash = ?",
-                                 [.blob(SHA256.hash(Array(token.utf8)))]) { found = ($0.text(0), $0.real(1), !$0.isNull(2)) }
+                var found: (name: String, expires: Double, used: Bool, cap: Double?)?
+                try database.run("SELECT tenant_name, expires_at, used_at, weight_cap FROM enrollment_tokens WHERE token_hash = ?",
+                                 [.blob(SHA256.hash(Array(token.utf8)))]) { found = ($0.text(0), $0.real(1), !$0.isNull(2), $0.isNull(3) ? nil : $0.real(3)) }
                 guard let found, !found.used, found.expires > now else {
                     throw CoordinatorError(401, "bad_token", "enrolment token is unknown, used or expired")
                 }
@@ -265,14 +273,40 @@ public final class CoordinatorService: @unchecked Sendable {
                 var next = 1
                 try database.run("SELECT COUNT(*) FROM tenants") { next = Int($0.integer(0)) + 1 }
                 let id = "tenant-\(next)"
-                try database.run("INSERT INTO tenants(id, name, public_key, status, enrolled_at, agreement_key) VALUES (?, ?, ?, 'active', ?, ?)",
-                                 [.text(id), .text(found.name), .blob(publicKey), .real(now), agreementKey.map { .blob($0) } ?? .null])
+                try database.run("INSERT INTO tenants(id, name, public_key, status, enrolled_at, agreement_key, weight_cap) VALUES (?, ?, ?, 'active', ?, ?, ?)",
+                                 [.text(id), .text(found.name), .blob(publicKey), .real(now), agreementKey.map { .blob($0) } ?? .null,
+                                  found.cap.map { .real($0) } ?? .null])
                 try database.run("UPDATE enrollment_tokens SET used_at = ? WHERE token_hash = ?", [.real(now), .blob(SHA256.hash(Array(token.utf8)))])
                 try record(AuditEntry(time: now, actor: id, role: Role.tenant.rawValue, action: "tenant.enroll", object: id,
                                       detail: "name \(found.name), key \(Hex.encode(SHA256.hash(publicKey)).prefix(16))"))
                 return id
             }
         }
+    }
+
+    /// Sets a tenant's cap on its declared weight (nil: back to the plan's). Read at
+    /// every submission, so it applies from the next update, also while serving.
+    public func setWeightCap(tenant id: String, to cap: Double?, by actor: Principal = .localOperator, now: Double) throws {
+        try Self.checkWeightCap(cap)
+        try locked {
+            try database.transaction {
+                let changed = try database.run("UPDATE tenants SET weight_cap = ? WHERE id = ?", [cap.map { .real($0) } ?? .null, .text(id)])
+                guard changed == 1 else { throw CoordinatorError(404, "unknown_tenant", "no tenant \(id)") }
+                try record(AuditEntry(time: now, actor: actor.id, role: actor.role.rawValue, action: "tenant.weight_cap", object: id,
+                                      detail: cap.map { "weight cap \($0)" } ?? "weight cap: the plan's"))
+            }
+        }
+    }
+
+    static func checkWeightCap(_ cap: Double?) throws {
+        if let cap, !(cap.isFinite && cap > 0) { throw CoordinatorError(400, "bad_weight_cap", "a weight cap must be a finite number > 0, got \(cap)") }
+    }
+
+    /// The cap that applies to a tenant's declared weight: its own, else the plan's, else none.
+    func weightCap(of tenant: String, plan: Plan) throws -> Double? {
+        var own: Double?
+        try database.run("SELECT weight_cap FROM tenants WHERE id = ?", [.text(tenant)]) { own = $0.isNull(0) ? nil : $0.real(0) }
+        return own ?? plan.maximumTenantWeight
     }
 
     /// Revokes a tenant: its next request is refused; it no longer holds a round open.
@@ -699,6 +733,12 @@ public final class CoordinatorService: @unchecked Sendable {
         guard (envelope.masked != nil) == (plan.placement == .secure) else {
             throw CoordinatorError(400, "wrong_placement", plan.placement == .secure ? "the plan's placement is secure: send a masked update"
                                                                                      : "a masked update needs the secure placement; the plan's is \(plan.placement.rawValue)")
+        }
+        // A weight is a claim (the tenant's expected sampled customers) that scales its share of the average:
+        // beyond its cap it would dilute every other tenant's contribution, so it is refused and flagged.
+        if let cap = try weightCap(of: tenant, plan: plan), envelope.weight > cap {
+            try alert(.weightAboveCap, tenant: tenant, now: now, detail: "round \(id): declared weight \(envelope.weight) above its cap \(cap)")
+            throw CoordinatorError(422, "weight_above_cap", "declared weight \(envelope.weight) is above this tenant's cap of \(cap)")
         }
         if let masked = envelope.masked {
             return try acceptMasked(masked, weight: envelope.weight, tenant: tenant, round: id, digest: digest, plan: plan, now: now)

@@ -23,7 +23,7 @@ public enum CoordinatorTool {
                 arguments: args,
                 commands: [
                     (initSpec, runInit), (serveSpec, runServe),
-                    (inviteSpec, runInvite), (revokeSpec, runRevoke), (listSpec, runList),
+                    (inviteSpec, runInvite), (revokeSpec, runRevoke), (weightCapSpec, runWeightCap), (listSpec, runList),
                     (planShowSpec, runPlanShow), (planSetSpec, runPlanSet), (modelExportSpec, runModelExport), (statusSpec, runStatus),
                     (auditorAddSpec, runAuditorAdd), (auditorRevokeSpec, runAuditorRevoke),
                     (auditVerifySpec, runAuditVerify), (auditExportSpec, runAuditExport), (auditArchiveSpec, runAuditArchive),
@@ -220,16 +220,43 @@ public enum CoordinatorTool {
 
     // MARK: tenants
 
+    static let weightCapOption = OptionSpec.value("weight-cap", "W", "The largest weight (expected sampled customers) the tenant may declare; default the plan's maximumTenantWeight.")
+
     static let inviteSpec = CommandSpec(name: "tenant invite", summary: "Create a one-time enrolment token (valid 24 h) for a new tenant.",
-                                        usage: "sigilo-coordinator tenant invite NAME --state DIR", options: [stateOption],
+                                        usage: "sigilo-coordinator tenant invite NAME --state DIR [--weight-cap W]", options: [stateOption, weightCapOption],
                                         discussion: "The token is shown once; only its SHA-256 is stored.")
 
     static func runInvite(_ args: ParsedArguments) throws {
         guard args.positional.count == 1 else { throw CLIError.usage("tenant invite: give exactly one tenant NAME") }
+        let cap = try args.double("weight-cap", where: { $0 > 0 }, expectation: "a number > 0")
         let service = try openService(args)
         do {
-            OutputStream.standardOutput.write(try service.invite(name: args.positional[0], now: now()) + "\n")
+            OutputStream.standardOutput.write(try service.invite(name: args.positional[0], weightCap: cap, now: now()) + "\n")
         } catch let e as CoordinatorError { throw CLIError(.usage, e.message) }
+    }
+
+    static let weightCapSpec = CommandSpec(
+        name: "tenant weight-cap", summary: "Set the largest weight a tenant may declare, or 'plan' for the plan's default.",
+        usage: "sigilo-coordinator tenant weight-cap ID (W | plan) --state DIR",
+        options: [stateOption],
+        discussion: """
+        An update declaring more is refused (422 weight_above_cap) and raises an alert. Applies from the tenant's next update,
+        also while 'serve' runs (the cap is read at every submission).
+        """)
+
+    static func runWeightCap(_ args: ParsedArguments) throws {
+        guard args.positional.count == 2 else { throw CLIError.usage("tenant weight-cap: give a tenant ID and a cap (a number > 0, or 'plan')") }
+        let value = args.positional[1]
+        let cap: Double?
+        if value == "plan" { cap = nil } else {
+            guard let number = Double(value), number.isFinite, number > 0 else { throw CLIError.usage("tenant weight-cap: \"\(value)\" is not a number > 0 or 'plan'") }
+            cap = number
+        }
+        let service = try openService(args)
+        do { try service.setWeightCap(tenant: args.positional[0], to: cap, now: now()) } catch let e as CoordinatorError {
+            throw CLIError(e.status == 404 ? .dataError : .usage, "tenant weight-cap: \(e.message)")
+        }
+        OutputStream.standardOutput.write("\(args.positional[0]): weight cap \(cap.map { String($0) } ?? "from the plan")\n")
     }
 
     static let revokeSpec = CommandSpec(name: "tenant revoke", summary: "Revoke a tenant; its next request is refused.",

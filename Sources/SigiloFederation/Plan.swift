@@ -42,6 +42,9 @@ public struct Plan: Codable, Equatable, Sendable {
     public var serverOptimizer: ServerOptimizer
     /// Refuse updates flagged as anomalous (absent: flag them, count them, keep them).
     public var excludeAnomalousUpdates: Bool?
+    /// The largest weight (expected sampled customers) a tenant may declare, unless
+    /// the operator sets its own cap; absent: no cap but a tenant's own.
+    public var maximumTenantWeight: Double?
 
     public init(labels: [String], bucketBits: Int = 12, clipNorm: Double = 1, noiseMultiplier: Double = 1, sampleRate: Double = 0.1,
                 delta: Double = 1e-6, maximumEpsilon: Double = 8, placement: Placement = .tenant, minimumTenants: Int = 2,
@@ -73,6 +76,7 @@ public struct Plan: Codable, Equatable, Sendable {
         guard sampleRate.isFinite, sampleRate > 0, sampleRate <= 1 else { throw PlanError("sampleRate: must be in (0, 1], got \(sampleRate)") }
         guard delta.isFinite, delta > 0, delta < 1 else { throw PlanError("delta: must be in (0, 1), got \(delta)") }
         guard maximumEpsilon.isFinite, maximumEpsilon > 0 else { throw PlanError("maximumEpsilon: must be a finite number > 0, got \(maximumEpsilon)") }
+        if let cap = maximumTenantWeight, !(cap.isFinite && cap > 0) { throw PlanError("maximumTenantWeight: must be a finite number > 0, got \(cap)") }
         guard minimumTenants >= 1 else { throw PlanError("minimumTenants: must be >= 1, got \(minimumTenants)") }
         guard roundSeconds.isFinite, roundSeconds >= 1, roundSeconds <= 7 * 86400 else { throw PlanError("roundSeconds: must be in 1...604800, got \(roundSeconds)") }
         let o = serverOptimizer

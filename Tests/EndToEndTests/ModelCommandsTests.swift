@@ -101,7 +101,9 @@ import Testing
     @Test(arguments: [
         ("sigilo-eval", ["--help"]), ("sigilo-eval", ["centralized", "--help"]), ("sigilo-eval", ["synth", "--help"]),
         ("sigilo-tenant", ["--help"]), ("sigilo-tenant", ["redact", "--help"]), ("sigilo-tenant", ["classify", "--help"]),
-        ("sigilo-tenant", ["personalise", "--help"]), ("sigilo-tenant", ["pull", "--help"]),
+        ("sigilo-tenant", ["personalise", "--help"]), ("sigilo-tenant", ["pull", "--help"]), ("sigilo-tenant", ["enroll", "--help"]),
+        ("sigilo-coordinator", ["tenant", "weight-cap", "--help"]), ("sigilo-coordinator", ["audit", "archive", "--help"]),
+        ("sigilo-coordinator", ["serve", "--help"]),
     ])
     func everyCommandHasHelp(_ program: String, _ arguments: [String]) throws {
         let result = try Binary.run(program, arguments)

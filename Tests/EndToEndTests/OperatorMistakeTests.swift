@@ -66,8 +66,16 @@ import SigiloProtocol
         // Inviting only adds a row the server reads when the token is used: allowed while serving.
         #expect(try Binary.run("sigilo-coordinator", ["tenant", "invite", "late", "--state", state.path]).status == 0)
 
+        // A weight cap is read at every submission: set while serving, it applies to the next update.
+        let update = UpdateEnvelope(round: round.round, modelVersion: round.modelVersion, flags: .tenantNoised, weight: 5, values: values)
+        #expect(try Binary.run("sigilo-coordinator", ["tenant", "weight-cap", clients[1].keyId, "1", "--state", state.path]).status == 0)
+        do { _ = try clients[1].submit(update); Issue.record("a weight above the cap was accepted") } catch let e as ClientError {
+            #expect(e.status == 422 && e.code == "weight_above_cap")
+        }
+        #expect(try Binary.run("sigilo-coordinator", ["tenant", "weight-cap", clients[1].keyId, "plan", "--state", state.path]).status == 0)
+
         // The round is still open and still takes the second tenant's update; it closes once, in the server.
-        #expect(try clients[1].submit(UpdateEnvelope(round: round.round, modelVersion: round.modelVersion, flags: .tenantNoised, weight: 5, values: values)) == false)
+        #expect(try clients[1].submit(update) == false)
         var next: CoordinatorClient.RoundInfo?
         for _ in 0..<100 where next == nil { next = try clients[0].currentRound().flatMap { $0.round > round.round ? $0 : nil }; usleep(100_000) }
         #expect(next?.modelVersion == round.modelVersion + 1)

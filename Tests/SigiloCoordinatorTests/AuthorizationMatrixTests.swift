@@ -41,6 +41,7 @@ import SigiloHTTP
         "GET /v1/plan": [.tenant, .admin, .auditor], "GET /v1/rounds/current": [.tenant], "GET /v1/models/*": [.tenant, .admin],
         "POST /v1/rounds/*/updates": [.tenant],
         "POST /v1/admin/session": [.admin], "POST /v1/admin/tenants": [.admin], "POST /v1/admin/tenants/*/revoke": [.admin],
+        "PUT /v1/admin/tenants/*/weight-cap": [.admin],
         "PUT /v1/admin/plan": [.admin], "POST /v1/admin/auditors": [.admin], "POST /v1/admin/auditors/*/revoke": [.admin],
         "GET /v1/audit/tenants": [.admin, .auditor], "GET /v1/audit/ledger": [.admin, .auditor], "GET /v1/audit/models": [.admin, .auditor],
         "GET /v1/audit/log": [.admin, .auditor], "GET /v1/audit/verify": [.admin, .auditor],

@@ -159,4 +159,45 @@ import SigiloProtocol
         let own = h.send("GET", "/v1/plan", headers: try h.signed("GET", "/v1/plan", tenant: revoked.id, key: revoked.key))
         #expect(own.status == 403 && code(own) == "revoked")
     }
+
+    /// A declared weight scales a tenant's share of the average: above its cap
+    /// (its own, else the plan's) an update is refused with 422 and an alert,
+    /// and the round is as before; the cap is set at invite or later, over the
+    /// admin API too.
+    @Test func declaredWeightsAboveTheCapAreRefusedAndFlagged() throws {
+        var plan = Plan(labels: ["a", "b", "c"], bucketBits: 8, clipNorm: 1, noiseMultiplier: 1, sampleRate: 0.5, delta: 1e-5,
+                        maximumEpsilon: 50, placement: .tenant, minimumTenants: 3, roundSeconds: 600, serverOptimizer: .init(kind: .fedavg))
+        plan.maximumTenantWeight = 10
+        let h = try Harness(plan: plan)
+        let capped = try h.enrollTenant("padrao")
+        let trusted = try h.enrollTenant("grande")
+        let invitedToken = try h.service.invite(name: "convidada", weightCap: 50, now: h.now)
+        let key = try Ed25519.KeyPair.generate()
+        let invited = try h.service.enroll(token: invitedToken, publicKey: key.publicKey, now: h.now)
+        try h.service.maintain(now: h.now)
+        func post(_ tenant: String, _ key: Ed25519.KeyPair, weight: Double) throws -> HTTPResponse {
+            let body = UpdateEnvelope(round: 1, modelVersion: 1, flags: [.tenantNoised], weight: weight,
+                                      values: [Float](repeating: 0.001, count: plan.dimension)).encoded()
+            return h.send("POST", "/v1/rounds/1/updates", body: body, headers: try h.signed("POST", "/v1/rounds/1/updates", body: body, tenant: tenant, key: key))
+        }
+        _ = h.send("GET", "/v1/plan", headers: try h.signed("GET", "/v1/plan", tenant: capped.id, key: capped.key)) // its address is noted once
+        let before = try h.snapshot()
+        let heavy = try post(capped.id, capped.key, weight: 1e12)
+        #expect(heavy.status == 422 && code(heavy) == "weight_above_cap")
+        #expect(try h.snapshot() == before)
+        #expect(try h.service.auditEntries().contains { $0.entry.action == "alert.weight_above_cap" && $0.entry.object == capped.id })
+        #expect(try post(capped.id, capped.key, weight: 10).status == 202)
+
+        // The admin raises one tenant's cap over HTTP; a bad value is refused.
+        #expect(h.send("PUT", "/v1/admin/tenants/\(trusted.id)/weight-cap", body: Array(#"{"weight_cap": -1}"#.utf8), headers: h.adminHeaders()).status == 400)
+        #expect(h.send("PUT", "/v1/admin/tenants/\(trusted.id)/weight-cap", body: Array(#"{"weight_cap": true}"#.utf8), headers: h.adminHeaders()).status == 400)
+        #expect(h.send("PUT", "/v1/admin/tenants/\(trusted.id)/weight-cap", body: Array(#"{"weight_cap": 100}"#.utf8), headers: h.adminHeaders()).status == 200)
+        #expect(try post(trusted.id, trusted.key, weight: 80).status == 202)
+        // The cap given at invite applies from enrolment.
+        #expect(try post(invited, key, weight: 60).status == 422)
+        #expect(try post(invited, key, weight: 50).status == 202)
+        // Back to the plan's.
+        try h.service.setWeightCap(tenant: trusted.id, to: nil, now: h.now)
+        #expect(throws: CoordinatorError.self) { try h.service.setWeightCap(tenant: "tenant-99", to: 5, now: h.now) }
+    }
 }
