@@ -112,7 +112,8 @@ extension CoordinatorService {
     private func authenticate(_ presented: PresentedCredentials, access: Access, method: String, target: String, bodyMatches: Bool?,
                               address: String, now: Double) throws -> (principal: Principal, viaSession: Bool, commit: () throws -> Void) {
         let identity = presented.claimedIdentity
-        if let wait = addressFailures.lockedFor(address, now: now) ?? identity.flatMap({ identityFailures.lockedFor($0, now: now) }) {
+        if let wait = addressFailures.lockedFor(address, now: now)
+            ?? identity.flatMap({ identityFailures.lockedFor($0, now: now) ?? identityFailures.lockedFor(Self.pair($0, address), now: now) }) {
             metrics.add("sigilo_auth_refused_locked_total")
             throw CoordinatorError.lockedOut(for: wait)
         }
@@ -136,11 +137,23 @@ extension CoordinatorService {
         try locked { try failedAuthentication(identity: identity, address: address, reason: reason, now: now) }
     }
 
+    /// Failures of a caller that proved the identity's first factor (its secret; the TOTP code was wrong or
+    /// missing): only the identity's owner or a thief of its secret gets there, so they count for the identity
+    /// everywhere (a 6-digit code needs a global limit). Any other failure proves nothing about the identity
+    /// claimed: it counts for that identity from that address only, and for the address, so a stranger who
+    /// claims "tenant-3" or "admin" locks out itself, never them.
+    static let firstFactorProven: Set<String> = ["bad_totp", "totp_required"]
+
+    static func pair(_ identity: String, _ address: String) -> String { "\(identity) from \(address)" }
+
     private func failedAuthentication(identity: String?, address: String, reason: String, now: Double) throws {
         metrics.add("sigilo_auth_failures_total{reason=\"\(reason)\"}")
         var locks = [(scope: String, key: String)]()
         if addressFailures.recordFailure(address, now: now) { locks.append(("address", address)) }
-        if let identity, identityFailures.recordFailure(identity, now: now) { locks.append(("identity", identity)) }
+        if let identity {
+            let key = Self.firstFactorProven.contains(reason) ? identity : Self.pair(identity, address)
+            if identityFailures.recordFailure(key, now: now) { locks.append(("identity", key)) }
+        }
         for lock in locks {
             metrics.add("sigilo_auth_lockouts_total{scope=\"\(lock.scope)\"}")
             let policy = lock.scope == "address" ? addressFailures.policy : identityFailures.policy

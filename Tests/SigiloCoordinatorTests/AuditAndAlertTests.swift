@@ -137,6 +137,26 @@ import SigiloSQLite
         #expect(try h.service.auditEntries().contains { $0.entry.action == "auth.lockout" && $0.entry.object == "address 203.0.113.7" })
     }
 
+    /// Issue 19's weapon: ten requests from a stranger's address claiming
+    /// tenant-3 (garbage signatures) and admin (a wrong secret) lock that
+    /// stranger out, not them: the real tenant and the real admin, with their
+    /// key, credential and a fresh TOTP code, are served from their addresses.
+    @Test func strangersCannotLockOutAnIdentityTheyCannotProve() throws {
+        let h = try Harness()
+        let tenant = try h.enrollTenant("loja")
+        let stranger = try Ed25519.KeyPair.generate()
+        for _ in 0..<5 {
+            _ = h.send("GET", "/v1/plan", headers: try h.signed("GET", "/v1/plan", tenant: tenant.id, key: stranger), from: "203.0.113.66:1")
+            _ = h.send("GET", "/v1/audit/ledger", headers: [("Authorization", "Bearer admin.x")], from: "203.0.113.66:2")
+        }
+        #expect(h.send("GET", "/v1/plan", headers: try h.signed("GET", "/v1/plan", tenant: tenant.id, key: tenant.key), from: "10.0.0.1:1").status == 200)
+        #expect(h.send("GET", "/v1/audit/ledger", headers: h.adminHeaders(), from: "10.0.0.2:1").status == 200)
+        // The stranger's own further attempts, even with the right key from that address, wait out the lock.
+        let again = h.send("GET", "/v1/plan", headers: try h.signed("GET", "/v1/plan", tenant: tenant.id, key: tenant.key), from: "203.0.113.66:3")
+        #expect(again.status == 429)
+        #expect(try h.service.auditEntries().contains { $0.entry.action == "auth.lockout" && $0.entry.object == "identity \(tenant.id) from 203.0.113.66" })
+    }
+
     @Test func limiterWindowSlides() {
         var limiter = FailureLimiter(policy: .init(limit: 3, window: 10, lockout: 100))
         let results = [0.0, 5, 11, 12].map { limiter.recordFailure("k", now: $0) } // at 11 the first has left the window
