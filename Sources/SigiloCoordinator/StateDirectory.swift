@@ -44,12 +44,8 @@ enum StateDirectory {
     /// Why the directory cannot be served, or a lock held until the process
     /// exits: one `serve` per state, and none while a command changes it.
     static func lockForServing(_ url: URL) throws -> Int32 {
-        let fd = open(url.appendingPathComponent(lockName).path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw StateLocked("cannot open \(url.appendingPathComponent(lockName).path): \(String(cString: strerror(errno)))") }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            let holder = holderDescription(fd)
-            close(fd)
-            throw StateLocked("\(url.path) is in use by \(holder): one 'serve' per state directory, and none while a command changes it")
+        let fd = try lock(url, LOCK_EX) { holder in
+            "\(url.path) is in use by \(holder): one 'serve' per state directory, and none while a command changes it"
         }
         _ = ftruncate(fd, 0)
         let pid = Array("\(getpid())\n".utf8)
@@ -60,12 +56,20 @@ enum StateDirectory {
     /// Held while a command changes what a running server keeps in memory (a
     /// revocation ends its round, a plan its model): refused while `serve` runs.
     static func lockForChange(_ url: URL, command: String, instead: String) throws -> Int32 {
-        let fd = open(url.appendingPathComponent(lockName).path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw StateLocked("cannot open \(url.appendingPathComponent(lockName).path): \(String(cString: strerror(errno)))") }
-        guard flock(fd, LOCK_SH | LOCK_NB) == 0 else {
+        try lock(url, LOCK_SH) { holder in
+            "\(command): \(url.path) is being served by \(holder); its memory would not see this change. Use \(instead), or stop the server first"
+        }
+    }
+
+    /// Takes `operation` (LOCK_EX or LOCK_SH) on the lock file without waiting; refused with `refusal(holder)`.
+    private static func lock(_ url: URL, _ operation: Int32, refusal: (String) -> String) throws -> Int32 {
+        let path = url.appendingPathComponent(lockName).path
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StateLocked("cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard flock(fd, operation | LOCK_NB) == 0 else {
             let holder = holderDescription(fd)
             close(fd)
-            throw StateLocked("\(command): \(url.path) is being served by \(holder); its memory would not see this change. Use \(instead), or stop the server first")
+            throw StateLocked(refusal(holder))
         }
         return fd
     }
