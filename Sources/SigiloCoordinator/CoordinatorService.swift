@@ -601,14 +601,15 @@ public final class CoordinatorService: @unchecked Sendable {
     /// memory (the durable sum is reloaded), and each is refused.
     /// `bodyDigest`: the body's SHA-256 in lower-case hex when the caller already verified it (a signed request's).
     public func submit(tenant: String, round id: UInt64, body: [UInt8], bodyDigest: String? = nil, now: Double) throws -> Bool {
-        // Decoding needs no shared state: uploads are decoded, checksummed and measured side by side before the
-        // lock, which then covers only what reads or changes the round (duplicates, the cosine, the fold).
+        // Decoding and hashing need no shared state: uploads are decoded, checksummed and measured side by side
+        // before the lock, which then covers only what reads or changes the round (duplicates, the cosine, the fold).
         var buffer = decodeBuffers.take()
         defer { decodeBuffers.give(&buffer) }
         let decoded: Result<DecodedUpdate, CoordinatorError>
         do { decoded = .success(try decode(body, into: &buffer)) } catch let error as CoordinatorError { decoded = .failure(error) }
+        let digest = bodyDigest ?? Hex.encode(SHA256.hash(body))
         let outcome: Submission = try locked {
-            do { return try submitLocked(tenant: tenant, round: id, update: try decoded.get(), digest: bodyDigest ?? Hex.encode(SHA256.hash(body)), now: now) }
+            do { return try submitLocked(tenant: tenant, round: id, update: try decoded.get(), digest: digest, now: now) }
             catch let error as CoordinatorError {
                 // Repeated refusals from one tenant are worth a look (a broken client, or probing).
                 if error.status < 500, validationFailures.recordFailure(tenant, now: now) {

@@ -428,14 +428,14 @@ public enum CoordinatorTool {
         let service = try openService(args)
         if let problem = try service.verifyAudit() { throw CLIError(.dataError, "audit log NOT intact: \(problem)") }
         if let path = args.string("to") {
-            try writeDurably(path) { handle in try exportEntries(service, to: handle) { try service.forEachAuditEntry($0) } }
+            try writeDurably(path) { handle in try exportEntries(to: handle) { try service.forEachAuditEntry($0) } }
         } else {
-            try exportEntries(service, to: FileHandle.standardOutput) { try service.forEachAuditEntry($0) }
+            try exportEntries(to: FileHandle.standardOutput) { try service.forEachAuditEntry($0) }
         }
     }
 
     /// Writes entries as JSON Lines in buffered pieces.
-    static func exportEntries(_ service: CoordinatorService, to handle: FileHandle,
+    static func exportEntries(to handle: FileHandle,
                               _ entries: (((AuditEntry, [UInt8]) throws -> Void) throws -> Void)) throws {
         var buffer = ""
         try entries { entry, hash in
@@ -485,7 +485,7 @@ public enum CoordinatorTool {
         let range: ClosedRange<Int64>
         do {
             range = try service.archiveAudit(through: Int64(through), now: now()) { entries in
-                try writeDurably(path) { handle in try exportEntries(service, to: handle, entries) }
+                try writeDurably(path) { handle in try exportEntries(to: handle, entries) }
                 return URL(fileURLWithPath: path).lastPathComponent
             }
         } catch let e as CoordinatorError { throw CLIError(e.status == 409 ? .dataError : .usage, "audit archive: \(e.message)") }

@@ -110,7 +110,7 @@ public final class HTTPServer: @unchecked Sendable {
     private var stopping = false
     private var connectionCap = 0
     private var descriptorLimit = (before: 0, after: 0)
-    private var listener: Listener?
+    private var listenFD: Int32?
     private var loops: [EventLoop] = []
     private(set) var pool: WorkerPool?
 
@@ -144,11 +144,10 @@ public final class HTTPServer: @unchecked Sendable {
         for index in 0..<max(1, configuration.eventLoops) {
             loops.append(try EventLoop(name: "sigilo-http-loop-\(index)", tickInterval: 0.25))
         }
-        let listener = Listener(fd: fd, server: self)
-        self.listener = listener
+        listenFD = fd
         // Every loop waits on the one listening socket; EPOLLEXCLUSIVE wakes one of them per connection.
         for loop in loops {
-            loop.execute { loop.register(fd, events: EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue, handler: ListenerHandle(listener: listener, loop: loop)) }
+            loop.execute { loop.register(fd, events: EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue, handler: ListenerHandle(fd: fd, server: self, loop: loop)) }
         }
         return SocketAddress.boundPort(fd)
     }
@@ -159,17 +158,17 @@ public final class HTTPServer: @unchecked Sendable {
     /// (to answer parked long-polls, say).
     public func shutdown(draining: () -> Void = {}) {
         let already = lock.withLock { defer { stopping = true }; return stopping }
-        guard !already, let listener else { return }
+        guard !already, let listenFD else { return }
         let done = DispatchGroup()
         for loop in loops {
             done.enter()
             loop.execute {
-                loop.deregister(listener.fd)
+                loop.deregister(listenFD)
                 done.leave()
             }
         }
         done.wait()
-        close(listener.fd)
+        close(listenFD)
         draining()
         for loop in loops { loop.execute { for case let connection as Connection in loop.registered { connection.stop() } } }
         while lock.withLock({ open }) > 0 { usleep(10_000) }
@@ -189,9 +188,9 @@ public final class HTTPServer: @unchecked Sendable {
 
     // MARK: - Connections
 
-    fileprivate func accept(on loop: EventLoop, listener: Listener) {
+    fileprivate func accept(on loop: EventLoop, from listener: Int32) {
         for _ in 0..<64 { // a batch, then the other descriptors get their turn
-            guard let (fd, peer) = Syscall.accept(listener.fd) else { return }
+            guard let (fd, peer) = Syscall.accept(listener) else { return }
             let refusal: (String, HTTPResponse)? = lock.withLock {
                 if stopping { return ("shutting_down", .error(503, code: "shutting_down", message: "the server is stopping; retry later")) }
                 guard open < connectionCap else {
@@ -267,8 +266,6 @@ public final class HTTPServer: @unchecked Sendable {
 
     func count(_ reason: String) { lock.withLock { refusals[reason, default: 0] += 1 } }
 
-    var isStopping: Bool { lock.withLock { stopping } }
-
     /// Raises the soft descriptor limit to the hard one (each connection is a
     /// descriptor); returns the soft limit before and after.
     static func raiseDescriptorLimit() -> (before: Int, after: Int) {
@@ -300,9 +297,6 @@ public final class HTTPResponder: @unchecked Sendable {
         guard let connection = lock.withLock({ defer { self.connection = nil }; return self.connection }) else { return }
         connection.loop.execute { connection.responded(response) }
     }
-
-    /// Whether the connection is still open (a long-poll may stop waiting for a client that left).
-    public var isConnected: Bool { lock.withLock { connection.map { !$0.isGone } ?? false } }
 }
 
 /// A server start-up failure (address in use, bad address).
@@ -311,29 +305,23 @@ public struct HTTPServerError: Error, CustomStringConvertible, Sendable {
     init(_ description: String) { self.description = description }
 }
 
-final class Listener: @unchecked Sendable {
+/// The listening socket as one loop sees it: readable means connections wait to be accepted.
+final class ListenerHandle: EventLoop.Handler {
     let fd: Int32
     unowned let server: HTTPServer
-    init(fd: Int32, server: HTTPServer) {
+    let loop: EventLoop
+    init(fd: Int32, server: HTTPServer, loop: EventLoop) {
         self.fd = fd
         self.server = server
-    }
-}
-
-final class ListenerHandle: EventLoop.Handler {
-    let listener: Listener
-    let loop: EventLoop
-    init(listener: Listener, loop: EventLoop) {
-        self.listener = listener
         self.loop = loop
     }
 
-    func ready(events: UInt32) { listener.server.accept(on: loop, listener: listener) }
+    func ready(events: UInt32) { server.accept(on: loop, from: fd) }
     func tick(_ now: Double) {}
 }
 
-/// One connection: its socket, channel and state machine, on one loop's
-/// thread (`responded` and `slotGranted` are brought there by `execute`).
+/// One connection: its socket, channel and state machine, touched only on its
+/// loop's thread (`responded` and `slotGranted` are brought there by `execute`).
 final class Connection: EventLoop.Handler, @unchecked Sendable {
     let fd: Int32
     let peer: SocketAddress
@@ -347,11 +335,11 @@ final class Connection: EventLoop.Handler, @unchecked Sendable {
     private var handshaking = true
     private var handshakeWants = ChannelProgress.wantsRead
     private var writeWants = ChannelProgress.wantsWrite
-    private var registered: UInt32 = 0
-    private var isRegistered = false
+    /// The events epoll watches for (nil before the first registration).
+    private var registered: UInt32?
     private let openedAt: Double
-    private let lock = NSLock()
-    private var gone = false
+    /// Closed: no more I/O on `fd`, whose number the kernel may give to another socket.
+    private var isGone = false
 
     init(fd: Int32, peer: SocketAddress, channel: any ServerChannel, server: HTTPServer, loop: EventLoop, now: Double) {
         self.fd = fd
@@ -362,8 +350,6 @@ final class Connection: EventLoop.Handler, @unchecked Sendable {
         openedAt = now
         machine = ConnectionMachine(settings: server.settings, now: now)
     }
-
-    var isGone: Bool { lock.withLock { gone } }
 
     func start() {
         advanceHandshake()
@@ -481,12 +467,10 @@ final class Connection: EventLoop.Handler, @unchecked Sendable {
 
     /// Runs `job` on the worker pool, or answers 503 when its queue is full.
     private func submit(_ job: @escaping () -> Void) {
-        guard server.pool?.submit(job) == true else {
-            server.count("overloaded")
-            output.append(HTTPResponse.error(503, code: "overloaded", message: "the server is overloaded; retry later").serialized(keepAlive: false))
-            closeWhenFlushed = true
-            return
-        }
+        guard server.pool?.submit(job) != true else { return }
+        server.count("overloaded")
+        output.append(HTTPResponse.error(503, code: "overloaded", message: "the server is overloaded; retry later").serialized(keepAlive: false))
+        closeWhenFlushed = true
     }
 
     private func flush() {
@@ -515,8 +499,7 @@ final class Connection: EventLoop.Handler, @unchecked Sendable {
             if machine.wantsToRead, output.isEmpty { events |= EPOLLIN.rawValue }
         }
         // Registered even with no events: epoll still reports a hang-up or an error.
-        if events != registered || registered == 0 && !isRegistered {
-            isRegistered = true
+        if events != registered {
             registered = events
             loop.register(fd, events: events, handler: self)
         }
@@ -525,7 +508,7 @@ final class Connection: EventLoop.Handler, @unchecked Sendable {
     private func close() {
         guard !isGone else { return }
         let actions = machine.peerGone()
-        lock.withLock { gone = true }
+        isGone = true
         for case .releaseSlot in actions { server.releaseLargeBodySlot() }
         loop.deregister(fd)
         channel.finish()

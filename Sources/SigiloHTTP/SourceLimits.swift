@@ -76,9 +76,6 @@ public struct SourceLimits: Sendable {
         return wait
     }
 
-    /// Connections open from `address`.
-    public func connectionCount(from address: String) -> Int { connections[address, default: 0] }
-
     /// Sources whose bucket refilled are forgotten, so the table does not grow with every address ever seen.
     private mutating func forgetIdleSources(now: Double) {
         lastSweep = now
