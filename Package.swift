@@ -28,6 +28,8 @@ let package = Package(
         ),
         // epoll and eventfd (in libc; declared here because Glibc's module leaves them out).
         .systemLibrary(name: "CEpoll"),
+        // libFuzzer's driver entry point (tools/fuzz).
+        .systemLibrary(name: "CFuzzer"),
         .target(name: "SigiloCrypto", dependencies: ["COpenSSL"]),
         .target(name: "SigiloSQLite", dependencies: ["CSQLite"]),
 
@@ -54,12 +56,18 @@ let package = Package(
             dependencies: ["SigiloSQLite", "SigiloCrypto", "SigiloModel", "SigiloPrivacy", "SigiloProtocol", "SigiloFederation", "SigiloHTTP", "SigiloTLS", "SigiloCLI"]
         ),
 
+        // Fuzz targets for every decoder of outside bytes (tools/fuzz runs them under libFuzzer).
+        .target(name: "SigiloFuzz", dependencies: ["SigiloCLI", "SigiloCoordinator", "SigiloCrypto", "SigiloFederation", "SigiloHTTP",
+                                                   "SigiloModel", "SigiloProtocol", "SigiloTenant", "SigiloText"]),
+
         // Thin executables.
         .executableTarget(name: "sigilo-eval", dependencies: ["SigiloEval"]),
         .executableTarget(name: "sigilo-tenant", dependencies: ["SigiloTenant"]),
         .executableTarget(name: "sigilo-coordinator", dependencies: ["SigiloCoordinator"]),
+        .executableTarget(name: "sigilo-fuzz", dependencies: ["SigiloFuzz", "CFuzzer"]),
 
         .testTarget(name: "SigiloTextTests", dependencies: ["SigiloText"]),
+        .testTarget(name: "FuzzRegressionTests", dependencies: ["SigiloFuzz"]),
         .testTarget(name: "SigiloModelTests", dependencies: ["SigiloModel", "SigiloText", "SigiloCrypto"]),
         .testTarget(name: "SigiloPrivacyTests", dependencies: ["SigiloPrivacy"]),
         .testTarget(name: "SigiloCryptoTests", dependencies: ["SigiloCrypto"]),

@@ -31,6 +31,12 @@ public enum JSONLines {
         } catch {
             throw CLIError(.noInput, "cannot read \(path): \(error.localizedDescription)")
         }
+        return try parse(data, name: path, body)
+    }
+
+    /// `read` on bytes already in memory; `name` labels the errors.
+    public static func parse(_ data: Data, name path: String,
+                             _ body: (_ object: [String: Any], _ line: Int) throws -> Void) rethrows -> [LineError] {
         var errors = [LineError]()
         var lineNumber = 0
         var start = data.startIndex

@@ -14,6 +14,11 @@ public struct BackupArchive: Equatable, Sendable {
     public var signingKey: [UInt8]
     public var database: [UInt8]
 
+    public init(signingKey: [UInt8], database: [UInt8]) {
+        self.signingKey = signingKey
+        self.database = database
+    }
+
     public func encoded() -> [UInt8] {
         var out = Self.magic
         func append(_ value: UInt64, bytes: Int) { for i in (0..<bytes).reversed() { out.append(UInt8(truncatingIfNeeded: value >> (8 * UInt64(i)))) } }

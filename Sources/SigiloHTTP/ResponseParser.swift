@@ -45,8 +45,13 @@ public struct ResponseParser: Sendable {
     public mutating func feed(_ bytes: UnsafeRawBufferPointer) {
         if case .body(var response, let remaining) = state, buffer.isEmpty {
             state = .done // drop the reference so the append does not copy
-            response.body.append(contentsOf: bytes)
-            state = .body(response, remaining: remaining.map { $0 - bytes.count })
+            let taken = min(remaining ?? bytes.count, bytes.count)
+            response.body.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[0..<taken]))
+            // Bytes beyond the Content-Length belong to no request of ours (the
+            // client does not pipeline): drop them and never reuse the connection,
+            // as happens when they arrive in a later read (the idle check sees them).
+            if taken < bytes.count { response.keepAlive = false }
+            state = .body(response, remaining: remaining.map { $0 - taken })
         } else {
             buffer.append(contentsOf: bytes)
         }
@@ -68,7 +73,6 @@ public struct ResponseParser: Sendable {
                 guard let remaining else { // close-delimited: complete at `finish`
                     return response.body.count > limits.maximumBodyBytes ? fail("body exceeds \(limits.maximumBodyBytes) bytes") : .needMore
                 }
-                if remaining < 0 { return fail("more bytes than the Content-Length of \(response.body.count + remaining)") }
                 guard remaining == 0 else { return .needMore }
                 state = .done
                 return .response(response)

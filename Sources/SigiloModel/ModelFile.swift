@@ -98,9 +98,13 @@ public enum ModelFile {
             }
             throw ModelFileError(.malformed, "model file has \(UInt64(bytes.count) - declared) unexpected trailing bytes")
         }
+        // The length check before any slicing: a file whose header claims its own short length
+        // (found by the model-file fuzzer) must be refused, not cut at a negative offset.
+        guard bytes.count >= minimum + SHA256.byteCount else {
+            throw ModelFileError(.truncated, "truncated model file: \(bytes.count) bytes, header and checksum need \(minimum + SHA256.byteCount)")
+        }
         let body = bytes[0..<(bytes.count - SHA256.byteCount)]
-        guard bytes.count >= minimum + SHA256.byteCount,
-              constantTimeEqual(SHA256.hash(body), Array(bytes[(bytes.count - SHA256.byteCount)...])) else {
+        guard constantTimeEqual(SHA256.hash(body), Array(bytes[(bytes.count - SHA256.byteCount)...])) else {
             throw ModelFileError(.checksumMismatch, "model file checksum mismatch: the file is corrupted")
         }
         guard formatVersions.contains(version) else {

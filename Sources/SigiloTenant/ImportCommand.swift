@@ -3,17 +3,17 @@ import SigiloCLI
 import SigiloText
 
 /// A validated line of a conversation export.
-struct ConversationRecord {
-    var id: String?
-    var customer: String
-    var text: String
-    var intent: String
-    var consent: Bool
-    var time: String?
+public struct ConversationRecord: Equatable, Sendable {
+    public var id: String?
+    public var customer: String
+    public var text: String
+    public var intent: String
+    public var consent: Bool
+    public var time: String?
 }
 
 /// `sigilo-tenant import`: conversation exports into the encrypted store.
-enum ImportCommand {
+public enum ImportCommand {
     static let spec = CommandSpec(
         name: "import",
         summary: "Import conversation exports (JSON Lines) into the encrypted store, redacted, consented only.",
@@ -24,14 +24,15 @@ enum ImportCommand {
         Invalid lines are reported as FILE:LINE: reason. Exit codes: 0 all lines imported or skipped by rule, 65 some lines invalid.
         """)
 
-    static let maximumTextBytes = 4096
+    public static let maximumTextBytes = 4096
 
     /// JSON `true`/`false` only (Foundation on Linux also bridges 0 and 1 to Bool).
     static func isJSONBool(_ value: Any) -> Bool {
         type(of: value as AnyObject) == type(of: NSNumber(value: true) as AnyObject)
     }
 
-    static func record(_ o: [String: Any], labels: Set<String>?) throws -> ConversationRecord {
+    /// Validates one export line; `labels`, when given, are the plan's intents.
+    public static func record(_ o: [String: Any], labels: Set<String>?) throws -> ConversationRecord {
         let customer = try FieldError.requireString(o, "customer")
         guard customer.utf8.count <= 256 else { throw FieldError("\"customer\" is longer than 256 bytes") }
         let text = try FieldError.requireString(o, "text")

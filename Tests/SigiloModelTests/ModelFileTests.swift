@@ -61,6 +61,15 @@ import SigiloText
         #expect(code(bytes + [0]) == .malformed)
     }
 
+    @Test func aHeaderThatClaimsItsOwnShortLengthIsTruncatedNotACrash() {
+        // Found by the model-file fuzzer: the declared length equals the file's
+        // (27 bytes), shorter than header and checksum together; decode sliced
+        // at a negative offset and trapped.
+        var bytes = Array(ModelFile.encode(Self.smallModel()).prefix(27))
+        for i in 0..<8 { bytes[10 + i] = UInt8(truncatingIfNeeded: UInt64(bytes.count) >> (8 * UInt64(i))) }
+        #expect(throws: ModelFileError.self) { try ModelFile.decode(bytes) }
+    }
+
     /// Recomputes an edited file's trailing SHA-256, so that the edit, not the checksum, is what the reader meets.
     static func reseal(_ bytes: inout [UInt8]) {
         bytes.replaceSubrange((bytes.count - 32)..., with: SigiloCryptoSHA.hash(Array(bytes[0..<(bytes.count - 32)])))
