@@ -44,7 +44,7 @@ public struct AuditEntry: Sendable, Equatable {
     }
 
     /// The chain link: SHA-256(previous hash || canonical bytes).
-    func chainHash(previous: [UInt8]) -> [UInt8] { SHA256.hash(previous + canonicalBytes()) }
+    public func chainHash(previous: [UInt8]) -> [UInt8] { SHA256.hash(previous + canonicalBytes()) }
 }
 
 /// The hash chain's rules, apart from storage: each entry's hash covers the
@@ -109,6 +109,39 @@ public enum AuditChain {
         }
     }
 
+    /// A signed head as an auditor keeps it: the entry count, the last hash
+    /// and the coordinator's signature over both. A later log that still
+    /// holds that entry with that hash extends it (no rollback, no rewrite of
+    /// what the checkpoint covered: Certificate Transparency's consistency idea
+    /// on a hash chain).
+    public struct Checkpoint: Sendable, Equatable {
+        public var head: Head
+        public var signature: [UInt8]
+
+        public func isSigned(by publicKey: [UInt8]) -> Bool {
+            Ed25519.verify(signature: signature, message: AuditChain.headMessage(head), publicKey: publicKey)
+        }
+
+        /// `{"sequence": N, "hash": "hex", "signature": "hex"}`, one line.
+        public var json: String {
+            "{\"sequence\":\(head.sequence),\"hash\":\"\(Hex.encode(head.hash))\",\"signature\":\"\(Hex.encode(signature))\"}"
+        }
+
+        public init(head: Head, signature: [UInt8]) {
+            self.head = head
+            self.signature = signature
+        }
+
+        /// Reads `json`'s form; nil names nothing, so callers say which file.
+        public init?(json data: Data) {
+            guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                  let sequence = (object["sequence"] as? NSNumber)?.int64Value, sequence >= 0,
+                  let hash = (object["hash"] as? String).flatMap(Hex.decode), hash.count == 32,
+                  let signature = (object["signature"] as? String).flatMap(Hex.decode), signature.count == 64 else { return nil }
+            self.init(head: Head(sequence: sequence, hash: hash), signature: signature)
+        }
+    }
+
     /// The message the coordinator signs for a head.
     static func headMessage(_ head: Head) -> [UInt8] { Array("sigilo-audit-head-v1\n\(head.sequence)\n\(Hex.encode(head.hash))".utf8) }
 
@@ -116,13 +149,25 @@ public enum AuditChain {
     static func cutMessage(_ cut: Head) -> [UInt8] { Array("sigilo-audit-cut-v1\n\(cut.sequence)\n\(Hex.encode(cut.hash))".utf8) }
 }
 
-/// The audit log inside the coordinator's database, and its signed head in
-/// `audit.head` beside it. Callers serialise access (the service's lock).
-struct AuditStore {
-    static let headName = "audit.head"
+/// The audit log inside the coordinator's database, with its signed head in
+/// the same database, written in the same transaction as the entries it
+/// covers: no crash leaves an entry beyond the signed head, so one there was
+/// added by someone without the coordinator's key, and nothing is appended
+/// after it. Callers serialise access (the service's lock); a final class for
+/// the one head this process signed last.
+final class AuditStore {
+    /// Where states before schema 6 kept the signed head (a file beside the database).
+    static let legacyHeadName = "audit.head"
     let database: Database
-    let headURL: URL
     let key: Ed25519.KeyPair
+    /// The head this process signed last: a stored head equal to it needs no
+    /// signature check before the next append.
+    private var lastSigned: AuditChain.Head?
+
+    init(database: Database, key: Ed25519.KeyPair) {
+        self.database = database
+        self.key = key
+    }
 
     static let schema = """
         CREATE TABLE audit_log(sequence INTEGER PRIMARY KEY, time REAL NOT NULL, actor TEXT NOT NULL, role TEXT NOT NULL,
@@ -133,6 +178,9 @@ struct AuditStore {
     /// Where archived entries were cut from the table (retention): the last
     /// archived entry's sequence and hash, signed by the coordinator's key.
     static let cutSchema = "CREATE TABLE audit_cut(id INTEGER PRIMARY KEY CHECK(id = 1), sequence INTEGER NOT NULL, hash BLOB NOT NULL, signature BLOB NOT NULL);"
+
+    /// The last entry's sequence and hash, signed by the coordinator's key (schema 6).
+    static let headSchema = "CREATE TABLE audit_head(id INTEGER PRIMARY KEY CHECK(id = 1), sequence INTEGER NOT NULL, hash BLOB NOT NULL, signature BLOB NOT NULL);"
 
     /// The last entry: in the table, or the cut when everything was archived, or the genesis.
     func head() throws -> AuditChain.Head {
@@ -165,49 +213,97 @@ struct AuditStore {
         try database.run("DELETE FROM audit_log WHERE sequence <= ?", [.integer(head.sequence)])
     }
 
-    /// Appends within the caller's transaction, or in one of its own: reading
-    /// the head and inserting after it must be atomic, since the CLI and the
-    /// server may append from two processes.
+    /// The stored signed head, unverified; nil before the first entry.
+    private func storedCheckpoint() throws -> AuditChain.Checkpoint? {
+        var checkpoint: AuditChain.Checkpoint?
+        try database.run("SELECT sequence, hash, signature FROM audit_head WHERE id = 1") {
+            checkpoint = AuditChain.Checkpoint(head: AuditChain.Head(sequence: $0.integer(0), hash: $0.blob(1)), signature: $0.blob(2))
+        }
+        return checkpoint
+    }
+
+    /// The signed head, or nil when the log was never written; throws when its signature does not verify.
+    func checkpoint() throws -> AuditChain.Checkpoint? {
+        guard let checkpoint = try storedCheckpoint() else { return nil }
+        guard checkpoint.isSigned(by: key.publicKey) else {
+            throw CoordinatorError(500, "audit_head", "the audit log's signed head (entry \(checkpoint.head.sequence)) is not signed by this coordinator's key")
+        }
+        return checkpoint
+    }
+
+    /// Signs `head` as the log's head, in the caller's transaction.
+    func sign(_ head: AuditChain.Head) throws {
+        try database.run("INSERT OR REPLACE INTO audit_head(id, sequence, hash, signature) VALUES (1, ?, ?, ?)",
+                         [.integer(head.sequence), .blob(head.hash), .blob(try key.sign(AuditChain.headMessage(head)))])
+        lastSigned = head
+    }
+
+    /// Appends in the caller's transaction, or in one of their own, and signs
+    /// the new head in the same transaction. Refuses when the log does not end
+    /// at its signed head: entries there were not written by this coordinator,
+    /// and signing over them would vouch for them.
     @discardableResult
-    func append(_ entry: AuditEntry) throws -> AuditChain.Head {
-        guard database.inTransaction else { return try database.transaction { try append(entry) } }
-        let previous = try head()
-        var entry = entry
-        entry.sequence = previous.sequence + 1
-        let hash = entry.chainHash(previous: previous.hash)
-        try database.run("""
-            INSERT INTO audit_log(sequence, time, actor, role, action, object, outcome, address, detail, hash)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, [.integer(entry.sequence), .real(entry.time), .text(entry.actor), .text(entry.role), .text(entry.action),
-                  .text(entry.object), .text(entry.outcome), .text(entry.address), .text(entry.detail), .blob(hash)])
-        return AuditChain.Head(sequence: entry.sequence, hash: hash)
-    }
-
-    /// Signs the committed head into `audit.head` (written aside and renamed).
-    func checkpoint() throws {
-        let head = try head()
-        let signature = try key.sign(AuditChain.headMessage(head))
-        let text = "\(head.sequence) \(Hex.encode(head.hash)) \(Hex.encode(signature))\n"
-        let temporary = headURL.appendingPathExtension("tmp")
-        guard FileManager.default.createFile(atPath: temporary.path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw CoordinatorError(500, "audit_head", "cannot write \(temporary.path)")
+    func append(_ entries: [AuditEntry]) throws -> AuditChain.Head {
+        guard database.inTransaction else { return try database.transaction { try append(entries) } }
+        var head = try head()
+        let stored = try storedCheckpoint()
+        if head.sequence > 0 || stored != nil {
+            guard let stored, stored.head == head else {
+                throw CoordinatorError(500, "audit_unsigned", "the audit log does not end at its signed head (\(Self.describe(head, stored?.head))); "
+                                       + "nothing more is appended: run 'sigilo-coordinator audit verify'")
+            }
+            if stored.head != lastSigned, !stored.isSigned(by: key.publicKey) {
+                throw CoordinatorError(500, "audit_head", "the audit log's signed head (entry \(stored.head.sequence)) is not signed by this coordinator's key")
+            }
         }
-        guard rename(temporary.path, headURL.path) == 0 else { throw CoordinatorError(500, "audit_head", "cannot replace \(headURL.path)") }
-    }
-
-    /// The head as last signed, or nil when none was written; throws when the file is forged or garbled.
-    func signedHead() throws -> AuditChain.Head? {
-        guard let text = try? String(contentsOf: headURL, encoding: .utf8) else { return nil }
-        let fields = text.split(whereSeparator: \.isWhitespace)
-        guard fields.count == 3, let sequence = Int64(fields[0]), let hash = Hex.decode(String(fields[1])), hash.count == 32,
-              let signature = Hex.decode(String(fields[2])) else {
-            throw CoordinatorError(500, "audit_head", "\(headURL.path) is garbled")
+        for var entry in entries {
+            entry.sequence = head.sequence + 1
+            let hash = entry.chainHash(previous: head.hash)
+            try database.run("""
+                INSERT INTO audit_log(sequence, time, actor, role, action, object, outcome, address, detail, hash)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, [.integer(entry.sequence), .real(entry.time), .text(entry.actor), .text(entry.role), .text(entry.action),
+                      .text(entry.object), .text(entry.outcome), .text(entry.address), .text(entry.detail), .blob(hash)])
+            head = AuditChain.Head(sequence: entry.sequence, hash: hash)
         }
-        let head = AuditChain.Head(sequence: sequence, hash: hash)
-        guard Ed25519.verify(signature: signature, message: AuditChain.headMessage(head), publicKey: key.publicKey) else {
-            throw CoordinatorError(500, "audit_head", "\(headURL.path) is not signed by this coordinator's key")
-        }
+        try sign(head)
         return head
+    }
+
+    static func describe(_ head: AuditChain.Head, _ signed: AuditChain.Head?) -> String {
+        guard let signed else { return "entries 1...\(head.sequence) and no signed head" }
+        if head.sequence > signed.sequence { return "entries \(signed.sequence + 1)...\(head.sequence) follow the signed head, entry \(signed.sequence)" }
+        if head.sequence < signed.sequence { return "the log ends at entry \(head.sequence), the signed head is entry \(signed.sequence)" }
+        return "entry \(head.sequence) does not match the signed head"
+    }
+
+    /// Schema 6: the signed head moves from `audit.head` into the database.
+    /// The old file was signed after each commit, so a crash could leave an
+    /// unsigned tail, which the old start-up accepted when it chained; the
+    /// move accepts the same (after checking the whole chain once) and signs
+    /// the head in the database. Returns the legacy file to delete after commit.
+    func adoptLegacyHead(in directory: URL) throws -> URL? {
+        let url = directory.appendingPathComponent(Self.legacyHeadName)
+        var legacy: AuditChain.Head?
+        if let text = try? String(contentsOf: url, encoding: .utf8) {
+            let fields = text.split(whereSeparator: \.isWhitespace)
+            guard fields.count == 3, let sequence = Int64(fields[0]), let hash = Hex.decode(String(fields[1])), hash.count == 32,
+                  let signature = Hex.decode(String(fields[2])),
+                  Ed25519.verify(signature: signature, message: AuditChain.headMessage(AuditChain.Head(sequence: sequence, hash: hash)),
+                                 publicKey: key.publicKey) else {
+                throw CoordinatorError(500, "audit_head", "\(url.path) is garbled or not signed by this coordinator's key; the audit log cannot be upgraded")
+            }
+            legacy = AuditChain.Head(sequence: sequence, hash: hash)
+        }
+        let start = try cut()
+        var verifier = AuditChain.Verifier(signedHead: legacy, start: start)
+        try forEach(after: start?.sequence ?? 0) { verifier.feed($0, hash: $1) }
+        if let problem = verifier.finish() {
+            throw CoordinatorError(500, "audit_broken", "the audit log is not intact (\(problem)); it cannot be upgraded")
+        }
+        let head = try head()
+        if head.sequence > 0 { try sign(head) }
+        return legacy == nil ? nil : url
     }
 
     /// Entries with sequence > `after`, at most `limit`, in order.
@@ -231,34 +327,41 @@ struct AuditStore {
 
     /// The signed head and the signed cut, or the first whose signature fails.
     private func signedEnds() throws -> Result<(head: AuditChain.Head?, cut: AuditChain.Head?), CoordinatorError> {
-        do { return .success((try signedHead(), try cut())) } catch let e as CoordinatorError { return .failure(e) }
+        do { return .success((try checkpoint()?.head, try cut())) } catch let e as CoordinatorError { return .failure(e) }
     }
 
     /// Verifies the whole chain in the table, from the signed cut (or the
-    /// first entry) to the signed head: nil when intact. Streams: memory does
-    /// not grow with the log.
+    /// first entry) to the signed head, and that nothing follows the signed
+    /// head: nil when intact. Streams: memory does not grow with the log.
     func verify() throws -> String? {
-        let head: AuditChain.Head?, start: AuditChain.Head?
+        let signed: AuditChain.Head?, start: AuditChain.Head?
         switch try signedEnds() {
         case .failure(let problem): return problem.message
-        case .success(let ends): (head, start) = ends
+        case .success(let ends): (signed, start) = ends
         }
-        var verifier = AuditChain.Verifier(signedHead: head, start: start)
+        var verifier = AuditChain.Verifier(signedHead: signed, start: start)
         try forEach(after: start?.sequence ?? 0) { verifier.feed($0, hash: $1) }
-        return verifier.finish()
+        if let problem = verifier.finish() { return problem }
+        return beyond(signed, last: verifier.last)
+    }
+
+    /// Entries after the signed head (or any entry with none) were appended without the key.
+    private func beyond(_ signed: AuditChain.Head?, last: AuditChain.Head) -> String? {
+        guard last.sequence > (signed?.sequence ?? 0) else { return nil }
+        return "\(Self.describe(last, signed)): they were appended without the coordinator's key"
     }
 
     /// What `serve` checks at start, in time independent of the log's length:
     /// the cut's and the head's signatures, the first entry after the cut, the
-    /// stored entry at the signed head, and the entries appended after it (the
-    /// unsigned tail a crash can leave). The whole chain is `verify()`'s job.
+    /// stored entry at the signed head, and that nothing follows it. The whole
+    /// chain is `verify()`'s job.
     func verifyEnds() throws -> String? {
-        let signedHead: AuditChain.Head?, start: AuditChain.Head?
+        let signed: AuditChain.Head?, start: AuditChain.Head?
         switch try signedEnds() {
         case .failure(let problem): return problem.message
-        case .success(let ends): (signedHead, start) = ends
+        case .success(let ends): (signed, start) = ends
         }
-        guard let head = signedHead else { return try verify() } // never signed: a new, short log
+        guard let head = signed else { return try verify() } // never signed: an empty log, or entries nobody signed
         var first = AuditChain.Verifier(signedHead: nil, start: start)
         try forEach(after: start?.sequence ?? 0, limit: 1) { first.feed($0, hash: $1) }
         if let problem = first.problem { return problem }
@@ -277,9 +380,14 @@ struct AuditStore {
         } else if head != start {
             return "the signed head (entry \(head.sequence)) is not the cut point (entry \(start?.sequence ?? 0))"
         }
-        var tail = AuditChain.Verifier(signedHead: nil, start: head)
-        try forEach(after: head.sequence) { tail.feed($0, hash: $1) }
-        return tail.finish()
+        return beyond(head, last: try self.head())
+    }
+
+    /// The recorded hash of entry `sequence` while it is in the table.
+    func recordedHash(of sequence: Int64) throws -> [UInt8]? {
+        var hash: [UInt8]?
+        try database.run("SELECT hash FROM audit_log WHERE sequence = ?", [.integer(sequence)]) { hash = $0.blob(0) }
+        return hash
     }
 
     static func entry(_ row: Database.Row) -> AuditEntry {
@@ -322,7 +430,9 @@ public enum AuditSegment {
     /// Verifies segment files in order as one chain from the first entry, and
     /// that it ends exactly at `cut` (where the table's chain begins). Reads line
     /// by line. Nil when intact, else the file, line and problem.
-    public static func verify(_ paths: [String], endingAt cut: AuditChain.Head?) throws -> String? {
+    /// `visit` sees each entry that chained (its sequence and recorded hash).
+    public static func verify(_ paths: [String], endingAt cut: AuditChain.Head?,
+                              visit: (AuditChain.Head) -> Void = { _ in }) throws -> String? {
         var last: AuditChain.Head?
         for path in paths {
             guard let handle = FileHandle(forReadingAtPath: path) else { return "\(path): cannot be read" }
@@ -334,7 +444,9 @@ public enum AuditSegment {
                 guard !line.isEmpty else { return nil }
                 let (entry, hash) = try parse(String(decoding: line, as: UTF8.self))
                 verifier.feed(entry, hash: hash)
-                return verifier.problem.map { "\(path):\(lineNumber): \($0)" }
+                if let problem = verifier.problem { return "\(path):\(lineNumber): \(problem)" }
+                visit(AuditChain.Head(sequence: entry.sequence, hash: hash))
+                return nil
             }
             do {
                 while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {

@@ -189,6 +189,11 @@ public struct CoordinatorRoutes: Sendable {
             let problem = try routes.service.verifyAudit()
             return .json(200, JSON.object([("intact", .bool(problem == nil)), ("problem", problem.map { .string($0) } ?? .null)]).rendered())
         },
+        // The signed head as a checkpoint for auditors to keep (`audit verify --checkpoint`).
+        Endpoint(method: "GET", pattern: ["v1", "audit", "head"], access: oversight) { routes, _ in
+            guard let checkpoint = try routes.service.auditCheckpoint() else { throw CoordinatorError(404, "no_audit_head", "the audit log is empty") }
+            return .json(200, checkpoint.json)
+        },
     ]
 
     /// Answers one request (and blocks until it is answered: for tests and tools; the server uses the callback form).

@@ -300,18 +300,50 @@ extension CoordinatorService {
                                          outcome: code.map { "\(status) \($0)" } ?? "\(status)", address: address), then: then)
     }
 
-    /// Appends request records in one transaction (the signed head follows once for all).
+    /// Appends request records in one transaction, under one signed head.
     func commitRequestRecords(_ entries: [AuditEntry]) {
         locked {
             do {
                 try database.transaction {
                     try writePendingNonces()
-                    for entry in entries { try record(entry) }
+                    try audit.append(entries)
                 }
                 metrics.add("sigilo_audit_batches_total")
             } catch {
                 FileHandle.standardError.write(Data("audit: cannot record \(entries.count) requests: \(error)\n".utf8))
             }
+        }
+    }
+
+    /// The signed head, as auditors keep it (`audit export --checkpoint-to`,
+    /// `GET /v1/audit/head`); nil before the first entry.
+    public func auditCheckpoint() throws -> AuditChain.Checkpoint? { try locked { try audit.checkpoint() } }
+
+    /// Nil when today's log extends `checkpoint` (an auditor's earlier signed
+    /// head): it is this coordinator's, the log still has at least that many
+    /// entries, and the entry there still has that hash, so nothing up to it was
+    /// removed or rewritten (the chain links every later entry to it; run with
+    /// `verifyAudit`). `archived`: the entry's hash from verified segments when
+    /// it was archived out of the table.
+    public func auditProblem(extending checkpoint: AuditChain.Checkpoint, archived: [UInt8]?) throws -> String? {
+        let n = checkpoint.head.sequence
+        guard checkpoint.isSigned(by: signingKey.publicKey) else { return "the checkpoint of entry \(n) is not signed by this coordinator's key" }
+        return try locked {
+            let current = try audit.checkpoint()?.head.sequence ?? 0
+            guard n <= current else {
+                return "the log has \(current) entries but the checkpoint recorded \(n): entries \(current + 1)...\(n) were removed (rolled back)"
+            }
+            guard n > 0 else { return nil }
+            let cut = try audit.cut()
+            let recorded: [UInt8]?
+            if n > cut?.sequence ?? 0 { recorded = try audit.recordedHash(of: n) }
+            else if n == cut?.sequence { recorded = cut?.hash }
+            else if let archived { recorded = archived }
+            else { return "entry \(n) was archived out of the log: give the segments that hold it with --segment" }
+            guard recorded == checkpoint.head.hash else {
+                return "entry \(n) is not the one the checkpoint recorded: the log was rewritten up to it since"
+            }
+            return nil
         }
     }
 

@@ -36,7 +36,7 @@ public struct CoordinatorError: Error, CustomStringConvertible, Equatable, Senda
 /// updates are never stored: only the sum and a digest for de-duplication.
 /// One lock serialises all access (SQLite is used single-threaded).
 public final class CoordinatorService: @unchecked Sendable {
-    static let schemaVersion = 5
+    static let schemaVersion = 6
     public static let databaseName = "coordinator.sqlite"
 
     let database: Database
@@ -76,7 +76,6 @@ public final class CoordinatorService: @unchecked Sendable {
     let maximumDimension: Int
     let audit: AuditStore
     /// Set when an audit entry was appended; the head is signed when the lock is released.
-    var auditPending = false
     /// Nonces of signed requests accepted since the last audit batch ("key\nnonce": time seen);
     /// written with that batch, which every answer to such a request waits for.
     var pendingNonces: [String: Double] = [:]
@@ -107,8 +106,8 @@ public final class CoordinatorService: @unchecked Sendable {
         try database.run("PRAGMA page_size") { pageSize = Int($0.integer(0)) }
         try database.execute("PRAGMA wal_autocheckpoint = \((64 << 20) / pageSize)")
         signingKey = try Self.loadOrCreateSigningKey(directory.appendingPathComponent(Self.signingKeyName))
-        audit = AuditStore(database: database, headURL: directory.appendingPathComponent(AuditStore.headName), key: signingKey)
-        try migrate()
+        audit = AuditStore(database: database, key: signingKey)
+        try migrate(directory)
         try restoreOpenRound()
         requestRecords.commit = { [unowned self] in commitRequestRecords($0) }
     }
@@ -135,7 +134,7 @@ public final class CoordinatorService: @unchecked Sendable {
         Hex.encode(try signingKey.sign(ModelProvenance.message(version: version, sha256: sha256)))
     }
 
-    private func migrate() throws {
+    private func migrate(_ directory: URL) throws {
         let version = try database.userVersion
         guard version <= Self.schemaVersion else {
             throw DatabaseError("state was written by a newer Sigilo (schema \(version); this build knows \(Self.schemaVersion))")
@@ -194,6 +193,16 @@ public final class CoordinatorService: @unchecked Sendable {
             try database.transaction {
                 try database.execute("ALTER TABLE tenants ADD COLUMN weight_cap REAL; ALTER TABLE enrollment_tokens ADD COLUMN weight_cap REAL; PRAGMA user_version = 5;")
             }
+        }
+        if version < 6 {
+            // The audit log's signed head moves into the database, written with the entries it covers.
+            let legacy = try database.transaction {
+                try database.execute(AuditStore.headSchema)
+                let legacy = try audit.adoptLegacyHead(in: directory)
+                try database.execute("PRAGMA user_version = 6;")
+                return legacy
+            }
+            if let legacy { try? FileManager.default.removeItem(at: legacy) }
         }
     }
 
@@ -901,21 +910,14 @@ public final class CoordinatorService: @unchecked Sendable {
 
     func locked<T>(_ body: () throws -> T) rethrows -> T {
         lock.lock()
-        defer {
-            if auditPending {
-                auditPending = false
-                do { try audit.checkpoint() } catch { FileHandle.standardError.write(Data("audit: \(error)\n".utf8)) }
-            }
-            lock.unlock()
-        }
+        defer { lock.unlock() }
         return try body()
     }
 
-    /// Appends an audit entry (inside the caller's transaction, if any); the
-    /// signed head follows when the lock is released.
+    /// Appends an audit entry and signs the new head, inside the caller's
+    /// transaction if any: the entry is recorded exactly when the change is.
     func record(_ entry: AuditEntry) throws {
-        try audit.append(entry)
-        auditPending = true
+        try audit.append([entry])
     }
 
     static func bytes(_ values: [Float]) -> [UInt8] {

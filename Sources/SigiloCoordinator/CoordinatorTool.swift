@@ -391,35 +391,60 @@ public enum CoordinatorTool {
 
     static let auditVerifySpec = CommandSpec(
         name: "audit verify", summary: "Check the audit log's hash chain and signed head; name the first bad entry.",
-        usage: "sigilo-coordinator audit verify --state DIR [--segment FILE ...]",
-        options: [stateOption, .value("segment", "FILE", "An archived segment (audit archive), oldest first; they must chain into the log.", repeatable: true)],
+        usage: "sigilo-coordinator audit verify --state DIR [--segment FILE ...] [--checkpoint FILE ...]",
+        options: [stateOption, .value("segment", "FILE", "An archived segment (audit archive), oldest first; they must chain into the log.", repeatable: true),
+                  .value("checkpoint", "FILE", "A signed head kept earlier (audit export --checkpoint-to, GET /v1/audit/head); the log must extend it.",
+                         repeatable: true)],
         discussion: """
         Streams the log (memory does not grow with it). After 'audit archive' the table's chain starts at a signed cut point;
         give the archived segments to check them too, as one chain ending exactly at the cut.
-        Exit 0 when intact, 65 when an entry was edited, deleted or reordered.
+        The signed head lives in the database with the entries, so entries after it were appended without the coordinator's key.
+        A checkpoint proves more: that the log was not rolled back or rewritten, even by someone holding the database and the key's
+        signatures from before, up to the entry the checkpoint recorded.
+        Exit 0 when intact, 65 when an entry was edited, deleted, reordered or appended without the key, or a checkpoint is not extended,
+        66 when a checkpoint file cannot be read.
         """)
 
     static func runAuditVerify(_ args: ParsedArguments) throws {
         try args.rejectPositional()
         let service = try openService(args)
         let segments = args.strings("segment")
-        if !segments.isEmpty, let problem = try AuditSegment.verify(segments, endingAt: try service.auditCut()) {
+        let checkpoints = try args.strings("checkpoint").map { path -> (String, AuditChain.Checkpoint) in
+            guard let data = FileManager.default.contents(atPath: path) else { throw CLIError(.noInput, "cannot read checkpoint \(path)") }
+            guard let checkpoint = AuditChain.Checkpoint(json: data) else {
+                throw CLIError(.dataError, "\(path) is not a checkpoint ({\"sequence\", \"hash\", \"signature\"} as audit export --checkpoint-to writes)")
+            }
+            return (path, checkpoint)
+        }
+        var archived = [Int64: [UInt8]]()
+        let wanted = Set(checkpoints.map(\.1.head.sequence))
+        if !segments.isEmpty, let problem = try AuditSegment.verify(segments, endingAt: try service.auditCut(), visit: { entry in
+            if wanted.contains(entry.sequence) { archived[entry.sequence] = entry.hash }
+        }) {
             throw CLIError(.dataError, "audit segments NOT intact: \(problem)")
         }
         if let problem = try service.verifyAudit() { throw CLIError(.dataError, "audit log NOT intact: \(problem)") }
+        for (path, checkpoint) in checkpoints {
+            if let problem = try service.auditProblem(extending: checkpoint, archived: archived[checkpoint.head.sequence]) {
+                throw CLIError(.dataError, "audit log does NOT extend checkpoint \(path): \(problem)")
+            }
+        }
         let count = try service.auditEntryCount()
         let cut = try service.auditCut()
         let scope = cut.map { segments.isEmpty ? ", entries \($0.sequence + 1)...\(count) from the signed cut (earlier ones archived; give --segment to check them)"
                                               : ", \(segments.count) archived segment(s) through entry \($0.sequence) and the log after it" } ?? ""
-        OutputStream.standardOutput.write("audit log intact: \(count) entries\(scope), chain and signed head verified\n")
+        let extended = checkpoints.isEmpty ? "" : "; extends \(checkpoints.count) checkpoint(s) (entries \(checkpoints.map { String($0.1.head.sequence) }.joined(separator: ", ")))"
+        OutputStream.standardOutput.write("audit log intact: \(count) entries\(scope), chain and signed head verified\(extended)\n")
     }
 
     static let auditExportSpec = CommandSpec(
         name: "audit export", summary: "Export the audit log as JSON Lines (one entry per line, with its chain hash) for the DPO.",
-        usage: "sigilo-coordinator audit export --state DIR [--to FILE]",
-        options: [stateOption, .value("to", "FILE", "Write to FILE instead of standard output.")],
+        usage: "sigilo-coordinator audit export --state DIR [--to FILE] [--checkpoint-to FILE]",
+        options: [stateOption, .value("to", "FILE", "Write to FILE instead of standard output."),
+                  .value("checkpoint-to", "FILE", "Also write the signed head (a checkpoint) to FILE, for 'audit verify --checkpoint'.")],
         discussion: """
-        Verifies the chain first and refuses to export a broken log. Keep the last line's hash: it anchors later verifications.
+        Verifies the chain first and refuses to export a broken log. Keep the checkpoint (or the last line's hash): it anchors later
+        verifications, so a log rolled back or rewritten behind it is caught.
         Streams in pages: memory does not grow with the log. After 'audit archive' the export starts after the cut.
         """)
 
@@ -427,10 +452,17 @@ public enum CoordinatorTool {
         try args.rejectPositional()
         let service = try openService(args)
         if let problem = try service.verifyAudit() { throw CLIError(.dataError, "audit log NOT intact: \(problem)") }
+        // Taken before the entries: while serving, the export may hold more than the checkpoint covers, never fewer.
+        let checkpoint = try service.auditCheckpoint()
         if let path = args.string("to") {
             try writeDurably(path) { handle in try exportEntries(to: handle) { try service.forEachAuditEntry($0) } }
         } else {
             try exportEntries(to: FileHandle.standardOutput) { try service.forEachAuditEntry($0) }
+        }
+        if let path = args.string("checkpoint-to") {
+            guard let checkpoint else { throw CLIError(.dataError, "audit export: the log is empty; there is no head to keep") }
+            try writeDurably(path) { try $0.write(contentsOf: Data((checkpoint.json + "\n").utf8)) }
+            FileHandle.standardError.write(Data("checkpoint of entry \(checkpoint.head.sequence) written to \(path)\n".utf8))
         }
     }
 

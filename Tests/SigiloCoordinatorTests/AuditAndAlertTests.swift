@@ -84,9 +84,9 @@ import SigiloSQLite
         for (sequence, hash) in rows { try database.run("UPDATE audit_log SET hash = ? WHERE sequence = ?", [.blob(hash), .integer(sequence)]) }
         let verdict = try CoordinatorService(directory: copy).verifyAudit()
         #expect(verdict?.contains("deleted") == true, "\(verdict ?? "undetected")")
-        // A forged head file is refused too.
-        try Data("\(count - 1) \(Hex.encode(previous)) \(String(repeating: "00", count: 64))\n".utf8)
-            .write(to: copy.appendingPathComponent(AuditStore.headName))
+        // A forged head is refused too.
+        try database.run("UPDATE audit_head SET sequence = ?, hash = ?, signature = ?",
+                         [.integer(Int64(count - 1)), .blob(previous), .blob([UInt8](repeating: 0, count: 64))])
         #expect(try CoordinatorService(directory: copy).verifyAudit()?.contains("not signed") == true)
     }
 
