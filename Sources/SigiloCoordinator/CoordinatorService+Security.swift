@@ -15,17 +15,69 @@ extension CoordinatorService {
         public var provisioningURI: String
     }
 
-    /// Creates the one admin credential with its TOTP secret (at `init`).
+    /// The additional data a credential's sealed TOTP secret is bound to: a
+    /// sealed secret moved to another credential's row does not open.
+    static func totpContext(_ id: String) -> [UInt8] { Array("sigilo-totp-v1\n\(id)".utf8) }
+
+    func sealingKey() throws -> AES256GCM {
+        guard let secrets else {
+            throw CoordinatorError(500, "secrets_key_missing", "this command needs the secrets key (--key-file) to read or write a TOTP secret")
+        }
+        return secrets
+    }
+
+    /// Seals TOTP secrets stored plain (states from before schema 7), and
+    /// proves the key opens those already sealed: a wrong key file is refused
+    /// at start, not at the admin's first request.
+    func sealSecrets() throws {
+        let key = try sealingKey()
+        try locked {
+            try database.transaction {
+                var rows = [(id: String, secret: [UInt8], sealed: Bool)]()
+                try database.run("SELECT id, totp_secret, totp_sealed FROM credentials WHERE totp_secret IS NOT NULL") {
+                    rows.append(($0.text(0), $0.blob(1), $0.integer(2) != 0))
+                }
+                for row in rows where row.sealed {
+                    guard (try? key.open(row.secret, context: Self.totpContext(row.id))) != nil else {
+                        throw CoordinatorError(403, "wrong_secrets_key", "the secrets key does not open the TOTP secret of \(row.id): wrong --key-file?")
+                    }
+                }
+                let plain = rows.filter { !$0.sealed }
+                for row in plain {
+                    try database.run("UPDATE credentials SET totp_secret = ?, totp_sealed = 1 WHERE id = ?",
+                                     [.blob(try key.seal(row.secret, context: Self.totpContext(row.id))), .text(row.id)])
+                }
+                if !plain.isEmpty {
+                    try record(AuditEntry(time: Date().timeIntervalSince1970, actor: Principal.localOperator.id, role: Role.operator.rawValue,
+                                          action: "secrets.seal", object: plain.map(\.id).joined(separator: ","),
+                                          detail: "TOTP secrets stored plain were sealed with the secrets key"))
+                }
+            }
+        }
+    }
+
+    /// Credentials whose TOTP secret is sealed (a command without the key cannot check their codes).
+    public func sealedSecretCount() throws -> Int {
+        try locked {
+            var count = 0
+            try database.run("SELECT COUNT(*) FROM credentials WHERE totp_sealed = 1") { count = Int($0.integer(0)) }
+            return count
+        }
+    }
+
+    /// Creates the one admin credential with its TOTP secret (at `init`), sealed.
     public func createAdmin(now: Double) throws -> AdminSecrets {
         let issued = try IssuedSecret.generate(id: "admin")
         let totp = try TOTP.generate()
+        let sealed = try sealingKey().seal(totp.secret, context: Self.totpContext(issued.id))
         try locked {
             try database.transaction {
                 var exists = false
                 try database.run("SELECT 1 FROM credentials WHERE role = 'admin'") { _ in exists = true }
                 guard !exists else { throw CoordinatorError(409, "admin_exists", "an admin credential already exists") }
-                try database.run("INSERT INTO credentials(id, role, name, secret_hash, totp_secret, created_at) VALUES (?, 'admin', 'admin', ?, ?, ?)",
-                                 [.text(issued.id), .blob(issued.hash), .blob(totp.secret), .real(now)])
+                try database.run("""
+                    INSERT INTO credentials(id, role, name, secret_hash, totp_secret, totp_sealed, created_at) VALUES (?, 'admin', 'admin', ?, ?, 1, ?)
+                    """, [.text(issued.id), .blob(issued.hash), .blob(sealed), .real(now)])
                 try record(AuditEntry(time: now, actor: Principal.localOperator.id, role: Role.operator.rawValue, action: "credential.create",
                                       object: issued.id, detail: "role admin, with TOTP"))
             }
@@ -198,16 +250,17 @@ extension CoordinatorService {
                 pendingNonces[credentials.keyId + "\n" + credentials.nonce] = now
             })
         case .bearer(let id, let secret, let code):
-            var found: (role: String, hash: [UInt8], totp: [UInt8]?, lastStep: Int64, revoked: Bool)?
-            try database.run("SELECT role, secret_hash, totp_secret, totp_last_step, revoked_at FROM credentials WHERE id = ?", [.text(id)]) {
-                found = ($0.text(0), $0.blob(1), $0.isNull(2) ? nil : $0.blob(2), $0.integer(3), !$0.isNull(4))
+            var found: (role: String, hash: [UInt8], totp: [UInt8]?, lastStep: Int64, revoked: Bool, sealed: Bool)?
+            try database.run("SELECT role, secret_hash, totp_secret, totp_last_step, revoked_at, totp_sealed FROM credentials WHERE id = ?", [.text(id)]) {
+                found = ($0.text(0), $0.blob(1), $0.isNull(2) ? nil : $0.blob(2), $0.integer(3), !$0.isNull(4), $0.integer(5) != 0)
             }
             guard let found, constantTimeEqual(found.hash, SHA256.hash(Array(secret.utf8))) else {
                 throw CoordinatorError(401, "bad_credential", "unknown credential or wrong secret")
             }
             guard !found.revoked else { throw CoordinatorError(403, "revoked", "credential \(id) is revoked") }
             guard let role = Role(rawValue: found.role) else { throw CoordinatorError(500, "internal", "credential \(id) has no known role") }
-            guard let secret = found.totp else { return (Principal(id: id, role: role), false, {}) }
+            guard let stored = found.totp else { return (Principal(id: id, role: role), false, {}) }
+            let secret = found.sealed ? try sealingKey().open(stored, context: Self.totpContext(id)) : stored
             guard let code, !code.isEmpty else { throw CoordinatorError(401, "totp_required", "admin requests need a Sigilo-TOTP code") }
             // RFC 6238 section 5.2: a code is accepted once; later steps only.
             guard let step = TOTP(secret: secret).matchingStep(code, at: now), step > found.lastStep else {

@@ -36,7 +36,7 @@ public struct CoordinatorError: Error, CustomStringConvertible, Equatable, Senda
 /// updates are never stored: only the sum and a digest for de-duplication.
 /// One lock serialises all access (SQLite is used single-threaded).
 public final class CoordinatorService: @unchecked Sendable {
-    static let schemaVersion = 6
+    static let schemaVersion = 7
     public static let databaseName = "coordinator.sqlite"
 
     let database: Database
@@ -75,7 +75,10 @@ public final class CoordinatorService: @unchecked Sendable {
     private var servedModel: (version: UInt64, file: [UInt8], sha256: String)?
     let maximumDimension: Int
     let audit: AuditStore
-    /// Set when an audit entry was appended; the head is signed when the lock is released.
+    /// Seals the TOTP secrets in the database (AES-256-GCM) with a key kept
+    /// outside the state directory: a copied database or backup does not reveal
+    /// them. Nil in commands that never read a secret.
+    let secrets: AES256GCM?
     /// Nonces of signed requests accepted since the last audit batch ("key\nnonce": time seen);
     /// written with that batch, which every answer to such a request waits for.
     var pendingNonces: [String: Double] = [:]
@@ -91,8 +94,10 @@ public final class CoordinatorService: @unchecked Sendable {
     /// Opens (creating and migrating if needed) the state in `directory`.
     public init(directory: URL, maximumDimension: Int = 1 << 24,
                 identityLockout: FailureLimiter.Policy = .init(limit: 5, window: 600, lockout: 900),
-                addressLockout: FailureLimiter.Policy = .init(limit: 20, window: 600, lockout: 900)) throws {
+                addressLockout: FailureLimiter.Policy = .init(limit: 20, window: 600, lockout: 900),
+                secretsKey: [UInt8]? = nil) throws {
         self.maximumDimension = maximumDimension
+        secrets = try secretsKey.map { try AES256GCM(key: $0) }
         identityFailures = FailureLimiter(policy: identityLockout)
         addressFailures = FailureLimiter(policy: addressLockout)
         // Each acknowledged update rewrites the running sum (4 x d bytes) in
@@ -108,6 +113,7 @@ public final class CoordinatorService: @unchecked Sendable {
         signingKey = try Self.loadOrCreateSigningKey(directory.appendingPathComponent(Self.signingKeyName))
         audit = AuditStore(database: database, key: signingKey)
         try migrate(directory)
+        if secrets != nil { try sealSecrets() }
         try restoreOpenRound()
         requestRecords.commit = { [unowned self] in commitRequestRecords($0) }
     }
@@ -203,6 +209,12 @@ public final class CoordinatorService: @unchecked Sendable {
                 return legacy
             }
             if let legacy { try? FileManager.default.removeItem(at: legacy) }
+        }
+        if version < 7 {
+            // TOTP secrets sealed with the secrets key (those stored before stay plain until a command holding the key opens the state).
+            try database.transaction {
+                try database.execute("ALTER TABLE credentials ADD COLUMN totp_sealed INTEGER NOT NULL DEFAULT 0; PRAGMA user_version = 7;")
+            }
         }
     }
 

@@ -32,13 +32,13 @@ public enum CoordinatorTool {
         }
     }
 
-    static func openService(_ args: ParsedArguments) throws -> CoordinatorService {
+    static func openService(_ args: ParsedArguments, secretsKey: [UInt8]? = nil) throws -> CoordinatorService {
         let path = try args.required("state")
         let url = URL(fileURLWithPath: path)
         guard FileManager.default.fileExists(atPath: url.appendingPathComponent(CoordinatorService.databaseName).path) else {
             throw CLIError(.noInput, "\(path) holds no coordinator state; run 'sigilo-coordinator init --state \(path)' first")
         }
-        do { return try CoordinatorService(directory: url) } catch {
+        do { return try CoordinatorService(directory: url, secretsKey: secretsKey) } catch {
             throw CLIError(.failure, "cannot open coordinator state in \(path): \(error)")
         }
     }
@@ -57,9 +57,14 @@ public enum CoordinatorTool {
 
     static let initSpec = CommandSpec(
         name: "init", summary: "Create a coordinator state directory (mode 0700), its database, and the admin credential with its TOTP secret.",
-        usage: "sigilo-coordinator init --state DIR [--secrets-to FILE]",
-        options: [stateOption, .value("secrets-to", "FILE", "Write the admin credential and TOTP secret to FILE (mode 0600, JSON) instead of the terminal.")],
-        discussion: "The admin credential and TOTP secret are shown once and stored only hashed (credential) or in the state directory (TOTP). Add the otpauth URI to an authenticator app.")
+        usage: "sigilo-coordinator init --state DIR [--key-file FILE] [--secrets-to FILE]",
+        options: [stateOption, SecretsKey.option,
+                  .value("secrets-to", "FILE", "Write the admin credential and TOTP secret to FILE (mode 0600, JSON) instead of the terminal.")],
+        discussion: """
+        The admin credential and TOTP secret are shown once. The state keeps the credential only hashed and the TOTP secret sealed
+        (AES-256-GCM) with the secrets key, which init writes to the key file (unless it exists) outside the state directory:
+        back it up apart from the state; 'serve' needs it. Add the otpauth URI to an authenticator app.
+        """)
 
     static func runInit(_ args: ParsedArguments) throws {
         try args.rejectPositional()
@@ -68,12 +73,14 @@ public enum CoordinatorTool {
         if FileManager.default.fileExists(atPath: url.appendingPathComponent(CoordinatorService.databaseName).path) {
             throw CLIError(.failure, "\(path) already holds coordinator state; refusing to overwrite it")
         }
+        let keyURL = try SecretsKey.location(args, state: url)
+        let key = FileManager.default.fileExists(atPath: keyURL.path) ? try SecretsKey.read(keyURL) : try SecretsKey.create(keyURL)
         let secrets: CoordinatorService.AdminSecrets
         do {
-            // Also into a directory that existed (0755, say): it will hold the signing key and the TOTP secret.
+            // Also into a directory that existed (0755, say): it will hold the signing key and the sealed TOTP secret.
             try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             try StateDirectory.makePrivate(url)
-            secrets = try CoordinatorService(directory: url).createAdmin(now: now())
+            secrets = try CoordinatorService(directory: url, secretsKey: key).createAdmin(now: now())
             try StateDirectory.makePrivate(url)
         } catch {
             throw CLIError(.ioError, "cannot initialise \(path): \(error)")
@@ -94,6 +101,7 @@ public enum CoordinatorTool {
 
             """)
         }
+        OutputStream.standardOutput.write("TOTP secret sealed with the secrets key in \(keyURL.path) (mode 0600): back it up apart from the state; serve needs it\n")
         OutputStream.standardOutput.write("next: sigilo-coordinator plan set FILE --state \(path)\n")
     }
 
@@ -101,8 +109,8 @@ public enum CoordinatorTool {
 
     static let serveSpec = CommandSpec(
         name: "serve", summary: "Serve the HTTP API (loopback by default) until SIGTERM or SIGINT.",
-        usage: "sigilo-coordinator serve --state DIR [--listen 127.0.0.1:PORT] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--insecure] [--connections-per-address N] [--requests-per-second N]",
-        options: [stateOption, .value("listen", "HOST:PORT", "Address to listen on (default 127.0.0.1:8443; port 0 picks a free one; IPv6 as [::1]:8443, [::]:8443 for both families)."),
+        usage: "sigilo-coordinator serve --state DIR [--key-file FILE] [--listen 127.0.0.1:PORT] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--insecure] [--connections-per-address N] [--requests-per-second N]",
+        options: [stateOption, SecretsKey.option, .value("listen", "HOST:PORT", "Address to listen on (default 127.0.0.1:8443; port 0 picks a free one; IPv6 as [::1]:8443, [::]:8443 for both families)."),
                   .value("tls-cert", "FILE", "PEM certificate chain: serve HTTPS."), .value("tls-key", "FILE", "PEM private key of --tls-cert."),
                   .value("tls-client-ca", "FILE", "Require client certificates signed by this CA (PEM)."),
                   .flag("insecure", "Allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy you trust)."),
@@ -133,13 +141,27 @@ public enum CoordinatorTool {
         #endif
     }
 
+    /// The secrets key for `serve`: read from the key file; for a state from
+    /// before sealing (its TOTP secret stored plain) and no key file yet, a new
+    /// key, with which opening the state seals the secret.
+    static func secretsKeyForServing(_ args: ParsedArguments, state: URL) throws -> [UInt8] {
+        let url = try SecretsKey.location(args, state: state)
+        if FileManager.default.fileExists(atPath: url.path) { return try SecretsKey.read(url) }
+        guard try openService(args).sealedSecretCount() == 0 else {
+            throw CLIError(.noInput, "serve: the TOTP secrets of this state are sealed with a key that is not at \(url.path): give --key-file FILE")
+        }
+        let key = try SecretsKey.create(url)
+        printError("serve: sealing the TOTP secret stored plain with a new secrets key in \(url.path) (mode 0600): back it up apart from the state")
+        return key
+    }
+
     static func runServe(_ args: ParsedArguments) throws {
         try args.rejectPositional()
         let stateURL = URL(fileURLWithPath: try args.required("state"))
         if let exposure = StateDirectory.exposure(stateURL) {
             throw CLIError(.refused, "serve: refusing to serve state others can read (it holds the signing key and the TOTP secret): \(exposure)")
         }
-        let service = try openService(args)
+        let service = try openService(args, secretsKey: try secretsKeyForServing(args, state: stateURL))
         // Held until exit: a second serve, or a command that would change what this one holds in memory, is refused.
         do { _ = try StateDirectory.lockForServing(stateURL) } catch let e as StateLocked { throw CLIError(.refused, "serve: \(e)") }
         let listen = args.string("listen") ?? "127.0.0.1:8443"
@@ -558,6 +580,7 @@ public enum CoordinatorTool {
             let service = try CoordinatorService.restore(from: archive, into: URL(fileURLWithPath: path), now: now())
             let status = try service.status()
             OutputStream.standardOutput.write("restored \(from) into \(path): model version \(status.modelVersion.map(String.init) ?? "none"), \(status.roundsClosed) rounds closed, epsilon \(status.epsilon); audit log verified\n")
+            OutputStream.standardOutput.write("the TOTP secret stays sealed: serve it with the original state's secrets key (--key-file FILE)\n")
         } catch let e as CoordinatorError {
             throw CLIError(e.code == "not_empty" ? .refused : .dataError, "restore: \(e.message)")
         }

@@ -36,6 +36,55 @@ import SigiloProtocol
         #expect(server.stop() == 0)
     }
 
+    /// Point 6: the TOTP secret is sealed with a key outside the state
+    /// directory, so the database, a copy of the directory or a backup does
+    /// not reveal it; `serve` needs that key and refuses a wrong or missing one.
+    @Test func theTOTPSecretIsSealedWithAKeyOutsideTheState() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let state = dir.appendingPathComponent("state"), secretsFile = dir.appendingPathComponent("admin.json")
+        let key = dir.appendingPathComponent("state.key")
+        let initialised = try Binary.run("sigilo-coordinator", ["init", "--state", state.path, "--secrets-to", secretsFile.path])
+        #expect(initialised.status == 0 && initialised.stdout.contains(key.path), "\(initialised.stdout)")
+        #expect(try mode(key.path) == 0o600)
+        let secrets = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: secretsFile)) as? [String: String])
+        let totpText = try #require(secrets["totp_secret"]), credential = try #require(secrets["admin_credential"])
+        let totp = TOTP(secret: try #require(Base32.decode(totpText)))
+        let backup = dir.appendingPathComponent("backup.sgl")
+        #expect(try Binary.run("sigilo-coordinator", ["backup", "--to", backup.path, "--state", state.path]).status == 0)
+        var places = [backup.path]
+        for name in try FileManager.default.contentsOfDirectory(atPath: state.path) { places.append(state.appendingPathComponent(name).path) }
+        for path in places {
+            let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+            #expect(find(bytes, totp.secret, from: 0) == nil, "the TOTP secret is readable in \(path)")
+        }
+
+        // Without the key, with a wrong one, or with one inside the state directory: no serving.
+        try FileManager.default.moveItem(at: key, to: dir.appendingPathComponent("kept.key"))
+        let missing = try Binary.run("sigilo-coordinator", ["serve", "--state", state.path, "--listen", "127.0.0.1:0"])
+        #expect(missing.status == 66 && missing.stderr.contains("--key-file"), "\(missing.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: key.path), "serve made up a key for sealed secrets")
+        let other = dir.appendingPathComponent("other.key")
+        try Data((String(repeating: "ab", count: 32) + "\n").utf8).write(to: other)
+        chmod(other.path, 0o600)
+        let wrong = try Binary.run("sigilo-coordinator", ["serve", "--state", state.path, "--key-file", other.path, "--listen", "127.0.0.1:0"])
+        #expect(wrong.status != 0 && wrong.stderr.contains("wrong --key-file"), "\(wrong.stderr)")
+        let inside = try Binary.run("sigilo-coordinator", ["serve", "--state", state.path, "--key-file", state.appendingPathComponent("k").path])
+        #expect(inside.status == 64 && inside.stderr.contains("outside"), "\(inside.stderr)")
+        chmod(dir.appendingPathComponent("kept.key").path, 0o644)
+        let exposed = try Binary.run("sigilo-coordinator", ["serve", "--state", state.path, "--key-file", dir.appendingPathComponent("kept.key").path])
+        #expect(exposed.status == 77 && exposed.stderr.contains("chmod 600"), "\(exposed.stderr)")
+        chmod(dir.appendingPathComponent("kept.key").path, 0o600)
+
+        // With the key, the admin's second factor works.
+        let server = try RunningCoordinator(state: state, arguments: ["--key-file", dir.appendingPathComponent("kept.key").path, "--listen", "127.0.0.1:0"])
+        defer { _ = server.stop() }
+        let opened = http("POST", server.url.appendingPathComponent("v1/admin/session"),
+                          headers: [("Authorization", "Bearer \(credential)"),
+                                    ("Sigilo-TOTP", totp.code(step: TOTP.step(at: Date().timeIntervalSince1970)))])
+        #expect(opened.status == 201)
+    }
+
     /// A second `serve` on the same state is refused, naming the first, which
     /// goes on serving and acknowledging; `tenant revoke` and `plan set` are
     /// refused while it runs (they would end its round in their own process

@@ -129,7 +129,8 @@ func http(_ method: String, _ url: URL, headers: [(String, String)] = [], body: 
         #expect(restore.status == 0, "\(restore.stderr)")
         #expect(restore.stdout.contains("audit log verified"))
         #expect(try Binary.run("sigilo-coordinator", ["audit", "verify", "--state", restored.path]).status == 0)
-        let again = try RunningCoordinator(state: restored)
+        // The backup carries the TOTP secret sealed, not the key: the restored state is served with the original's key file.
+        let again = try RunningCoordinator(state: restored, arguments: ["--key-file", dir.appendingPathComponent("state.key").path, "--listen", "127.0.0.1:0"])
         defer { _ = again.stop() }
         let reenrolled = CoordinatorClient(baseURL: again.url, keyId: a.keyId, key: a.keyForTests)
         #expect(try reenrolled.plan().labels == Self.labels) // tenant keys survived the restore

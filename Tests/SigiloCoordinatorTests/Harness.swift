@@ -30,7 +30,8 @@ final class Harness: @unchecked Sendable {
          plan: Plan? = nil) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("sigilo-coord-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        service = try CoordinatorService(directory: directory, identityLockout: identityLockout, addressLockout: addressLockout)
+        service = try CoordinatorService(directory: directory, identityLockout: identityLockout, addressLockout: addressLockout,
+                                         secretsKey: Self.secretsKey)
         let box = ClockBox()
         clockBox = box
         routes = CoordinatorRoutes(service: service, clock: { box.now })
@@ -42,6 +43,9 @@ final class Harness: @unchecked Sendable {
     }
 
     deinit { try? FileManager.default.removeItem(at: directory) }
+
+    /// The key sealing the admin's TOTP secret in tests (a real state keeps it in a file outside the directory).
+    static let secretsKey = [UInt8](repeating: 0x5e, count: 32)
 
     /// Enrols a tenant through the service; returns its id and key.
     func enrollTenant(_ name: String, agreementKey: [UInt8]? = nil) throws -> (id: String, key: Ed25519.KeyPair) {
