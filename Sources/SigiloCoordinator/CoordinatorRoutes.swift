@@ -148,6 +148,21 @@ public struct CoordinatorRoutes: Sendable {
             try routes.service.revokeCredential(call.parameters[0], by: call.principal!, now: call.now)
             return .json(200, JSON.object([("revoked", .string(call.parameters[0]))]).rendered())
         },
+        Endpoint(method: "GET", pattern: ["v1", "admin", "auditors"], access: adminOnly) { routes, _ in
+            .json(200, JSON.array(try routes.service.auditors().map {
+                JSON.object([("id", .string($0.id)), ("name", .string($0.name)), ("created_at", .number($0.createdAt)),
+                             ("revoked_at", $0.revokedAt.map { .number($0) } ?? .null)])
+            }).rendered())
+        },
+        Endpoint(method: "GET", pattern: ["v1", "admin", "sessions"], access: adminOnly) { routes, call in
+            .json(200, JSON.array(try routes.service.sessions(now: call.now).map {
+                JSON.object([("id", .string($0.id)), ("credential", .string($0.credential)), ("expires", .number($0.expiresAt))])
+            }).rendered())
+        },
+        Endpoint(method: "POST", pattern: ["v1", "admin", "sessions", "*", "revoke"], access: adminOnly) { routes, call in
+            try routes.service.revokeSessions(call.parameters[0], by: call.principal!, now: call.now)
+            return .json(200, JSON.object([("revoked", .string(call.parameters[0]))]).rendered())
+        },
 
         Endpoint(method: "GET", pattern: ["v1", "audit", "tenants"], access: oversight) { routes, _ in
             .json(200, JSON.array(try routes.service.tenants().map {

@@ -14,7 +14,7 @@ public enum CoordinatorTool {
         runCommand {
             // Two-word commands ("tenant invite") become one name.
             var args = arguments
-            if args.count >= 2, ["tenant", "plan", "model", "auditor", "audit"].contains(args[0]), !args[1].hasPrefix("-") {
+            if args.count >= 2, ["tenant", "plan", "model", "auditor", "audit", "session", "admin"].contains(args[0]), !args[1].hasPrefix("-") {
                 args = ["\(args[0]) \(args[1])"] + args.dropFirst(2)
             }
             try dispatch(
@@ -25,7 +25,8 @@ public enum CoordinatorTool {
                     (initSpec, runInit), (serveSpec, runServe),
                     (inviteSpec, runInvite), (revokeSpec, runRevoke), (weightCapSpec, runWeightCap), (listSpec, runList),
                     (planShowSpec, runPlanShow), (planSetSpec, runPlanSet), (modelExportSpec, runModelExport), (statusSpec, runStatus),
-                    (auditorAddSpec, runAuditorAdd), (auditorRevokeSpec, runAuditorRevoke),
+                    (auditorAddSpec, runAuditorAdd), (auditorRevokeSpec, runAuditorRevoke), (auditorListSpec, runAuditorList),
+                    (sessionListSpec, runSessionList), (sessionRevokeSpec, runSessionRevoke), (adminRotateSpec, runAdminRotate),
                     (auditVerifySpec, runAuditVerify), (auditExportSpec, runAuditExport), (auditArchiveSpec, runAuditArchive),
                     (backupSpec, runBackup), (restoreSpec, runRestore),
                 ])
@@ -85,24 +86,29 @@ public enum CoordinatorTool {
         } catch {
             throw CLIError(.ioError, "cannot initialise \(path): \(error)")
         }
+        try showAdminSecrets(secrets, args: args, heading: "initialised coordinator state in \(path)")
+        OutputStream.standardOutput.write("TOTP secret sealed with the secrets key in \(keyURL.path) (mode 0600): back it up apart from the state; serve needs it\n")
+        OutputStream.standardOutput.write("next: sigilo-coordinator plan set FILE --state \(path)\n")
+    }
+
+    /// Shows the admin's secrets once: in a 0600 JSON file (--secrets-to) or on the terminal.
+    static func showAdminSecrets(_ secrets: CoordinatorService.AdminSecrets, args: ParsedArguments, heading: String) throws {
         let shown = JSON.object([("admin_credential", .string(secrets.credential)), ("totp_secret", .string(Base32.encode(secrets.totp.secret))),
                                  ("otpauth_uri", .string(secrets.provisioningURI))]).rendered() + "\n"
         if let file = args.string("secrets-to") {
             guard FileManager.default.createFile(atPath: file, contents: Data(shown.utf8), attributes: [.posixPermissions: 0o600]) else {
                 throw CLIError(.ioError, "cannot write \(file)")
             }
-            OutputStream.standardOutput.write("initialised coordinator state in \(path)\nadmin credential and TOTP secret written to \(file) (mode 0600)\n")
+            OutputStream.standardOutput.write("\(heading)\nadmin credential and TOTP secret written to \(file) (mode 0600)\n")
         } else {
             OutputStream.standardOutput.write("""
-            initialised coordinator state in \(path)
+            \(heading)
             admin credential (shown once; send as "Authorization: Bearer ..."): \(secrets.credential)
             TOTP secret (shown once; send codes as "Sigilo-TOTP: ..."): \(Base32.encode(secrets.totp.secret))
             authenticator URI: \(secrets.provisioningURI)
 
             """)
         }
-        OutputStream.standardOutput.write("TOTP secret sealed with the secrets key in \(keyURL.path) (mode 0600): back it up apart from the state; serve needs it\n")
-        OutputStream.standardOutput.write("next: sigilo-coordinator plan set FILE --state \(path)\n")
     }
 
     // MARK: serve
@@ -407,6 +413,57 @@ public enum CoordinatorTool {
             throw CLIError(.dataError, e.message)
         }
         OutputStream.standardOutput.write("revoked \(args.positional[0])\n")
+    }
+
+    static let auditorListSpec = CommandSpec(name: "auditor list", summary: "List auditor credentials (ids, names, revocation; never secrets).",
+                                             usage: "sigilo-coordinator auditor list --state DIR", options: [stateOption])
+
+    static func runAuditorList(_ args: ParsedArguments) throws {
+        try args.rejectPositional()
+        for a in try openService(args).auditors() {
+            OutputStream.standardOutput.write("\(a.id)\t\(a.name)\tcreated \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: a.createdAt)))"
+                + (a.revokedAt.map { "\trevoked \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: $0)))" } ?? "\tactive") + "\n")
+        }
+    }
+
+    static let sessionListSpec = CommandSpec(name: "session list", summary: "List open sessions: id (a prefix of the token's hash), credential, expiry.",
+                                             usage: "sigilo-coordinator session list --state DIR", options: [stateOption])
+
+    static func runSessionList(_ args: ParsedArguments) throws {
+        try args.rejectPositional()
+        for s in try openService(args).sessions(now: now()) {
+            OutputStream.standardOutput.write("\(s.id)\t\(s.credential)\texpires \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: s.expiresAt)))\n")
+        }
+    }
+
+    static let sessionRevokeSpec = CommandSpec(
+        name: "session revoke", summary: "End a session (by the id 'session list' shows) or all of them; also while serving.",
+        usage: "sigilo-coordinator session revoke (ID | --all) --state DIR",
+        options: [stateOption, .flag("all", "End every session.")])
+
+    static func runSessionRevoke(_ args: ParsedArguments) throws {
+        let all = args.flag("all")
+        guard all ? args.positional.isEmpty : args.positional.count == 1 else { throw CLIError.usage("session revoke: give one session ID or --all") }
+        do {
+            let ended = try openService(args).revokeSessions(all ? nil : args.positional[0], by: .localOperator, now: now())
+            OutputStream.standardOutput.write("ended \(ended) session(s)\n")
+        } catch let e as CoordinatorError { throw CLIError(e.status == 404 ? .dataError : .usage, e.message) }
+    }
+
+    static let adminRotateSpec = CommandSpec(
+        name: "admin rotate", summary: "Replace the admin credential and TOTP secret (shown once); the old ones and their sessions stop working.",
+        usage: "sigilo-coordinator admin rotate --state DIR [--key-file FILE] [--secrets-to FILE]",
+        options: [stateOption, SecretsKey.option,
+                  .value("secrets-to", "FILE", "Write the new credential and TOTP secret to FILE (mode 0600, JSON) instead of the terminal.")],
+        discussion: "Safe while serving: the server reads credentials per request. Needs the secrets key, which seals the new TOTP secret.")
+
+    static func runAdminRotate(_ args: ParsedArguments) throws {
+        try args.rejectPositional()
+        let state = URL(fileURLWithPath: try args.required("state"))
+        let service = try openService(args, secretsKey: try SecretsKey.read(try SecretsKey.location(args, state: state)))
+        let secrets: CoordinatorService.AdminSecrets
+        do { secrets = try service.rotateAdmin(by: .localOperator, now: now()) } catch let e as CoordinatorError { throw CLIError(.dataError, e.message) }
+        try showAdminSecrets(secrets, args: args, heading: "rotated the admin credential and TOTP secret of \(state.path)")
     }
 
     // MARK: audit

@@ -1,0 +1,83 @@
+import Foundation
+import SigiloCrypto
+import SigiloSQLite
+
+/// Keeping credentials over months (issue 19, point 7): rotating the admin's
+/// credential and TOTP secret, listing and revoking sessions, listing auditors.
+/// Every change is one transaction with its audit entry.
+extension CoordinatorService {
+    public struct CredentialInfo: Sendable, Equatable {
+        public var id: String
+        public var role: String
+        public var name: String
+        public var createdAt: Double
+        public var revokedAt: Double?
+    }
+
+    /// Auditor credentials, revoked ones included (never their secrets).
+    public func auditors() throws -> [CredentialInfo] {
+        try locked {
+            var out = [CredentialInfo]()
+            try database.run("SELECT id, role, name, created_at, revoked_at FROM credentials WHERE role = 'auditor' ORDER BY created_at, id") {
+                out.append(CredentialInfo(id: $0.text(0), role: $0.text(1), name: $0.text(2), createdAt: $0.real(3),
+                                          revokedAt: $0.isNull(4) ? nil : $0.real(4)))
+            }
+            return out
+        }
+    }
+
+    public struct SessionInfo: Sendable, Equatable {
+        /// The first 16 hex digits of the session token's SHA-256: names it without revealing it.
+        public var id: String
+        public var credential: String
+        public var expiresAt: Double
+    }
+
+    /// Sessions not yet expired.
+    public func sessions(now: Double) throws -> [SessionInfo] {
+        try locked {
+            var out = [SessionInfo]()
+            try database.run("SELECT token_hash, credential_id, expires_at FROM sessions WHERE expires_at > ? ORDER BY expires_at", [.real(now)]) {
+                out.append(SessionInfo(id: String(Hex.encode($0.blob(0)).prefix(16)), credential: $0.text(1), expiresAt: $0.real(2)))
+            }
+            return out
+        }
+    }
+
+    /// Ends one session (by the id `sessions` shows) or, with nil, every session; returns how many ended.
+    @discardableResult
+    public func revokeSessions(_ id: String?, by actor: Principal, now: Double) throws -> Int {
+        if let id { guard id.utf8.count == 16, Hex.decode(id) != nil else { throw CoordinatorError(400, "bad_session_id", "a session id is 16 hex digits") } }
+        return try locked {
+            try database.transaction {
+                let ended = try id.map { try database.run("DELETE FROM sessions WHERE hex(token_hash) LIKE ?", [.text($0.uppercased() + "%")]) }
+                    ?? database.run("DELETE FROM sessions")
+                if id != nil, ended == 0 { throw CoordinatorError(404, "unknown_session", "no session \(id!)") }
+                try record(AuditEntry(time: now, actor: actor.id, role: actor.role.rawValue, action: "session.revoke",
+                                      object: id ?? "all", detail: "\(ended) session(s) ended"))
+                return ended
+            }
+        }
+    }
+
+    /// A new admin credential and TOTP secret (sealed), shown once; the old
+    /// ones stop working and every admin session ends, in one transaction.
+    public func rotateAdmin(by actor: Principal, now: Double) throws -> AdminSecrets {
+        let issued = try IssuedSecret.generate(id: "admin")
+        let totp = try TOTP.generate()
+        let sealed = try sealingKey().seal(totp.secret, context: Self.totpContext(issued.id))
+        try locked {
+            try database.transaction {
+                let changed = try database.run("""
+                    UPDATE credentials SET secret_hash = ?, totp_secret = ?, totp_sealed = 1, totp_last_step = 0 WHERE id = 'admin' AND role = 'admin'
+                    """, [.blob(issued.hash), .blob(sealed)])
+                guard changed == 1 else { throw CoordinatorError(404, "no_admin", "this state has no admin credential") }
+                let ended = try database.run("DELETE FROM sessions WHERE credential_id = 'admin'")
+                try record(AuditEntry(time: now, actor: actor.id, role: actor.role.rawValue, action: "credential.rotate",
+                                      object: "admin", detail: "new credential and TOTP secret; \(ended) session(s) ended"))
+            }
+        }
+        return AdminSecrets(credential: issued.token, totp: totp,
+                            provisioningURI: totp.provisioningURI(account: "admin", issuer: "Sigilo coordinator"))
+    }
+}
