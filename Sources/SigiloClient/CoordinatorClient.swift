@@ -29,7 +29,7 @@ public final class CoordinatorClient: @unchecked Sendable {
     public private(set) var keyId: String
     /// The coordinator's public key, pinned at enrolment; models must be signed with it.
     public var coordinatorKey: [UInt8]?
-    let key: Ed25519.KeyPair
+    private(set) var key: Ed25519.KeyPair
     /// The connection, or why there cannot be one (a bad URL, an unreadable CA file): reported by the first request.
     let http: Result<HTTPClient, ClientError>
     let timeout: Double
@@ -107,6 +107,15 @@ public final class CoordinatorClient: @unchecked Sendable {
         keyId = id
         coordinatorKey = pinned
         return id
+    }
+
+    /// Replaces this tenant's identity key at the coordinator (signed by the
+    /// current key, proven by the new one); later requests sign with `newKey`.
+    public func rotateKey(to newKey: Ed25519.KeyPair) throws {
+        let proof = try newKey.sign(KeyRotation.message(tenant: keyId, oldKey: key.publicKey, newKey: newKey.publicKey))
+        let body = #"{"public_key":"\#(Hex.encode(newKey.publicKey))","proof":"\#(Hex.encode(proof))"}"#
+        _ = try send("POST", "/v1/tenant/key", body: Array(body.utf8), contentType: "application/json")
+        key = newKey
     }
 
     public func plan() throws -> Plan {

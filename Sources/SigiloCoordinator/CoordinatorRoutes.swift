@@ -148,6 +148,20 @@ public struct CoordinatorRoutes: Sendable {
             try routes.service.revokeCredential(call.parameters[0], by: call.principal!, now: call.now)
             return .json(200, JSON.object([("revoked", .string(call.parameters[0]))]).rendered())
         },
+        // A tenant's new identity key, proven by both keys (protocol/PROTOCOL.md, "Key rotation").
+        Endpoint(method: "POST", pattern: ["v1", "tenant", "key"], access: .roles([.tenant])) { routes, call in
+            guard let object = (try? JSONSerialization.jsonObject(with: Data(call.request.body))) as? [String: Any] else {
+                throw CoordinatorError(400, "bad_body", "key rotation body must be a JSON object")
+            }
+            guard let key = (object["public_key"] as? String).flatMap(Hex.decode), key.count == 32 else {
+                throw CoordinatorError(400, "bad_body", "\"public_key\" must be 64 hex digits")
+            }
+            guard let proof = (object["proof"] as? String).flatMap(Hex.decode), proof.count == 64 else {
+                throw CoordinatorError(400, "bad_body", "\"proof\" must be 128 hex digits")
+            }
+            try routes.service.rotateKey(tenant: call.principal!.id, newKey: key, proof: proof, now: call.now)
+            return .json(200, JSON.object([("tenant_id", .string(call.principal!.id))]).rendered())
+        },
         Endpoint(method: "GET", pattern: ["v1", "admin", "auditors"], access: adminOnly) { routes, _ in
             .json(200, JSON.array(try routes.service.auditors().map {
                 JSON.object([("id", .string($0.id)), ("name", .string($0.name)), ("created_at", .number($0.createdAt)),

@@ -1,5 +1,6 @@
 import Foundation
 import SigiloCrypto
+import SigiloProtocol
 import SigiloSQLite
 
 /// Keeping credentials over months (issue 19, point 7): rotating the admin's
@@ -79,5 +80,30 @@ extension CoordinatorService {
         }
         return AdminSecrets(credential: issued.token, totp: totp,
                             provisioningURI: totp.provisioningURI(account: "admin", issuer: "Sigilo coordinator"))
+    }
+}
+
+extension CoordinatorService {
+    /// Replaces an active tenant's identity key. `proof`: the new key's
+    /// signature over `KeyRotation.message` (the caller authenticated the
+    /// request with the old key). One transaction with its audit entry.
+    public func rotateKey(tenant: String, newKey: [UInt8], proof: [UInt8], now: Double) throws {
+        guard newKey.count == Ed25519.publicKeyBytes else { throw CoordinatorError(400, "bad_public_key", "public key must be 32 bytes") }
+        try locked {
+            try database.transaction {
+                var old: [UInt8]?
+                try database.run("SELECT public_key FROM tenants WHERE id = ? AND status = 'active'", [.text(tenant)]) { old = $0.blob(0) }
+                guard let old else { throw CoordinatorError(403, "revoked", "tenant \(tenant) is not active") }
+                guard Ed25519.verify(signature: proof, message: KeyRotation.message(tenant: tenant, oldKey: old, newKey: newKey), publicKey: newKey) else {
+                    throw CoordinatorError(400, "bad_proof", "\"proof\" is not the new key's signature over the rotation of this tenant's current key")
+                }
+                var taken = false
+                try database.run("SELECT 1 FROM tenants WHERE public_key = ?", [.blob(newKey)]) { _ in taken = true }
+                guard !taken else { throw CoordinatorError(409, "key_in_use", "that public key is already registered") }
+                try database.run("UPDATE tenants SET public_key = ? WHERE id = ?", [.blob(newKey), .text(tenant)])
+                try record(AuditEntry(time: now, actor: tenant, role: Role.tenant.rawValue, action: "tenant.key_rotate", object: tenant,
+                                      detail: "key \(Hex.encode(SHA256.hash(old)).prefix(16)) replaced by \(Hex.encode(SHA256.hash(newKey)).prefix(16))"))
+            }
+        }
     }
 }

@@ -140,3 +140,13 @@ public enum ModelProvenance {
         }
     }
 }
+
+/// A tenant replacing its identity key: the request is signed by the old key
+/// (as every tenant request), and the body carries the new key with this
+/// message signed by the new key, so the coordinator accepts only a key whose
+/// holder also holds the old one, for this tenant, replacing exactly that key.
+public enum KeyRotation {
+    public static func message(tenant: String, oldKey: [UInt8], newKey: [UInt8]) -> [UInt8] {
+        Array("sigilo-key-rotation-v1\n\(tenant)\n\(Hex.encode(oldKey))\n\(Hex.encode(newKey))".utf8)
+    }
+}

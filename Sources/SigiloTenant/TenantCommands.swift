@@ -43,13 +43,49 @@ extension TenantTool {
         return try? Plan.decode(Data(json.utf8))
     }
 
-    static func client(_ store: TenantStore) throws -> CoordinatorClient {
+    static func client(_ store: TenantStore, key: Ed25519.KeyPair? = nil) throws -> CoordinatorClient {
         guard let url = try store.setting("coordinator").flatMap(URL.init(string:)), let id = try store.setting("tenant_id") else {
             throw CLIError(.usage, "not enrolled: run 'sigilo-tenant enroll --coordinator URL --token T' first")
         }
-        let client = CoordinatorClient(baseURL: url, keyId: id, key: try store.identity(), caFile: try store.setting("coordinator_ca"))
+        let client = CoordinatorClient(baseURL: url, keyId: id, key: try key ?? store.identity(), caFile: try store.setting("coordinator_ca"))
         client.coordinatorKey = try store.setting("coordinator_key").flatMap(Hex.decode)
         return client
+    }
+
+    // MARK: key rotation
+
+    static let rotateKeySpec = CommandSpec(
+        name: "rotate-key", summary: "Replace this tenant's identity key at the coordinator, signed by the old key.",
+        usage: "sigilo-tenant rotate-key --state DIR --key-file FILE",
+        options: storeOptions,
+        discussion: """
+        The new key is written beside the old one first (identity.key.next), then offered to the coordinator in a request signed by the
+        old key and carrying the new key's own signature; once accepted it replaces identity.key. If the answer is lost, running the
+        command again finds out which key the coordinator holds and finishes. Exit codes: 0 rotated, 75 coordinator unreachable (run again),
+        77 refused by the coordinator.
+        """)
+
+    static func runRotateKey(_ args: ParsedArguments) throws {
+        try args.rejectPositional()
+        let store = try openStore(args)
+        let newKey: Ed25519.KeyPair
+        if let staged = try store.pendingIdentity() {
+            // An earlier attempt may have landed: if the coordinator already knows the staged key, finish.
+            if (try? client(store, key: staged).plan()) != nil {
+                try store.promotePendingIdentity()
+                OutputStream.standardOutput.write("finished an interrupted rotation: the coordinator holds the new key\n")
+                return
+            }
+            newKey = staged
+        } else {
+            newKey = try Ed25519.KeyPair.generate()
+            try store.stagePendingIdentity(newKey)
+        }
+        do { try client(store).rotateKey(to: newKey) } catch let e as ClientError {
+            throw CLIError(e.status == nil ? .tempFail : .refused, "rotate-key: \(e)")
+        }
+        try store.promotePendingIdentity()
+        OutputStream.standardOutput.write("rotated the identity key: the coordinator now holds \(Hex.encode(SHA256.hash(newKey.publicKey)).prefix(16))\n")
     }
 
     // MARK: init

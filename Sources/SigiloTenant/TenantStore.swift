@@ -146,6 +146,37 @@ public final class TenantStore {
         return try Ed25519.KeyPair(privateKey: seed)
     }
 
+    /// A new identity key staged by `rotate-key` before asking the coordinator
+    /// to take it: if the answer is lost, the next attempt finds out which key
+    /// the coordinator holds instead of locking the tenant out.
+    var pendingIdentityURL: URL { directory.appendingPathComponent(Self.identityName + ".next") }
+
+    func pendingIdentity() throws -> Ed25519.KeyPair? {
+        guard let text = try? String(contentsOf: pendingIdentityURL, encoding: .utf8) else { return nil }
+        guard let seed = Hex.decode(text.trimmingCharacters(in: .whitespacesAndNewlines)), seed.count == 32 else {
+            throw CLIError(.dataError, "\(pendingIdentityURL.path) does not hold a 32-byte Ed25519 key in hex")
+        }
+        return try Ed25519.KeyPair(privateKey: seed)
+    }
+
+    /// Writes the staged key durably (0600) before anyone is told of it.
+    func stagePendingIdentity(_ key: Ed25519.KeyPair) throws {
+        let fd = open(pendingIdentityURL.path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        guard fd >= 0 else { throw CLIError(.ioError, "cannot write \(pendingIdentityURL.path)") }
+        defer { close(fd) }
+        let text = Array(Hex.encode(key.privateKey).utf8)
+        guard write(fd, text, text.count) == text.count, fsync(fd) == 0 else { throw CLIError(.ioError, "cannot write \(pendingIdentityURL.path)") }
+    }
+
+    /// The staged key becomes the identity (one rename, then the directory synced).
+    func promotePendingIdentity() throws {
+        guard rename(pendingIdentityURL.path, directory.appendingPathComponent(Self.identityName).path) == 0 else {
+            throw CLIError(.ioError, "cannot replace \(Self.identityName) with \(pendingIdentityURL.lastPathComponent)")
+        }
+        let fd = open(directory.path, O_RDONLY)
+        if fd >= 0 { _ = fsync(fd); close(fd) }
+    }
+
     public func setting(_ name: String) throws -> String? {
         var value: String?
         try database.run("SELECT value FROM settings WHERE name = ?", [.text(name)]) { value = $0.text(0) }

@@ -11,7 +11,7 @@ public enum TenantTool {
                 commands: [
                     (initSpec, runInit), (ImportCommand.spec, ImportCommand.run), (consentSpec, runConsent), (forgetSpec, runForget),
                     (enrollSpec, runEnroll), (roundSpec, runRound), (runSpec, runRun), (PullCommand.spec, PullCommand.run),
-                    (privacySpec, runPrivacy), (statusSpec, runStatus),
+                    (privacySpec, runPrivacy), (statusSpec, runStatus), (rotateKeySpec, runRotateKey),
                     (RedactCommand.spec, RedactCommand.run),
                     (PersonaliseCommand.spec, PersonaliseCommand.run), (ClassifyCommand.spec, ClassifyCommand.run),
                 ]

@@ -45,7 +45,7 @@ import SigiloHTTP
         "PUT /v1/admin/plan": [.admin], "POST /v1/admin/auditors": [.admin], "POST /v1/admin/auditors/*/revoke": [.admin],
         "GET /v1/audit/tenants": [.admin, .auditor], "GET /v1/audit/ledger": [.admin, .auditor], "GET /v1/audit/models": [.admin, .auditor],
         "GET /v1/audit/log": [.admin, .auditor], "GET /v1/audit/verify": [.admin, .auditor], "GET /v1/audit/head": [.admin, .auditor],
-        "GET /v1/admin/auditors": [.admin], "GET /v1/admin/sessions": [.admin], "POST /v1/admin/sessions/*/revoke": [.admin],
+        "GET /v1/admin/auditors": [.admin], "POST /v1/tenant/key": [.tenant], "GET /v1/admin/sessions": [.admin], "POST /v1/admin/sessions/*/revoke": [.admin],
     ]
 
     @Test func everyEndpointEveryRoleEveryCredentialState() throws {

@@ -3,6 +3,7 @@ import Testing
 @testable import SigiloCoordinator
 import SigiloCrypto
 import SigiloHTTP
+import SigiloProtocol
 
 /// Issue 19, point 7: credentials over months. The admin's credential and TOTP
 /// secret rotate, sessions are listed and ended one by one or all at once,
@@ -71,5 +72,35 @@ import SigiloHTTP
         #expect(!text.contains(String(kept.credential.split(separator: ".")[1])))
         // Auditors cannot list auditors.
         #expect(h.send("GET", "/v1/admin/auditors", headers: [("Authorization", "Bearer \(kept.credential)")]).status == 403)
+    }
+
+    @Test func aTenantRotatesItsKeyWithProofFromBothKeys() throws {
+        let h = try Harness()
+        let tenant = try h.enrollTenant("loja")
+        let other = try h.enrollTenant("vizinha")
+        let next = try Ed25519.KeyPair.generate()
+        func rotate(to key: [UInt8], proofBy signer: Ed25519.KeyPair, for id: String = tenant.id, old: [UInt8] = tenant.key.publicKey) throws -> HTTPResponse {
+            let proof = try signer.sign(KeyRotation.message(tenant: id, oldKey: old, newKey: key))
+            let body = Array(#"{"public_key":"\#(Hex.encode(key))","proof":"\#(Hex.encode(proof))"}"#.utf8)
+            return h.send("POST", "/v1/tenant/key", body: body, headers: try h.signed("POST", "/v1/tenant/key", body: body, tenant: tenant.id, key: tenant.key))
+        }
+        func plan(_ key: Ed25519.KeyPair) throws -> Int {
+            h.send("GET", "/v1/plan", headers: try h.signed("GET", "/v1/plan", tenant: tenant.id, key: key)).status
+        }
+        #expect(try plan(tenant.key) == 200) // its first request records its address
+        let before = try h.snapshot()
+        // A proof by the old key (not the holder of the new one), for another tenant, or to a key in use: refused, nothing changes.
+        #expect(try rotate(to: next.publicKey, proofBy: tenant.key).status == 400)
+        #expect(try rotate(to: next.publicKey, proofBy: next, for: other.id).status == 400)
+        #expect(try rotate(to: other.key.publicKey, proofBy: other.key).status == 409)
+        #expect(try h.snapshot() == before)
+        #expect(try plan(tenant.key) == 200)
+
+        #expect(try rotate(to: next.publicKey, proofBy: next).status == 200)
+        #expect(try plan(tenant.key) == 401)
+        #expect(try plan(next) == 200)
+        #expect(try h.service.auditEntries().contains { $0.entry.action == "tenant.key_rotate" && $0.entry.object == tenant.id })
+        // The old key cannot rotate again (its requests no longer authenticate).
+        #expect(try rotate(to: try Ed25519.KeyPair.generate().publicKey, proofBy: next).status == 401)
     }
 }
