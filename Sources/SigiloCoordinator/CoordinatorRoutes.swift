@@ -34,6 +34,7 @@ final class Metrics: @unchecked Sendable {
         out += "# TYPE sigilo_rounds_abandoned_total counter\nsigilo_rounds_abandoned_total \(status.roundsAbandoned)\n"
         out += "# TYPE sigilo_epsilon_spent gauge\nsigilo_epsilon_spent \(status.epsilon)\n"
         out += "# TYPE sigilo_tenants_active gauge\nsigilo_tenants_active \(status.tenantsActive)\n"
+        out += "# TYPE sigilo_tenants_dormant gauge\nsigilo_tenants_dormant \(status.tenantsDormant.count)\n"
         out += "# TYPE sigilo_model_version gauge\nsigilo_model_version \(status.modelVersion ?? 0)\n"
         out += "# TYPE sigilo_auth_locked_out gauge\nsigilo_auth_locked_out \(lockedOut)\n"
         let (snapshot, included) = lock.withLock { (counters, sources) }
@@ -422,7 +423,7 @@ public struct CoordinatorRoutes: Sendable {
 
     /// The round this tenant may answer; when there is none, 204 if `final`, else nil.
     func roundAnswer(_ call: Call, final: Bool) throws -> HTTPResponse? {
-        let current = try service.currentRound(for: call.principal!.id)
+        let current = try service.currentRound(for: call.principal!.id, now: call.now)
         guard let round = current, !round.submitted || final, let plan = try service.plan() else { return final ? HTTPResponse(status: 204) : nil }
         return .json(200, JSON.object([
             ("round", .integer(Int(round.id))), ("model_version", .integer(Int(round.modelVersion))), ("state", .string("open")),

@@ -36,7 +36,7 @@ public struct CoordinatorError: Error, CustomStringConvertible, Equatable, Senda
 /// updates are never stored: only the sum and a digest for de-duplication.
 /// One lock serialises all access (SQLite is used single-threaded).
 public final class CoordinatorService: @unchecked Sendable {
-    static let schemaVersion = 7
+    static let schemaVersion = 8
     public static let databaseName = "coordinator.sqlite"
 
     let database: Database
@@ -75,6 +75,8 @@ public final class CoordinatorService: @unchecked Sendable {
     private var servedModel: (version: UInt64, file: [UInt8], sha256: String)?
     let maximumDimension: Int
     let audit: AuditStore
+    /// Tenants that missed `dormantAfterMissedRounds` rounds in a row (mirrors the database, for the poll path).
+    var dormant = Set<String>()
     /// Seals the TOTP secrets in the database (AES-256-GCM) with a key kept
     /// outside the state directory: a copied database or backup does not reveal
     /// them. Nil in commands that never read a secret.
@@ -114,6 +116,7 @@ public final class CoordinatorService: @unchecked Sendable {
         audit = AuditStore(database: database, key: signingKey)
         try migrate(directory)
         if secrets != nil { try sealSecrets() }
+        dormant = Set(try dormantTenants())
         try restoreOpenRound()
         requestRecords.commit = { [unowned self] in commitRequestRecords($0) }
     }
@@ -214,6 +217,12 @@ public final class CoordinatorService: @unchecked Sendable {
             // TOTP secrets sealed with the secrets key (those stored before stay plain until a command holding the key opens the state).
             try database.transaction {
                 try database.execute("ALTER TABLE credentials ADD COLUMN totp_sealed INTEGER NOT NULL DEFAULT 0; PRAGMA user_version = 7;")
+            }
+        }
+        if version < 8 {
+            // Consecutive rounds a tenant was expected in and did not answer (dormant from `dormantAfterMissedRounds`).
+            try database.transaction {
+                try database.execute("ALTER TABLE tenants ADD COLUMN missed_rounds INTEGER NOT NULL DEFAULT 0; PRAGMA user_version = 8;")
             }
         }
     }
@@ -526,9 +535,14 @@ public final class CoordinatorService: @unchecked Sendable {
             // A secure round's cohort is the active tenants that can mask: those with an agreement key.
             let secure = plan.placement == .secure
             var active = Set<String>()
-            try database.run("SELECT id FROM tenants WHERE status = 'active'\(secure ? " AND agreement_key IS NOT NULL" : "")") { active.insert($0.text(0)) }
+            // Dormant tenants (missed too many rounds in a row) are not waited for until they poll again.
+            try database.run("""
+                SELECT id FROM tenants WHERE status = 'active' AND missed_rounds < ?\(secure ? " AND agreement_key IS NOT NULL" : "")
+                """, [.integer(Int64(Self.dormantAfterMissedRounds))]) { active.insert($0.text(0)) }
             guard active.count >= plan.minimumTenants else {
+                let dormant = try dormantTenants()
                 return "waiting for tenants\(secure ? " with agreement keys" : "") (\(active.count) of \(plan.minimumTenants))"
+                    + (dormant.isEmpty ? "" : "; dormant until they poll again: \(dormant.joined(separator: ", "))")
             }
             let round = try charge(of: plan)
             guard try epsilons.epsilon(try ledger(plan), adding: round) <= plan.maximumEpsilon else {
@@ -596,8 +610,9 @@ public final class CoordinatorService: @unchecked Sendable {
     /// The open round, as `tenant` sees it: nil when none is open or the open
     /// one does not count on it (it enrolled after the round opened; it waits
     /// for the next, instead of polling a round that would refuse its update).
-    public func currentRound(for tenant: String) throws -> RoundInfo? {
+    public func currentRound(for tenant: String, now: Double = Date().timeIntervalSince1970) throws -> RoundInfo? {
         try locked {
+            try wakeIfDormant(tenant, now: now)
             guard case .open(let r) = machine.state, r.expected.contains(tenant), let plan = try currentPlan() else { return nil }
             var cohort = [SecureAggregation.Member]()
             if r.everyoneRequired {
@@ -825,10 +840,13 @@ public final class CoordinatorService: @unchecked Sendable {
         case .abandon(let round):
             try database.transaction {
                 try database.run("UPDATE rounds SET state = 'abandoned', closed_at = ?, sum = NULL WHERE id = ?", [.real(now), .integer(Int64(round.id))])
+                let missing = round.expected.subtracting(round.submitted).sorted()
                 try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "round.abandon",
-                                      object: "round \(round.id)", detail: round.everyoneRequired
+                                      object: "round \(round.id)", detail: (round.everyoneRequired
                                         ? "\(round.submitted.count) of the \(round.expected.count) cohort tenants submitted (a secure round needs all); nothing released"
-                                        : "\(round.submitted.count) of \(round.minimumTenants) required tenants submitted; nothing released"))
+                                        : "\(round.submitted.count) of \(round.minimumTenants) required tenants submitted; nothing released")
+                                        + (missing.isEmpty ? "" : "; missing: \(missing.joined(separator: ", "))")))
+                try recordAttendance(round, now: now)
             }
             roundEnded()
         case .close(let round):
@@ -860,9 +878,55 @@ public final class CoordinatorService: @unchecked Sendable {
                 try database.run("UPDATE optimizer SET momentum = ?, second = ? WHERE id = 1",
                                  [.blob(Self.bytes(optimizerState.momentum)), .blob(Self.bytes(optimizerState.secondMoment))])
                 try publish(model: model, parent: round.modelVersion, round: round.id, epsilon: epsilon, now: now)
+                try recordAttendance(round, now: now)
             }
             roundEnded()
         }
+    }
+
+    /// After this many rounds in a row that a tenant was expected in and did
+    /// not answer, it is dormant: later rounds neither count on it nor wait
+    /// for it (a vanished tenant would otherwise hold every round to its
+    /// deadline, and abandon every secure one). Three, so that one slow or
+    /// restarting tenant is not dropped, while a dead one costs at most three
+    /// rounds. It is expected again from the round after it next polls.
+    public static let dormantAfterMissedRounds = 3
+
+    /// In the close's or abandon's transaction: who answered and who did not;
+    /// a tenant reaching the dormant count is named in the audit log.
+    private func recordAttendance(_ round: RoundMachine.Round, now: Double) throws {
+        for tenant in round.submitted {
+            try database.run("UPDATE tenants SET missed_rounds = 0 WHERE id = ?", [.text(tenant)])
+        }
+        for tenant in round.expected.subtracting(round.submitted).sorted() {
+            try database.run("UPDATE tenants SET missed_rounds = missed_rounds + 1 WHERE id = ?", [.text(tenant)])
+            var missed = 0
+            try database.run("SELECT missed_rounds FROM tenants WHERE id = ?", [.text(tenant)]) { missed = Int($0.integer(0)) }
+            if missed == Self.dormantAfterMissedRounds {
+                try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "tenant.dormant", object: tenant,
+                                      detail: "missed \(missed) rounds in a row (last: round \(round.id)); not expected until it polls again"))
+                dormant.insert(tenant)
+            }
+        }
+    }
+
+    /// A dormant tenant that polls is back: expected from the next round.
+    private func wakeIfDormant(_ tenant: String, now: Double) throws {
+        guard dormant.contains(tenant) else { return }
+        try database.transaction {
+            try database.run("UPDATE tenants SET missed_rounds = 0 WHERE id = ?", [.text(tenant)])
+            try record(AuditEntry(time: now, actor: tenant, role: Role.tenant.rawValue, action: "tenant.back", object: tenant,
+                                  detail: "polled after being dormant; expected from the next round"))
+        }
+        dormant.remove(tenant)
+    }
+
+    /// Tenants not waited for, by id.
+    public func dormantTenants() throws -> [String] {
+        var out = [String]()
+        try database.run("SELECT id FROM tenants WHERE status = 'active' AND missed_rounds >= ? ORDER BY id",
+                         [.integer(Int64(Self.dormantAfterMissedRounds))]) { out.append($0.text(0)) }
+        return out
     }
 
     /// After a close or an abandon is committed: no round is open, and the
@@ -885,6 +949,8 @@ public final class CoordinatorService: @unchecked Sendable {
     public struct Status: Sendable, Equatable {
         public var tenantsActive: Int
         public var tenantsRevoked: Int
+        /// Active tenants not waited for (they missed `dormantAfterMissedRounds` rounds in a row).
+        public var tenantsDormant: [String] = []
         public var modelVersion: UInt64?
         public var roundsClosed: Int
         public var roundsAbandoned: Int
@@ -909,6 +975,7 @@ public final class CoordinatorService: @unchecked Sendable {
                 }
             }
             if case .open(let r) = machine.state { s.openRound = r.id }
+            s.tenantsDormant = try dormantTenants()
             if let plan = try currentPlan() {
                 s.epsilon = try epsilons.epsilon(try ledger(plan))
                 s.delta = plan.delta

@@ -375,6 +375,7 @@ public enum CoordinatorTool {
         if args.flag("json") {
             OutputStream.standardOutput.write(JSON.object([
                 ("tenants_active", .integer(s.tenantsActive)), ("tenants_revoked", .integer(s.tenantsRevoked)),
+                ("tenants_dormant", .array(s.tenantsDormant.map { .string($0) })),
                 ("model_version", s.modelVersion.map { .integer(Int($0)) } ?? .null), ("rounds_closed", .integer(s.roundsClosed)),
                 ("rounds_abandoned", .integer(s.roundsAbandoned)), ("open_round", s.openRound.map { .integer(Int($0)) } ?? .null),
                 ("epsilon", .number(s.epsilon)), ("delta", s.delta.map { .number($0) } ?? .null),
@@ -382,7 +383,7 @@ public enum CoordinatorTool {
             ]).rendered() + "\n")
         } else {
             OutputStream.standardOutput.write("""
-            tenants: \(s.tenantsActive) active, \(s.tenantsRevoked) revoked
+            tenants: \(s.tenantsActive) active, \(s.tenantsRevoked) revoked\(s.tenantsDormant.isEmpty ? "" : "; dormant (missed \(CoordinatorService.dormantAfterMissedRounds) rounds in a row, not waited for until they poll): \(s.tenantsDormant.joined(separator: ", "))")
             model version: \(s.modelVersion.map(String.init) ?? "none")
             rounds: \(s.roundsClosed) closed, \(s.roundsAbandoned) abandoned\(s.openRound.map { ", round \($0) open" } ?? "")
             privacy: epsilon \(s.epsilon) of \(s.maximumEpsilon.map { String($0) } ?? "-") at delta \(s.delta.map { String($0) } ?? "-")

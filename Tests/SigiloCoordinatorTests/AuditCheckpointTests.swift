@@ -127,7 +127,7 @@ import SigiloSQLite
         func legacy(signature: [UInt8]) throws -> URL {
             let state = try copy(h)
             let database = try database(state)
-            try database.execute("DROP TABLE audit_head; ALTER TABLE credentials DROP COLUMN totp_sealed; PRAGMA user_version = 5;")
+            try database.execute("DROP TABLE audit_head; ALTER TABLE credentials DROP COLUMN totp_sealed; ALTER TABLE tenants DROP COLUMN missed_rounds; PRAGMA user_version = 5;")
             try Data("\(head.head.sequence) \(Hex.encode(head.head.hash)) \(Hex.encode(signature))\n".utf8)
                 .write(to: state.appendingPathComponent(AuditStore.legacyHeadName))
             return state

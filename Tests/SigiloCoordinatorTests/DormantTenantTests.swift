@@ -1,0 +1,51 @@
+import Foundation
+import Testing
+@testable import SigiloCoordinator
+import SigiloFederation
+import SigiloHTTP
+import SigiloProtocol
+
+/// Issue 20 (at every placement): a tenant that misses rounds in a row stops
+/// holding every round to its deadline; it is named, counted in `status`, and
+/// expected again once it polls.
+@Suite struct DormantTenantTests {
+    @Test func aVanishedTenantIsNotWaitedForAfterThreeRoundsAndComesBackByPolling() throws {
+        let plan = Plan(labels: ["a", "b", "c"], bucketBits: 8, clipNorm: 1, noiseMultiplier: 1, sampleRate: 0.5, delta: 1e-5,
+                        maximumEpsilon: 1000, placement: .tenant, minimumTenants: 1, roundSeconds: 600, serverOptimizer: .init(kind: .fedavg))
+        let h = try Harness(plan: plan)
+        let live = try h.enrollTenant("viva"), gone = try h.enrollTenant("sumida")
+        func submit(round: UInt64) throws -> Int {
+            let body = UpdateEnvelope(round: round, modelVersion: round, flags: [.tenantNoised], weight: 1,
+                                      values: [Float](repeating: 0.001, count: plan.dimension)).encoded()
+            return h.send("POST", "/v1/rounds/\(round)/updates", body: body,
+                          headers: try h.signed("POST", "/v1/rounds/\(round)/updates", body: body, tenant: live.id, key: live.key)).status
+        }
+        func openRound() throws -> UInt64? {
+            try h.service.maintain(now: h.now)
+            return try h.service.status().openRound
+        }
+        // Three rounds: the live tenant answers, the vanished one does not; each waits for its deadline.
+        for round in UInt64(1)...3 {
+            #expect(try openRound() == round)
+            #expect(try submit(round: round) == 202)
+            #expect(try h.service.status().openRound == round, "round \(round) closed before its deadline with a tenant missing")
+            h.now += 601
+            try h.service.maintain(now: h.now)
+        }
+        #expect(try h.service.status().tenantsDormant == [gone.id])
+        #expect(try h.service.auditEntries().contains { $0.entry.action == "tenant.dormant" && $0.entry.object == gone.id })
+        // Round 4 does not count on it: the live tenant's answer closes it at once.
+        #expect(try openRound() == 4)
+        #expect(try submit(round: 4) == 202)
+        #expect(try h.service.status().openRound == nil)
+        #expect(try h.service.status().roundsClosed == 4)
+
+        // It polls again: expected from the next round on.
+        let poll = h.send("GET", "/v1/rounds/current", headers: try h.signed("GET", "/v1/rounds/current", tenant: gone.id, key: gone.key))
+        #expect(poll.status == 204)
+        #expect(try h.service.status().tenantsDormant.isEmpty)
+        #expect(try h.service.auditEntries().contains { $0.entry.action == "tenant.back" && $0.entry.object == gone.id })
+        #expect(try openRound() == 5)
+        #expect(try h.service.currentRound(for: gone.id, now: h.now) != nil)
+    }
+}
