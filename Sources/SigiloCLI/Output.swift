@@ -95,11 +95,41 @@ public func dispatch(program: String, summary: String, arguments: [String],
         return
     }
     guard let command = commands.first(where: { $0.spec.name == name }) else {
-        throw CLIError.usage("\(program): unknown command \"\(name)\"; commands: \(commands.map(\.spec.name).joined(separator: ", "))")
+        // A group word ("plan", "tenant"): its commands, as help or as the usage error.
+        let group = commands.filter { $0.spec.name.hasPrefix(name + " ") }
+        if !group.isEmpty {
+            let width = group.map(\.spec.name.count).max() ?? 0
+            let listing = group.map { "  \($0.spec.name)" + String(repeating: " ", count: width - $0.spec.name.count) + "  \($0.spec.summary)" }
+                .joined(separator: "\n")
+            if arguments.dropFirst().contains(where: { $0 == "--help" || $0 == "-h" }) {
+                OutputStream.standardOutput.write("Commands of \(program) \(name):\n\(listing)\n\nRun '\(program) \(name) <command> --help' for a command's options.\n")
+                return
+            }
+            throw CLIError.usage("\(program): \"\(name)\" needs a command:\n\(listing)")
+        }
+        let close = commands.map(\.spec.name).filter { editDistance($0, name) <= max(1, name.count / 3) }
+        let hint = close.isEmpty ? "" : " (did you mean \(close.joined(separator: ", "))?)"
+        throw CLIError.usage("\(program): unknown command \"\(name)\"\(hint); commands: \(commands.map(\.spec.name).joined(separator: ", "))")
     }
     guard let parsed = try command.spec.parse(Array(arguments.dropFirst())) else {
         OutputStream.standardOutput.write(command.spec.help)
         return
     }
     try command.run(parsed)
+}
+
+/// Levenshtein distance, for "did you mean" on a mistyped command.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let b = Array(b)
+    var row = Array(0...b.count) // distances from the prefix of `a` read so far to each prefix of `b`
+    for (i, x) in a.enumerated() {
+        var diagonal = row[0]
+        row[0] = i + 1
+        for (j, y) in b.enumerated() {
+            let above = row[j + 1]
+            row[j + 1] = min(above + 1, row[j] + 1, diagonal + (x == y ? 0 : 1))
+            diagonal = above
+        }
+    }
+    return row[b.count]
 }

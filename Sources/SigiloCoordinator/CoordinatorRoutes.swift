@@ -137,7 +137,7 @@ public struct CoordinatorRoutes: Sendable {
         },
         Endpoint(method: "PUT", pattern: ["v1", "admin", "plan"], access: adminOnly) { routes, call in
             let plan: Plan
-            do { plan = try Plan.decode(Data(call.request.body)) } catch let e as PlanError { throw CoordinatorError(400, "bad_plan", e.description) }
+            do { plan = try Plan.decodeOperatorFile(Data(call.request.body)) } catch let e as PlanError { throw CoordinatorError(400, "bad_plan", e.description) }
             try routes.service.setPlan(plan, by: call.principal!, now: call.now)
             return .json(200, JSON.object([("dimension", .integer(plan.dimension))]).rendered())
         },

@@ -337,7 +337,7 @@ public enum CoordinatorTool {
             throw CLIError(.noInput, "cannot read \(args.positional[0]): \(error.localizedDescription)")
         }
         let plan: Plan
-        do { plan = try Plan.decode(data) } catch let e as PlanError { throw CLIError(.dataError, "\(args.positional[0]): \(e.description)") }
+        do { plan = try Plan.decodeOperatorFile(data) } catch let e as PlanError { throw CLIError(.dataError, "\(args.positional[0]): \(e.description)") }
         let service = try openService(args)
         do { try service.setPlan(plan, now: now()) } catch let e as CoordinatorError { throw CLIError(.dataError, e.message) }
         OutputStream.standardOutput.write("plan installed: \(plan.labels.count) labels, \(plan.dimension) parameters, q \(plan.sampleRate), z \(plan.noiseMultiplier), budget epsilon \(plan.maximumEpsilon) at delta \(plan.delta)\n")
@@ -614,11 +614,17 @@ public enum CoordinatorTool {
     static func runBackup(_ args: ParsedArguments) throws {
         try args.rejectPositional()
         let path = try args.required("to")
+        // Checked before the backup is recorded in the audit log, which would otherwise name a file never written.
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw CLIError(.ioError, "backup: the folder \(folder) does not exist; create it first")
+        }
         let service = try openService(args)
         do {
             let written = try service.backup(to: URL(fileURLWithPath: path), now: now())
             OutputStream.standardOutput.write("backup written to \(path): \(written.bytes) bytes, sha256 \(written.sha256)\n")
-        } catch let e as CoordinatorError { throw CLIError(.ioError, e.message) }
+        } catch let e as CoordinatorError { throw CLIError(.ioError, e.message) } catch { throw CLIError(.ioError, "backup: cannot write \(path): \(error)") }
     }
 
     static let restoreSpec = CommandSpec(

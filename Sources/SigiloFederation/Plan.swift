@@ -96,6 +96,31 @@ public struct Plan: Codable, Equatable, Sendable {
         return plan
     }
 
+    /// As `decode`, for a plan an operator wrote (`plan set`, `PUT /v1/admin/plan`):
+    /// a field this build does not know is refused by name, since a misspelt
+    /// `excludeAnomalousUpdates` or an invented `epsilonBudget` would otherwise
+    /// be dropped silently. (Tenants read the coordinator's plan with `decode`,
+    /// so a newer coordinator's extra field does not stop an older tenant.)
+    public static func decodeOperatorFile(_ data: Data) throws -> Plan {
+        let plan = try decode(data)
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return plan }
+        if let unknown = unknownFields(object, known: Plan(labels: [])).first {
+            throw PlanError("plan file: unknown field \(unknown); this build knows \(fieldNames(of: Plan(labels: [])).sorted().joined(separator: ", "))")
+        }
+        if let optimizer = object["serverOptimizer"] as? [String: Any], let unknown = unknownFields(optimizer, known: ServerOptimizer()).first {
+            throw PlanError("plan file: unknown field serverOptimizer.\(unknown); this build knows \(fieldNames(of: ServerOptimizer()).sorted().joined(separator: ", "))")
+        }
+        return plan
+    }
+
+    /// The stored properties of `value`, which are its synthesised coding keys.
+    static func fieldNames(of value: Any) -> Set<String> { Set(Mirror(reflecting: value).children.compactMap(\.label)) }
+
+    static func unknownFields(_ object: [String: Any], known value: Any) -> [String] {
+        let known = fieldNames(of: value)
+        return object.keys.filter { !known.contains($0) }.sorted()
+    }
+
     static func describe(_ error: DecodingError) -> String {
         func path(_ context: DecodingError.Context) -> String {
             context.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")

@@ -85,6 +85,33 @@ import SigiloProtocol
         #expect(opened.status == 201)
     }
 
+    /// Issue 23's small items: a group word asks for its commands, a typo gets a
+    /// suggestion, a backup into a missing folder is an I/O error (74) recorded
+    /// nowhere, and a plan with an unknown field is refused by name.
+    @Test func typosAndMissingFoldersGetPreciseAnswers() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (state, _) = try coordinatorState(in: dir, tenants: 1)
+        let group = try Binary.run("sigilo-coordinator", ["plan", "--help"])
+        #expect(group.status == 0 && group.stdout.contains("plan set") && group.stdout.contains("plan show"), "\(group.stdout)")
+        #expect(try Binary.run("sigilo-coordinator", ["plan"]).status == 64)
+        let typo = try Binary.run("sigilo-coordinator", ["stauts", "--state", state.path])
+        #expect(typo.status == 64 && typo.stderr.contains("did you mean status?"), "\(typo.stderr)")
+        #expect(try Binary.run("sigilo-tenant", ["improt"]).stderr.contains("did you mean import?"))
+
+        let entries = try Binary.run("sigilo-coordinator", ["audit", "export", "--state", state.path]).stdout.split(separator: "\n").count
+        let backup = try Binary.run("sigilo-coordinator", ["backup", "--to", dir.appendingPathComponent("missing/b.sgl").path, "--state", state.path])
+        #expect(backup.status == 74 && backup.stderr.contains("does not exist"), "\(backup.stderr)")
+        #expect(try Binary.run("sigilo-coordinator", ["audit", "export", "--state", state.path]).stdout.split(separator: "\n").count == entries)
+
+        var plan = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("plan.json"))) as! [String: Any]
+        plan["epsilonBudget"] = 4
+        let file = dir.appendingPathComponent("typo.json")
+        try JSONSerialization.data(withJSONObject: plan).write(to: file)
+        let refused = try Binary.run("sigilo-coordinator", ["plan", "set", file.path, "--state", state.path])
+        #expect(refused.status == 65 && refused.stderr.contains("unknown field epsilonBudget"), "\(refused.stderr)")
+    }
+
     /// A second `serve` on the same state is refused, naming the first, which
     /// goes on serving and acknowledging; `tenant revoke` and `plan set` are
     /// refused while it runs (they would end its round in their own process

@@ -140,6 +140,29 @@ import SigiloCrypto
         #expect(throws: PlanError.self) { try Plan(labels: ["a", "a"]).validate() }
         #expect(throws: PlanError.self) { try Plan(labels: ["a"], noiseMultiplier: .nan).validate() }
     }
+
+    /// Issue 23: a typo or an invented field in an operator's plan is named, not dropped.
+    @Test func anOperatorsPlanWithAnUnknownFieldIsRefusedByName() throws {
+        var plan = Plan(labels: ["a", "b"])
+        plan.maximumTenantWeight = 100
+        plan.excludeAnomalousUpdates = true
+        let good = try JSONEncoder().encode(plan)
+        #expect(try Plan.decodeOperatorFile(good) == plan) // every known field, optional ones included
+        func refusal(_ edit: (inout [String: Any]) -> Void) throws -> String {
+            var object = try JSONSerialization.jsonObject(with: good) as! [String: Any]
+            edit(&object)
+            let data = try JSONSerialization.data(withJSONObject: object)
+            #expect((try? Plan.decode(data)) != nil) // the wire stays lenient: an older tenant reads a newer coordinator's plan
+            do { _ = try Plan.decodeOperatorFile(data); return "" } catch { return "\(error)" }
+        }
+        #expect(try refusal { $0["epsilonBudget"] = 4 }.contains("unknown field epsilonBudget"))
+        #expect(try refusal { $0["excludeAnomalousUpdate"] = true }.contains("unknown field excludeAnomalousUpdate;"))
+        #expect(try refusal {
+            var optimizer = $0["serverOptimizer"] as! [String: Any]
+            optimizer["learningrate"] = 2
+            $0["serverOptimizer"] = optimizer
+        }.contains("unknown field serverOptimizer.learningrate"))
+    }
 }
 
 @Suite struct LocalRoundTests {
