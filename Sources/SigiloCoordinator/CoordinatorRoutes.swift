@@ -38,7 +38,19 @@ final class Metrics: @unchecked Sendable {
         out += "# TYPE sigilo_model_version gauge\nsigilo_model_version \(status.modelVersion ?? 0)\n"
         out += "# TYPE sigilo_auth_locked_out gauge\nsigilo_auth_locked_out \(lockedOut)\n"
         let (snapshot, included) = lock.withLock { (counters, sources) }
-        for (name, value) in snapshot.sorted(by: { $0.key < $1.key }) { out += "\(name) \(value)\n" }
+        // One # TYPE line per family, before its first series (the exposition format's rule):
+        // NAME_sum and NAME_count make the summary NAME; every other accumulated series is a counter.
+        var typed = Set<String>()
+        for (name, value) in snapshot.sorted(by: { $0.key < $1.key }) {
+            let series = name.prefix { $0 != "{" }
+            var family = String(series), kind = "counter"
+            for suffix in ["_sum", "_count"] where series.hasSuffix(suffix) {
+                family = String(series.dropLast(suffix.count))
+                kind = "summary"
+            }
+            if typed.insert(family).inserted { out += "# TYPE \(family) \(kind)\n" }
+            out += "\(name) \(value)\n"
+        }
         for source in included { out += source() }
         return out
     }
