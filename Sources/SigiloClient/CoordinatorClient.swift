@@ -30,6 +30,8 @@ public final class CoordinatorClient: @unchecked Sendable {
     /// The coordinator's public key, pinned at enrolment; models must be signed with it.
     public var coordinatorKey: [UInt8]?
     private(set) var key: Ed25519.KeyPair
+    /// Why the coordinator had no round for this tenant at the last `currentRound` (its `Sigilo-No-Round` header).
+    public private(set) var noRoundReason: String?
     /// The connection, or why there cannot be one (a bad URL, an unreadable CA file): reported by the first request.
     let http: Result<HTTPClient, ClientError>
     let timeout: Double
@@ -139,7 +141,10 @@ public final class CoordinatorClient: @unchecked Sendable {
     public func currentRound(wait: Double = 0) throws -> RoundInfo? {
         let seconds = Int(min(30, wait, timeout / 2).rounded(.down))
         let response = try send("GET", seconds > 0 ? "/v1/rounds/current?wait=\(seconds)" : "/v1/rounds/current")
-        guard response.status == 200 else { return nil }
+        guard response.status == 200 else {
+            noRoundReason = response.headers.first { $0.key.lowercased() == "sigilo-no-round" }?.value
+            return nil
+        }
         guard let o = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any],
               let round = o["round"] as? Int, let version = o["model_version"] as? Int, let dimension = o["dimension"] as? Int else {
             throw ClientError(status: 200, code: "bad_response", message: "round answer is malformed")

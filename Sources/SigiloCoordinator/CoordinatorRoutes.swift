@@ -436,7 +436,11 @@ public struct CoordinatorRoutes: Sendable {
     /// The round this tenant may answer; when there is none, 204 if `final`, else nil.
     func roundAnswer(_ call: Call, final: Bool) throws -> HTTPResponse? {
         let current = try service.currentRound(for: call.principal!.id, now: call.now)
-        guard let round = current, !round.submitted || final, let plan = try service.plan() else { return final ? HTTPResponse(status: 204) : nil }
+        guard let round = current, !round.submitted || final, let plan = try service.plan() else {
+            guard final else { return nil }
+            // No body on a 204: the reason goes in a header the tenant shows its operator.
+            return HTTPResponse(status: 204, headers: [("Sigilo-No-Round", service.noRoundReason(for: call.principal!.id))])
+        }
         return .json(200, JSON.object([
             ("round", .integer(Int(round.id))), ("model_version", .integer(Int(round.modelVersion))), ("state", .string("open")),
             ("deadline", .number(round.deadline)), ("submitted", .bool(round.submitted)), ("sample_rate", .number(plan.sampleRate)),

@@ -75,6 +75,8 @@ public final class CoordinatorService: @unchecked Sendable {
     private var servedModel: (version: UInt64, file: [UInt8], sha256: String)?
     let maximumDimension: Int
     let audit: AuditStore
+    /// Why the last maintenance tick opened no round (no plan, budget spent, waiting for tenants).
+    var idleReason: String?
     /// Tenants that missed `dormantAfterMissedRounds` rounds in a row (mirrors the database, for the poll path).
     var dormant = Set<String>()
     /// Seals the TOTP secrets in the database (AES-256-GCM) with a key kept
@@ -527,7 +529,25 @@ public final class CoordinatorService: @unchecked Sendable {
         // The budget check's ε is computed here, outside the lock, so that no
         // request waits on the accountant; the locked part finds it remembered.
         if let (ledger, round) = try locked({ try nextRoundCharge() }) { _ = try epsilons.epsilon(ledger, adding: round) }
-        return try locked {
+        let reason = try openNextRound(now: now)
+        locked { idleReason = reason }
+        return reason
+    }
+
+    /// Why no round is open for `tenant`, in words a tenant's operator can act on.
+    public func noRoundReason(for tenant: String) -> String {
+        locked {
+            if case .open(let r) = machine.state {
+                return r.expected.contains(tenant)
+                    ? "round \(r.id) is open and this tenant already answered it"
+                    : "round \(r.id) is open without this tenant (it enrolled after it opened, or was dormant); the next one counts on it"
+            }
+            return idleReason ?? "the coordinator has not opened a round yet"
+        }
+    }
+
+    private func openNextRound(now: Double) throws -> String? {
+        try locked {
             try commitPending() // a round never closes or is abandoned with updates folded in but not yet durable
             try perform(machine.tick(now: now), now: now)
             guard case .idle = machine.state else { return nil }

@@ -275,7 +275,9 @@ extension TenantTool {
             projected = epsilon
         }
         do {
-            guard let info = try client.currentRound() else { return Outcome(kind: .noRound, message: "no round is open") }
+            guard let info = try client.currentRound() else {
+                return Outcome(kind: .noRound, message: "no round is open" + (client.noRoundReason.map { ": \($0)" } ?? ""))
+            }
             if info.submitted { return Outcome(kind: .waiting, message: "already submitted to round \(info.round)") }
             // A retry (after a crash or a lost answer) resends exactly what was charged and sent:
             // a second, fresh release of the same round would spend privacy the ledger never charged.

@@ -3,6 +3,7 @@ import Testing
 @testable import SigiloCoordinator
 import SigiloFederation
 import SigiloHTTP
+import SigiloCrypto
 import SigiloProtocol
 
 /// Issue 20 (at every placement): a tenant that misses rounds in a row stops
@@ -47,5 +48,25 @@ import SigiloProtocol
         #expect(try h.service.auditEntries().contains { $0.entry.action == "tenant.back" && $0.entry.object == gone.id })
         #expect(try openRound() == 5)
         #expect(try h.service.currentRound(for: gone.id, now: h.now) != nil)
+    }
+
+    /// Issue 23: a tenant is told why there is no round, not only that there is none.
+    @Test func aTenantHearsWhyNoRoundIsOpen() throws {
+        let plan = Plan(labels: ["a", "b"], bucketBits: 8, sampleRate: 0.5, delta: 1e-5, maximumEpsilon: 50, placement: .tenant,
+                        minimumTenants: 2, roundSeconds: 600, serverOptimizer: .init(kind: .fedavg))
+        let h = try Harness(plan: plan)
+        let first = try h.enrollTenant("primeira")
+        func reason(_ tenant: (id: String, key: Ed25519.KeyPair)) throws -> String? {
+            let response = h.send("GET", "/v1/rounds/current", headers: try h.signed("GET", "/v1/rounds/current", tenant: tenant.id, key: tenant.key))
+            #expect(response.status == 204)
+            return response.headers.first { $0.0 == "Sigilo-No-Round" }?.1
+        }
+        #expect(try reason(first) == "the coordinator has not opened a round yet")
+        try h.service.maintain(now: h.now)
+        #expect(try reason(first)?.contains("waiting for tenants (1 of 2)") == true)
+        _ = try h.enrollTenant("segunda")
+        try h.service.maintain(now: h.now)
+        let late = try h.enrollTenant("atrasada")
+        #expect(try reason(late)?.contains("round 1 is open without this tenant") == true)
     }
 }
