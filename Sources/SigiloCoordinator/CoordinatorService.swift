@@ -75,6 +75,10 @@ public final class CoordinatorService: @unchecked Sendable {
     private var servedModel: (version: UInt64, file: [UInt8], sha256: String)?
     let maximumDimension: Int
     let audit: AuditStore
+    /// Where `serve` writes the events an operator should see as they happen (nil: nowhere).
+    public var eventLog: (@Sendable (String) -> Void)?
+    /// Events recorded in the current locked section, announced once committed.
+    var pendingEvents: [(AuditEntry, [UInt8])] = []
     /// Why the last maintenance tick opened no round (no plan, budget spent, waiting for tenants).
     var idleReason: String?
     /// Tenants that missed `dormantAfterMissedRounds` rounds in a row (mirrors the database, for the poll path).
@@ -1009,14 +1013,36 @@ public final class CoordinatorService: @unchecked Sendable {
 
     func locked<T>(_ body: () throws -> T) rethrows -> T {
         lock.lock()
-        defer { lock.unlock() }
+        defer {
+            if !pendingEvents.isEmpty { announceCommittedEvents() }
+            lock.unlock()
+        }
         return try body()
     }
 
     /// Appends an audit entry and signs the new head, inside the caller's
     /// transaction if any: the entry is recorded exactly when the change is.
     func record(_ entry: AuditEntry) throws {
-        try audit.append([entry])
+        let head = try audit.append([entry])
+        if eventLog != nil, entry.role == Role.system.rawValue || entry.action.hasPrefix("tenant.") {
+            var recorded = entry
+            recorded.sequence = head.sequence
+            pendingEvents.append((recorded, head.hash))
+        }
+    }
+
+    /// Writes the events of this locked section that were committed (a rolled
+    /// back transaction's entries are not in the log under that hash) to the
+    /// operator's log: rounds opened, closed or abandoned (naming who did not
+    /// answer), alerts, tenants gone dormant or back.
+    private func announceCommittedEvents() {
+        let events = pendingEvents
+        pendingEvents = []
+        guard let eventLog, !database.inTransaction else { return }
+        let format = ISO8601DateFormatter()
+        for (entry, hash) in events where (try? audit.recordedHash(of: entry.sequence)) == hash {
+            eventLog("\(format.string(from: Date(timeIntervalSince1970: entry.time))) \(entry.action) \(entry.object)\(entry.detail.isEmpty ? "" : ": \(entry.detail)")")
+        }
     }
 
     static func bytes(_ values: [Float]) -> [UInt8] {

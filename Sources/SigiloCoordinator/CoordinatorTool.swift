@@ -168,6 +168,7 @@ public enum CoordinatorTool {
             throw CLIError(.refused, "serve: refusing to serve state others can read (it holds the signing key and the TOTP secret): \(exposure)")
         }
         let service = try openService(args, secretsKey: try secretsKeyForServing(args, state: stateURL))
+        service.eventLog = { printError($0) }
         // Held until exit: a second serve, or a command that would change what this one holds in memory, is refused.
         do { _ = try StateDirectory.lockForServing(stateURL) } catch let e as StateLocked { throw CLIError(.refused, "serve: \(e)") }
         let listen = args.string("listen") ?? "127.0.0.1:8443"

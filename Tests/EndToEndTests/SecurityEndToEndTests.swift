@@ -112,6 +112,11 @@ func http(_ method: String, _ url: URL, headers: [(String, String)] = [], body: 
         #expect(http("POST", server.url.appendingPathComponent("v1/admin/tenants"), headers: auditor, body: Array(#"{"name":"x"}"#.utf8)).status == 403)
         #expect(server.stop() == 0)
         stopped = true
+        // The operator sees the rounds as they happen, timestamped, on serve's standard error (issue 23).
+        let events = try String(contentsOf: log, encoding: .utf8)
+        for event in ["round.open round 1: ", "round.close round 1: "] {
+            #expect(events.range(of: "(?m)^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}Z \(event)", options: .regularExpression) != nil, "\(events)")
+        }
 
         let verify = try Binary.run("sigilo-coordinator", ["audit", "verify", "--state", state.path])
         #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")

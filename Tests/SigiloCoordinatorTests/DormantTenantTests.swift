@@ -69,4 +69,20 @@ import SigiloProtocol
         let late = try h.enrollTenant("atrasada")
         #expect(try reason(late)?.contains("round 1 is open without this tenant") == true)
     }
+
+    /// Issue 23: what an operator should see as it happens reaches serve's log once committed.
+    @Test func committedRoundEventsReachTheOperatorsLog() throws {
+        final class Lines: @unchecked Sendable { let lock = NSLock(); var all: [String] = [] }
+        let lines = Lines()
+        let h = try Harness()
+        h.service.eventLog = { line in lines.lock.withLock { lines.all.append(line) } }
+        _ = try h.enrollTenant("a")
+        _ = try h.enrollTenant("b")
+        try h.service.maintain(now: h.now)
+        h.now += 601
+        try h.service.maintain(now: h.now)
+        let text = lines.lock.withLock { lines.all.joined(separator: "\n") }
+        #expect(text.contains("round.open round 1: "), "\(text)")
+        #expect(text.contains("round.abandon round 1: ") && text.contains("missing: "), "\(text)")
+    }
 }
