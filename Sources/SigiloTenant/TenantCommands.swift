@@ -453,14 +453,26 @@ extension TenantTool {
 
     static let statusSpec = CommandSpec(
         name: "status", summary: "Enrolment, last round, cached global model and personalised model.",
-        usage: "sigilo-tenant status --state DIR --key-file FILE", options: storeOptions)
+        usage: "sigilo-tenant status --state DIR --key-file FILE [--json]", options: storeOptions + [.flag("json", "Print one JSON object.")])
 
     static func runStatus(_ args: ParsedArguments) throws {
         try args.rejectPositional()
         let store = try openStore(args)
-        let enrolled = try store.setting("tenant_id").map { "enrolled as \($0) at \(try store.setting("coordinator") ?? "?")" } ?? "not enrolled"
-        let model = try store.latestModelVersion().map { "cached global model version \($0)" } ?? "no cached model"
+        let tenant = try store.setting("tenant_id"), coordinator = try store.setting("coordinator")
+        let lastRound = try store.setting("last_round"), cached = try store.latestModelVersion()
+        let origin = try store.personalModelOrigin()
+        if args.flag("json") {
+            OutputStream.standardOutput.write(JSON.object([
+                ("tenant_id", tenant.map { .string($0) } ?? .null), ("coordinator", coordinator.map { .string($0) } ?? .null),
+                ("last_round", lastRound.flatMap { Int($0) }.map { .integer($0) } ?? .null),
+                ("model_version", cached.map { .integer(Int($0)) } ?? .null),
+                ("personalised_from_version", origin.map { .integer(Int($0.globalVersion)) } ?? .null),
+            ]).rendered() + "\n")
+            return
+        }
+        let enrolled = tenant.map { "enrolled as \($0) at \(coordinator ?? "?")" } ?? "not enrolled"
+        let model = cached.map { "cached global model version \($0)" } ?? "no cached model"
         let personal = try PersonaliseCommand.describe(store)
-        OutputStream.standardOutput.write("\(enrolled)\nlast round joined: \(try store.setting("last_round") ?? "none")\n\(model)\n\(personal)\n")
+        OutputStream.standardOutput.write("\(enrolled)\nlast round joined: \(lastRound ?? "none")\n\(model)\n\(personal)\n")
     }
 }

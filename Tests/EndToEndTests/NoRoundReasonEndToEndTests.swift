@@ -13,5 +13,12 @@ import Testing
         let round = try Binary.run("sigilo-tenant", ["round"] + args)
         #expect(round.status == 75)
         #expect((round.stdout + round.stderr).contains("waiting for tenants (1 of 2)"), "\(round.stdout) \(round.stderr)")
+        // The tenant's own status as one JSON object, for monitoring (issue 23).
+        let status = try Binary.run("sigilo-tenant", ["status", "--json"] + args)
+        #expect(status.status == 0)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
+        #expect((object["tenant_id"] as? String)?.isEmpty == false)
+        #expect(object["coordinator"] as? String == world.url)
+        #expect(object["last_round"] is NSNull && object["model_version"] is NSNull && object["personalised_from_version"] is NSNull)
     }
 }
