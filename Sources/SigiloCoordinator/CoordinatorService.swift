@@ -923,13 +923,13 @@ public final class CoordinatorService: @unchecked Sendable {
             try database.run("UPDATE tenants SET missed_rounds = 0 WHERE id = ?", [.text(tenant)])
         }
         for tenant in round.expected.subtracting(round.submitted).sorted() {
-            try database.run("UPDATE tenants SET missed_rounds = missed_rounds + 1 WHERE id = ?", [.text(tenant)])
             var missed = 0
-            try database.run("SELECT missed_rounds FROM tenants WHERE id = ?", [.text(tenant)]) { missed = Int($0.integer(0)) }
+            try database.run("UPDATE tenants SET missed_rounds = missed_rounds + 1 WHERE id = ? RETURNING missed_rounds", [.text(tenant)]) {
+                missed = Int($0.integer(0))
+            }
             if missed == Self.dormantAfterMissedRounds {
                 try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "tenant.dormant", object: tenant,
                                       detail: "missed \(missed) rounds in a row (last: round \(round.id)); not expected until it polls again"))
-                dormant.insert(tenant)
             }
         }
     }
@@ -945,8 +945,8 @@ public final class CoordinatorService: @unchecked Sendable {
         dormant.remove(tenant)
     }
 
-    /// Tenants not waited for, by id.
-    public func dormantTenants() throws -> [String] {
+    /// Tenants not waited for, by id (the caller holds the lock).
+    func dormantTenants() throws -> [String] {
         var out = [String]()
         try database.run("SELECT id FROM tenants WHERE status = 'active' AND missed_rounds >= ? ORDER BY id",
                          [.integer(Int64(Self.dormantAfterMissedRounds))]) { out.append($0.text(0)) }
@@ -956,6 +956,8 @@ public final class CoordinatorService: @unchecked Sendable {
     /// After a close or an abandon is committed: no round is open, and the
     /// maintenance tick is woken to open the next.
     private func roundEnded() {
+        // Read back once committed (recordAttendance ran in the transaction, which could have rolled back).
+        if let committed = try? dormantTenants() { dormant = Set(committed) }
         machine.finished()
         sum = nil
         maskedSum = nil
