@@ -43,6 +43,19 @@ public final class OutputStream: @unchecked Sendable {
     }
 }
 
+/// Writes `text` to `path` as a file only its owner can read (0600), synced
+/// before this returns: for keys, which must survive a crash once announced.
+/// Without `replacing`, an existing file is refused rather than overwritten.
+public func writePrivateFile(_ path: String, _ text: String, replacing: Bool) throws {
+    let fd = open(path, O_WRONLY | O_CREAT | (replacing ? O_TRUNC : O_EXCL), 0o600)
+    guard fd >= 0 else { throw CLIError(.ioError, "cannot create \(path): \(String(cString: strerror(errno)))") }
+    defer { close(fd) }
+    let bytes = Array(text.utf8)
+    guard write(fd, bytes, bytes.count) == bytes.count, fsync(fd) == 0 else {
+        throw CLIError(.ioError, "cannot write \(path): \(String(cString: strerror(errno)))")
+    }
+}
+
 /// Writes a line to standard error (diagnostics and progress, never data).
 public func printError(_ message: String) {
     FileHandle.standardError.write(Data((message + "\n").utf8))

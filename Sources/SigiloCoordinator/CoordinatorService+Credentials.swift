@@ -7,21 +7,19 @@ import SigiloSQLite
 /// credential and TOTP secret, listing and revoking sessions, listing auditors.
 /// Every change is one transaction with its audit entry.
 extension CoordinatorService {
-    public struct CredentialInfo: Sendable, Equatable {
+    public struct AuditorInfo: Sendable, Equatable {
         public var id: String
-        public var role: String
         public var name: String
         public var createdAt: Double
         public var revokedAt: Double?
     }
 
     /// Auditor credentials, revoked ones included (never their secrets).
-    public func auditors() throws -> [CredentialInfo] {
+    public func auditors() throws -> [AuditorInfo] {
         try locked {
-            var out = [CredentialInfo]()
-            try database.run("SELECT id, role, name, created_at, revoked_at FROM credentials WHERE role = 'auditor' ORDER BY created_at, id") {
-                out.append(CredentialInfo(id: $0.text(0), role: $0.text(1), name: $0.text(2), createdAt: $0.real(3),
-                                          revokedAt: $0.isNull(4) ? nil : $0.real(4)))
+            var out = [AuditorInfo]()
+            try database.run("SELECT id, name, created_at, revoked_at FROM credentials WHERE role = 'auditor' ORDER BY created_at, id") {
+                out.append(AuditorInfo(id: $0.text(0), name: $0.text(1), createdAt: $0.real(2), revokedAt: $0.isNull(3) ? nil : $0.real(3)))
             }
             return out
         }

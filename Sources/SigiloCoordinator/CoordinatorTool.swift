@@ -422,9 +422,10 @@ public enum CoordinatorTool {
 
     static func runAuditorList(_ args: ParsedArguments) throws {
         try args.rejectPositional()
+        let time = ISO8601DateFormatter()
         for a in try openService(args).auditors() {
-            OutputStream.standardOutput.write("\(a.id)\t\(a.name)\tcreated \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: a.createdAt)))"
-                + (a.revokedAt.map { "\trevoked \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: $0)))" } ?? "\tactive") + "\n")
+            OutputStream.standardOutput.write("\(a.id)\t\(a.name)\tcreated \(time.string(from: Date(timeIntervalSince1970: a.createdAt)))"
+                + (a.revokedAt.map { "\trevoked \(time.string(from: Date(timeIntervalSince1970: $0)))" } ?? "\tactive") + "\n")
         }
     }
 

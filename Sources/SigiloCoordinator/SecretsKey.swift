@@ -40,11 +40,7 @@ enum SecretsKey {
     /// Writes a new random key (0600); refuses to replace one.
     static func create(_ url: URL) throws -> [UInt8] {
         let key = try secureRandomBytes(AES256GCM.keyBytes)
-        let fd = open(url.path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
-        guard fd >= 0 else { throw CLIError(.ioError, "cannot create the secrets key \(url.path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        let text = Array((Hex.encode(key) + "\n").utf8)
-        guard write(fd, text, text.count) == text.count, fsync(fd) == 0 else { throw CLIError(.ioError, "cannot write the secrets key \(url.path)") }
+        try writePrivateFile(url.path, Hex.encode(key) + "\n", replacing: false)
         return key
     }
 }

@@ -161,11 +161,7 @@ public final class TenantStore {
 
     /// Writes the staged key durably (0600) before anyone is told of it.
     func stagePendingIdentity(_ key: Ed25519.KeyPair) throws {
-        let fd = open(pendingIdentityURL.path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        guard fd >= 0 else { throw CLIError(.ioError, "cannot write \(pendingIdentityURL.path)") }
-        defer { close(fd) }
-        let text = Array(Hex.encode(key.privateKey).utf8)
-        guard write(fd, text, text.count) == text.count, fsync(fd) == 0 else { throw CLIError(.ioError, "cannot write \(pendingIdentityURL.path)") }
+        try writePrivateFile(pendingIdentityURL.path, Hex.encode(key.privateKey), replacing: true)
     }
 
     /// The staged key becomes the identity (one rename, then the directory synced).
