@@ -8,6 +8,8 @@ public indirect enum JSON: Sendable, Equatable {
     case integer(Int)
     case bool(Bool)
     case null
+    /// JSON already rendered elsewhere (a protocol codec's), embedded as it is.
+    case rendered(String)
 
     public static func == (a: JSON, b: JSON) -> Bool { a.rendered() == b.rendered() }
 
@@ -40,6 +42,7 @@ public indirect enum JSON: Sendable, Equatable {
         case .integer(let i): out += String(i)
         case .bool(let b): out += b ? "true" : "false"
         case .null: out += "null"
+        case .rendered(let text): out += text
         }
     }
 

@@ -92,12 +92,10 @@ public final class CoordinatorClient: @unchecked Sendable {
         return Response(status: response.status, headers: fields, body: response.body)
     }
 
-    /// Enrols this client's key (and `agreementKey`, X25519, for secure
-    /// rounds, when given) with a one-time token; remembers the tenant id.
+    /// Enrols this client's key with a one-time token; remembers the tenant id.
     @discardableResult
-    public func enroll(token: String, agreementKey: [UInt8]? = nil) throws -> String {
-        let agreement = agreementKey.map { ",\"agreement_key\":\"\(Hex.encode($0))\"" } ?? ""
-        let body = Array("{\"token\":\"\(token.filter { $0.isLetter || $0.isNumber || $0 == "_" })\",\"public_key\":\"\(Hex.encode(key.publicKey))\"\(agreement)}".utf8)
+    public func enroll(token: String) throws -> String {
+        let body = Array("{\"token\":\"\(token.filter { $0.isLetter || $0.isNumber || $0 == "_" })\",\"public_key\":\"\(Hex.encode(key.publicKey))\"}".utf8)
         let saved = keyId
         keyId = "enroll"
         defer { if keyId == "enroll" { keyId = saved } }
@@ -130,14 +128,19 @@ public final class CoordinatorClient: @unchecked Sendable {
         public var round: UInt64
         public var modelVersion: UInt64
         public var submitted: Bool
+        /// Whether the round waits for something from this tenant now (its
+        /// update; at secure placement, its answer to the current stage).
+        public var awaited: Bool
+        /// Whether it already answered what the round asks now (its update; a secure round's current stage).
+        public var answered: Bool
         public var dimension: Int
-        /// Secure placement: the round's tenants and their agreement keys.
-        public var cohort: [SecureAggregation.Member]
+        /// Secure placement: the round as this tenant is told of it at its current stage.
+        public var secure: SecureAggregation.RoundView?
     }
 
     /// The open round, or nil. With `wait` > 0 the coordinator answers as soon
-    /// as a round this tenant has not answered opens, or after `wait` seconds
-    /// (at most 30, and at most half the request timeout).
+    /// as a round (or a secure round's stage) awaits this tenant, or after
+    /// `wait` seconds (at most 30, and at most half the request timeout).
     public func currentRound(wait: Double = 0) throws -> RoundInfo? {
         let seconds = Int(min(30, wait, timeout / 2).rounded(.down))
         let response = try send("GET", seconds > 0 ? "/v1/rounds/current?wait=\(seconds)" : "/v1/rounds/current")
@@ -149,15 +152,35 @@ public final class CoordinatorClient: @unchecked Sendable {
               let round = o["round"] as? Int, let version = o["model_version"] as? Int, let dimension = o["dimension"] as? Int else {
             throw ClientError(status: 200, code: "bad_response", message: "round answer is malformed")
         }
-        var cohort = [SecureAggregation.Member]()
-        for entry in o["cohort"] as? [[String: Any]] ?? [] {
-            guard let tenant = entry["tenant"] as? String, let hex = entry["agreement_key"] as? String, let key = Hex.decode(hex), key.count == 32 else {
-                throw ClientError(status: 200, code: "bad_response", message: "round answer has a malformed cohort entry")
+        let submitted = o["submitted"] as? Bool ?? false
+        var secure: SecureAggregation.RoundView?
+        if let view = o["secure"] as? [String: Any] {
+            do {
+                secure = try SecureRoundWire.view(view, round: UInt64(round), modelVersion: UInt64(version))
+                for i in secure!.shares.indices { secure!.shares[i].to = keyId }
+            } catch let e as SecureRoundWire.Malformed {
+                throw ClientError(status: 200, code: "bad_response", message: "round answer's secure part is malformed: \(e.field)")
+            } catch let e as SecureAggregationError {
+                throw ClientError(status: 200, code: "bad_response", message: "round answer's secure parameters are invalid: \(e)")
             }
-            cohort.append(.init(tenant: tenant, agreementKey: key))
         }
-        return RoundInfo(round: UInt64(round), modelVersion: UInt64(version), submitted: o["submitted"] as? Bool ?? false,
-                         dimension: dimension, cohort: cohort)
+        return RoundInfo(round: UInt64(round), modelVersion: UInt64(version), submitted: submitted,
+                         awaited: o["awaited"] as? Bool ?? !submitted, answered: o["answered"] as? Bool ?? submitted, dimension: dimension, secure: secure)
+    }
+
+    /// Secure round, stage 1: this tenant's signed round keys.
+    public func advertise(_ ad: SecureAggregation.Advertisement, round: UInt64) throws {
+        _ = try send("POST", "/v1/rounds/\(round)/keys", body: Array(SecureRoundWire.advertisement(ad).utf8), contentType: "application/json")
+    }
+
+    /// Secure round, stage 2: the shares encrypted to each neighbour.
+    public func sendShares(_ shares: [SecureAggregation.EncryptedShare], round: UInt64) throws {
+        _ = try send("POST", "/v1/rounds/\(round)/shares", body: Array(SecureRoundWire.shares(shares).utf8), contentType: "application/json")
+    }
+
+    /// Secure round, stage 4: the shares this tenant reveals.
+    public func reveal(_ shares: [SecureAggregation.RevealedShare], round: UInt64) throws {
+        _ = try send("POST", "/v1/rounds/\(round)/unmask", body: Array(SecureRoundWire.reveals(shares).utf8), contentType: "application/json")
     }
 
     /// A model file, verified against its SHA-256 and the coordinator's signature over both.

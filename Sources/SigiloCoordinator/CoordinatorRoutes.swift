@@ -128,6 +128,23 @@ public struct CoordinatorRoutes: Sendable {
         Endpoint(method: "GET", pattern: ["v1", "rounds", "current"], access: tenantOnly) { routes, call in try routes.currentRound(call) },
         Endpoint(method: "GET", pattern: ["v1", "models", "*"], access: .roles([.tenant, .admin])) { routes, call in try routes.model(call) },
         Endpoint(method: "POST", pattern: ["v1", "rounds", "*", "updates"], access: tenantOnly) { routes, call in try routes.submit(call) },
+        // Secure rounds' other stages (protocol/PROTOCOL.md, "Secure aggregation").
+        Endpoint(method: "POST", pattern: ["v1", "rounds", "*", "keys"], access: tenantOnly) { routes, call in
+            let keys = try routes.secureBody(call) { try SecureRoundWire.advertisement($0) }
+            try routes.service.advertise(tenant: call.principal!.id, round: try routes.roundParameter(call), encryptionKey: keys.encryptionKey,
+                                         maskKey: keys.maskKey, seedCommitment: keys.seedCommitment, signature: keys.signature, now: call.now)
+            return .json(202, JSON.object([("accepted", .bool(true))]).rendered())
+        },
+        Endpoint(method: "POST", pattern: ["v1", "rounds", "*", "shares"], access: tenantOnly) { routes, call in
+            let shares = try routes.secureBody(call) { try SecureRoundWire.shares($0) }
+            try routes.service.shareKeys(tenant: call.principal!.id, round: try routes.roundParameter(call), shares: shares, now: call.now)
+            return .json(202, JSON.object([("accepted", .bool(true))]).rendered())
+        },
+        Endpoint(method: "POST", pattern: ["v1", "rounds", "*", "unmask"], access: tenantOnly) { routes, call in
+            let reveals = try routes.secureBody(call) { try SecureRoundWire.reveals($0) }
+            try routes.service.reveal(tenant: call.principal!.id, round: try routes.roundParameter(call), shares: reveals, now: call.now)
+            return .json(202, JSON.object([("accepted", .bool(true))]).rendered())
+        },
 
         Endpoint(method: "POST", pattern: ["v1", "admin", "session"], access: .adminWithFreshTOTP) { routes, call in
             let session = try routes.service.openSession(for: call.principal!, now: call.now)
@@ -333,6 +350,9 @@ public struct CoordinatorRoutes: Sendable {
             return UpdateEnvelope.headerBytes + plan.dimension * (plan.placement == .secure ? 8 : 4)
         case "/v1/admin/plan":
             return 1 << 20
+        case "/v1/rounds/*/shares", "/v1/rounds/*/unmask":
+            // One entry per neighbour (about 300 bytes for a share, 200 for a revealed one).
+            return (64 << 10) + 512 * (service.secureDegree ?? 0)
         default:
             return 64 << 10
         }
@@ -387,7 +407,7 @@ public struct CoordinatorRoutes: Sendable {
             return nil
         }
         if value is NSNull { return nil }
-        guard !(value is Bool), let number = value as? Double, number.isFinite, number > 0 else {
+        guard let number = SecureRoundWire.jsonNumber(value), number > 0 else {
             throw CoordinatorError(400, "bad_body", "\"weight_cap\" must be a number > 0, or null for the plan's")
         }
         return number
@@ -436,7 +456,7 @@ public struct CoordinatorRoutes: Sendable {
     /// The round this tenant may answer; when there is none, 204 if `final`, else nil.
     func roundAnswer(_ call: Call, final: Bool) throws -> HTTPResponse? {
         let current = try service.currentRound(for: call.principal!.id, now: call.now)
-        guard let round = current, !round.submitted || final, let plan = try service.plan() else {
+        guard let round = current, round.awaited || final, let plan = try service.plan() else {
             guard final else { return nil }
             // No body on a 204: the reason goes in a header the tenant shows its operator.
             return HTTPResponse(status: 204, headers: [("Sigilo-No-Round", service.noRoundReason(for: call.principal!.id))])
@@ -446,9 +466,8 @@ public struct CoordinatorRoutes: Sendable {
             ("deadline", .number(round.deadline)), ("submitted", .bool(round.submitted)), ("sample_rate", .number(plan.sampleRate)),
             ("noise_multiplier", .number(plan.noiseMultiplier)), ("clip_norm", .number(plan.clipNorm)),
             ("placement", .string(plan.placement.rawValue)), ("dimension", .integer(round.dimension)), ("delta", .number(plan.delta)),
-            ("tenant", .string(call.principal!.id)),
-            ("cohort", .array(round.cohort.map { JSON.object([("tenant", .string($0.tenant)), ("agreement_key", .string(Hex.encode($0.agreementKey)))]) })),
-        ]).rendered())
+            ("tenant", .string(call.principal!.id)), ("awaited", .bool(round.awaited)), ("answered", .bool(round.answered)),
+        ] + (round.secure.map { [("secure", JSON.rendered(SecureRoundWire.render($0)))] } ?? [])).rendered())
     }
 
     /// `/v1/models/VERSION`, or `/v1/models/latest`: what a tenant fetches when it has no round to
@@ -466,6 +485,18 @@ public struct CoordinatorRoutes: Sendable {
                                                    ("Sigilo-Model-SHA256", found.sha256),
                                                    ("Sigilo-Model-Signature", try service.modelSignature(version: found.version, sha256: found.sha256))],
                             body: found.file)
+    }
+
+    func roundParameter(_ call: Call) throws -> UInt64 {
+        guard let round = UInt64(call.parameters[0]) else { throw CoordinatorError(404, "unknown_round", "no round \(call.parameters[0])") }
+        return round
+    }
+
+    /// A secure stage's answer decoded, or a 400 naming the field that is wrong.
+    func secureBody<T>(_ call: Call, _ decode: ([String: Any]) throws -> T) throws -> T {
+        do { return try decode(try SecureRoundWire.body(call.request.body)) } catch let e as SecureRoundWire.Malformed {
+            throw CoordinatorError(400, "bad_body", "malformed or missing field: \(e.field)")
+        }
     }
 
     func submit(_ call: Call) throws -> HTTPResponse {
@@ -496,18 +527,10 @@ public struct CoordinatorRoutes: Sendable {
         guard let keyHex = object["public_key"] as? String, let key = Hex.decode(keyHex), key.count == 32 else {
             throw CoordinatorError(400, "bad_body", "\"public_key\" must be 64 hex digits")
         }
-        // Optional: the X25519 key that secure rounds derive this tenant's pairwise masks from.
-        var agreementKey: [UInt8]?
-        if let value = object["agreement_key"] {
-            guard let hex = value as? String, let decoded = Hex.decode(hex), decoded.count == 32 else {
-                throw CoordinatorError(400, "bad_body", "\"agreement_key\" must be 64 hex digits")
-            }
-            agreementKey = decoded
-        }
         do {
             try service.verifyEnrollmentSignature(method: request.method, target: request.target, body: request.body,
                                                   header: { request.header($0) }, publicKey: key, now: call.now)
-            let id = try service.enroll(token: token, publicKey: key, agreementKey: agreementKey, now: call.now)
+            let id = try service.enroll(token: token, publicKey: key, now: call.now)
             service.metrics.add("sigilo_enrolments_total")
             return .json(201, JSON.object([("tenant_id", .string(id)), ("coordinator_public_key", .string(service.publicKeyHex))]).rendered())
         } catch let error as CoordinatorError where error.status == 401 {

@@ -36,7 +36,7 @@ public struct CoordinatorError: Error, CustomStringConvertible, Equatable, Senda
 /// updates are never stored: only the sum and a digest for de-duplication.
 /// One lock serialises all access (SQLite is used single-threaded).
 public final class CoordinatorService: @unchecked Sendable {
-    static let schemaVersion = 8
+    static let schemaVersion = 9
     public static let databaseName = "coordinator.sqlite"
 
     let database: Database
@@ -44,11 +44,17 @@ public final class CoordinatorService: @unchecked Sendable {
     let signingKey: Ed25519.KeyPair
     public static let signingKeyName = "coordinator.key"
     private let lock = NSLock()
-    private var machine = RoundMachine()
+    var machine = RoundMachine()
+    /// The open secure round's k, which bounds its share and unmask bodies.
+    var secureDegree: Int? { locked { secureParameters?.degree } }
     /// The open round's running sum, mirrored in the database.
     private var sum: RoundSum?
     /// Secure placement's running sum of masked updates, in place of `sum`.
-    private var maskedSum: SecureAggregation.MaskedSum?
+    var maskedSum: SecureAggregation.MaskedSum?
+    /// Secure placement: the open round's public parameters (cohort, t, k, graph).
+    var secureParameters: SecureAggregation.RoundParameters?
+    /// Its tenants' signed round keys, as advertised (mirrors the database, for the poll path).
+    var secureAdvertisements: [String: SecureAggregation.Advertisement] = [:]
     /// Arrays updates are decoded into, reused (4 x d bytes each, faulted in
     /// once): one per submission decoding at a time, which the worker pool bounds.
     private let decodeBuffers = BufferPool<Float>(keeping: 4)
@@ -63,7 +69,7 @@ public final class CoordinatorService: @unchecked Sendable {
     /// Signalled when a round closes or is abandoned, so the caller of
     /// `maintain` can open the next one at once instead of at its next tick.
     public let roundFinished = DispatchSemaphore(value: 0)
-    /// Counts opened rounds; long-polls wait on it instead of polling the lock.
+    /// Counts rounds opened and secure stages begun: long-polls wait on it instead of polling the lock.
     private let roundOpening = NSCondition()
     private var roundsOpened = 0
     /// ε of the ledger's compositions, each computed once (see EpsilonMemo).
@@ -231,25 +237,33 @@ public final class CoordinatorService: @unchecked Sendable {
                 try database.execute("ALTER TABLE tenants ADD COLUMN missed_rounds INTEGER NOT NULL DEFAULT 0; PRAGMA user_version = 8;")
             }
         }
+        if version < 9 {
+            // Dropout-robust secure rounds: their parameters and stage, and what tenants relay through the coordinator.
+            try database.transaction { try database.execute(Self.secureSchema + " PRAGMA user_version = 9;") }
+        }
     }
 
     /// After a restart, the open round continues with exactly the committed updates.
     private func restoreOpenRound() throws {
         // The plan cannot change while a round is open: it tells how the sum is kept.
-        let secure = try currentPlan()?.placement == .secure
         var restored: (round: RoundMachine.Round, blob: [UInt8], weight: Double, count: Int)?
-        try database.run("SELECT id, model_version, opened_at, deadline, expected, minimum_tenants, sum, weight, updates FROM rounds WHERE state = 'open'") { row in
+        var secure: (threshold: Int, degree: Int, seed: [UInt8], stage: String)?
+        try database.run("""
+            SELECT id, model_version, opened_at, deadline, expected, minimum_tenants, sum, weight, updates,
+                secure_threshold, secure_degree, graph_seed, secure_stage FROM rounds WHERE state = 'open'
+            """) { row in
             let expected = Set(row.text(4).split(separator: ",").map(String.init))
             let round = RoundMachine.Round(id: UInt64(row.integer(0)), modelVersion: UInt64(row.integer(1)), openedAt: row.real(2),
-                                           deadline: row.real(3), expected: expected, submitted: [], minimumTenants: Int(row.integer(5)),
-                                           everyoneRequired: secure)
+                                           deadline: row.real(3), expected: expected, submitted: [], minimumTenants: Int(row.integer(5)))
             restored = (round, row.blob(6), row.real(7), Int(row.integer(8)))
+            if !row.isNull(9) { secure = (Int(row.integer(9)), Int(row.integer(10)), row.blob(11), row.text(12)) }
         }
         guard let restored else { return }
         var round = restored.round
         try database.run("SELECT tenant_id FROM submissions WHERE round_id = ?", [.integer(Int64(round.id))]) { round.submitted.insert($0.text(0)) }
+        if let secure { try restoreSecureRound(&round, threshold: secure.threshold, degree: secure.degree, graphSeed: secure.seed, stage: secure.stage) }
         machine = RoundMachine(state: .open(round))
-        if secure {
+        if secure != nil {
             maskedSum = SecureAggregation.MaskedSum(values: Self.values(restored.blob), weight: restored.weight, count: restored.count)
             sum = nil
         } else {
@@ -288,13 +302,9 @@ public final class CoordinatorService: @unchecked Sendable {
         return token
     }
 
-    /// Binds `publicKey` (and the X25519 `agreementKey` secure rounds mask
-    /// with, when the tenant sends one) to a new tenant, consuming the token.
-    public func enroll(token: String, publicKey: [UInt8], agreementKey: [UInt8]? = nil, now: Double) throws -> String {
+    /// Binds `publicKey` to a new tenant, consuming the token.
+    public func enroll(token: String, publicKey: [UInt8], now: Double) throws -> String {
         guard publicKey.count == Ed25519.publicKeyBytes else { throw CoordinatorError(400, "bad_public_key", "public key must be 32 bytes") }
-        if let agreementKey, agreementKey.count != X25519.keyBytes {
-            throw CoordinatorError(400, "bad_agreement_key", "agreement key must be 32 bytes")
-        }
         return try locked {
             try database.transaction {
                 var found: (name: String, expires: Double, used: Bool, cap: Double?)?
@@ -309,9 +319,8 @@ public final class CoordinatorService: @unchecked Sendable {
                 var next = 1
                 try database.run("SELECT COUNT(*) FROM tenants") { next = Int($0.integer(0)) + 1 }
                 let id = "tenant-\(next)"
-                try database.run("INSERT INTO tenants(id, name, public_key, status, enrolled_at, agreement_key, weight_cap) VALUES (?, ?, ?, 'active', ?, ?, ?)",
-                                 [.text(id), .text(found.name), .blob(publicKey), .real(now), agreementKey.map { .blob($0) } ?? .null,
-                                  found.cap.map { .real($0) } ?? .null])
+                try database.run("INSERT INTO tenants(id, name, public_key, status, enrolled_at, weight_cap) VALUES (?, ?, ?, 'active', ?, ?)",
+                                 [.text(id), .text(found.name), .blob(publicKey), .real(now), found.cap.map { .real($0) } ?? .null])
                 try database.run("UPDATE enrollment_tokens SET used_at = ? WHERE token_hash = ?", [.real(now), .blob(SHA256.hash(Array(token.utf8)))])
                 try record(AuditEntry(time: now, actor: id, role: Role.tenant.rawValue, action: "tenant.enroll", object: id,
                                       detail: "name \(found.name), key \(Hex.encode(SHA256.hash(publicKey)).prefix(16))"))
@@ -556,16 +565,14 @@ public final class CoordinatorService: @unchecked Sendable {
             try perform(machine.tick(now: now), now: now)
             guard case .idle = machine.state else { return nil }
             guard let plan = try currentPlan(), let version = try latestModelVersion() else { return "no plan" }
-            // A secure round's cohort is the active tenants that can mask: those with an agreement key.
             let secure = plan.placement == .secure
             var active = Set<String>()
             // Dormant tenants (missed too many rounds in a row) are not waited for until they poll again.
-            try database.run("""
-                SELECT id FROM tenants WHERE status = 'active' AND missed_rounds < ?\(secure ? " AND agreement_key IS NOT NULL" : "")
-                """, [.integer(Int64(Self.dormantAfterMissedRounds))]) { active.insert($0.text(0)) }
+            try database.run("SELECT id FROM tenants WHERE status = 'active' AND missed_rounds < ?",
+                             [.integer(Int64(Self.dormantAfterMissedRounds))]) { active.insert($0.text(0)) }
             guard active.count >= plan.minimumTenants else {
                 let dormant = try dormantTenants()
-                return "waiting for tenants\(secure ? " with agreement keys" : "") (\(active.count) of \(plan.minimumTenants))"
+                return "waiting for tenants (\(active.count) of \(plan.minimumTenants))"
                     + (dormant.isEmpty ? "" : "; dormant until they poll again: \(dormant.joined(separator: ", "))")
             }
             let round = try charge(of: plan)
@@ -574,19 +581,29 @@ public final class CoordinatorService: @unchecked Sendable {
             }
             var next: UInt64 = 1
             try database.run("SELECT MAX(id) FROM rounds") { if !$0.isNull(0) { next = UInt64($0.integer(0)) + 1 } }
+            let parameters: SecureAggregation.RoundParameters?
+            do {
+                parameters = secure ? try secureRoundParameters(round: next, modelVersion: version, cohort: active, plan: plan) : nil
+            } catch let e as SecureAggregationError {
+                return "cannot open a secure round for \(active.count) tenants: \(e)"
+            }
             let opened = try machine.open(id: next, modelVersion: version, tenants: active, minimumTenants: plan.minimumTenants,
-                                          now: now, duration: plan.roundSeconds, everyoneRequired: secure)
+                                          now: now, duration: plan.roundSeconds, secureThreshold: parameters?.threshold)
             let sumBytes = (secure ? 8 : 4) * plan.dimension
             do {
                 try database.transaction {
                     try database.run("""
-                        INSERT INTO rounds(id, model_version, state, opened_at, deadline, expected, minimum_tenants, sample_rate, noise_multiplier, sum)
-                        VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?)
+                        INSERT INTO rounds(id, model_version, state, opened_at, deadline, expected, minimum_tenants, sample_rate, noise_multiplier, sum,
+                            secure_threshold, secure_degree, graph_seed, secure_stage)
+                        VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """, [.integer(Int64(opened.id)), .integer(Int64(version)), .real(now), .real(opened.deadline),
                               .text(active.sorted().joined(separator: ",")), .integer(Int64(plan.minimumTenants)),
-                              .real(plan.sampleRate), .real(round.noiseMultiplier), .zeroBlob(sumBytes)])
+                              .real(plan.sampleRate), .real(round.noiseMultiplier), .zeroBlob(sumBytes),
+                              parameters.map { .integer(Int64($0.threshold)) } ?? .null, parameters.map { .integer(Int64($0.degree)) } ?? .null,
+                              parameters.map { .blob($0.graphSeed) } ?? .null, parameters == nil ? .null : .text(RoundMachine.SecureStages.Stage.advertise.name)])
+                    let cohort = parameters.map { ", secure: threshold \($0.threshold), \($0.degree == $0.cohort.count - 1 ? "complete graph" : "\($0.degree) neighbours each")" } ?? ""
                     try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "round.open",
-                                          object: "round \(opened.id)", detail: "model \(version), \(active.count) tenants\(secure ? " (secure cohort)" : ""), q \(plan.sampleRate), z \(round.noiseMultiplier)"))
+                                          object: "round \(opened.id)", detail: "model \(version), \(active.count) tenants\(cohort), q \(plan.sampleRate), z \(round.noiseMultiplier)"))
                 }
             } catch {
                 machine.finished()
@@ -594,11 +611,9 @@ public final class CoordinatorService: @unchecked Sendable {
             }
             sum = secure ? nil : RoundSum(dimension: plan.dimension)
             maskedSum = secure ? SecureAggregation.MaskedSum(dimension: plan.dimension) : nil
+            secureParameters = parameters
             try cacheRunningSum(bytes: sumBytes)
-            roundOpening.withLock {
-                roundsOpened += 1
-                roundOpening.broadcast()
-            }
+            wakeLongPolls()
             return nil
         }
     }
@@ -615,11 +630,24 @@ public final class CoordinatorService: @unchecked Sendable {
         public var deadline: Double
         public var dimension: Int
         public var submitted: Bool
-        /// Secure placement: every tenant of the round and its agreement key (empty otherwise).
-        public var cohort: [SecureAggregation.Member]
+        /// Whether the round waits for something from this tenant now (its
+        /// update; at secure placement, its answer to the current stage).
+        public var awaited: Bool
+        /// Whether it already answered what the round asks now.
+        public var answered: Bool
+        /// Secure placement: the round as this tenant sees it at its current stage.
+        public var secure: SecureAggregation.RoundView?
     }
 
-    /// How many rounds this process has opened: read before looking at the
+    /// Tenants parked in a long-poll look again: a round opened, or a secure round's stage began.
+    func wakeLongPolls() {
+        roundOpening.withLock {
+            roundsOpened += 1
+            roundOpening.broadcast()
+        }
+    }
+
+    /// How many rounds this process has opened (and secure stages begun): read before looking at the
     /// current round, then handed to `waitForNextRound`, so an opening in
     /// between is not missed.
     public var roundsOpenedSoFar: Int { roundOpening.withLock { roundsOpened } }
@@ -638,14 +666,9 @@ public final class CoordinatorService: @unchecked Sendable {
         try locked {
             try wakeIfDormant(tenant, now: now)
             guard case .open(let r) = machine.state, r.expected.contains(tenant), let plan = try currentPlan() else { return nil }
-            var cohort = [SecureAggregation.Member]()
-            if r.everyoneRequired {
-                try database.run("SELECT id, agreement_key FROM tenants WHERE agreement_key IS NOT NULL ORDER BY id") { row in
-                    if r.expected.contains(row.text(0)) { cohort.append(.init(tenant: row.text(0), agreementKey: row.blob(1))) }
-                }
-            }
             return RoundInfo(id: r.id, modelVersion: r.modelVersion, deadline: r.deadline, dimension: plan.dimension,
-                             submitted: r.submitted.contains(tenant), cohort: cohort)
+                             submitted: r.submitted.contains(tenant), awaited: r.awaits(tenant), answered: r.answered.contains(tenant),
+                             secure: r.secure == nil ? nil : try secureView(of: r, for: tenant))
         }
     }
 
@@ -717,7 +740,7 @@ public final class CoordinatorService: @unchecked Sendable {
 
     /// Commits every pending update in one transaction: their submissions and
     /// audit entries, and the running sum written once. Then the round may close.
-    private func commitPending() throws {
+    func commitPending() throws {
         guard let last = pending.last else { return }
         let batch = pending
         pending = []
@@ -785,6 +808,7 @@ public final class CoordinatorService: @unchecked Sendable {
             case .wrongRound(let expected, _): throw CoordinatorError(409, "wrong_round", "round \(expected) is open, not \(id)")
             case .notExpected: throw CoordinatorError(403, "not_in_round", "tenant \(tenant) is not part of round \(id)")
             case .duplicate, .roundAlreadyOpen: throw CoordinatorError(409, "already_submitted", "already submitted to round \(id)")
+            case .wrongStage, .droppedOut: throw Self.refusal(e, round: id)
             }
         }
         guard case .open(let round) = machine.state, sum != nil || maskedSum != nil else { throw CoordinatorError(409, "wrong_round", "no round is open") }
@@ -857,25 +881,24 @@ public final class CoordinatorService: @unchecked Sendable {
     }
 
     /// Carries out a close or an abandon, each in one transaction.
-    private func perform(_ action: RoundMachine.Action, now: Double) throws {
+    func perform(_ action: RoundMachine.Action, now: Double) throws {
         switch action {
         case .none:
             return
+        case .advanced(let round):
+            try secureStageBegan(round, now: now)
         case .abandon(let round):
-            try database.transaction {
-                try database.run("UPDATE rounds SET state = 'abandoned', closed_at = ?, sum = NULL WHERE id = ?", [.real(now), .integer(Int64(round.id))])
-                let missing = round.expected.subtracting(round.submitted).sorted()
-                try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "round.abandon",
-                                      object: "round \(round.id)", detail: (round.everyoneRequired
-                                        ? "\(round.submitted.count) of the \(round.expected.count) cohort tenants submitted (a secure round needs all); nothing released"
-                                        : "\(round.submitted.count) of \(round.minimumTenants) required tenants submitted; nothing released")
-                                        + (missing.isEmpty ? "" : "; missing: \(missing.joined(separator: ", "))")))
-                try recordAttendance(round, now: now)
-            }
-            roundEnded()
+            try abandon(round, why: round.secure.map { "its \($0.stage.name) stage ended with \(round.answered.count) of the \(round.due.count) tenants asked, below the threshold of \($0.threshold)" }
+                        ?? "\(round.submitted.count) of \(round.minimumTenants) required tenants submitted", now: now)
         case .close(let round):
             guard let plan = try currentPlan(), let current = try model(versionUnlocked: round.modelVersion) else { return }
-            // A secure round's masks have cancelled: every cohort member's update is in.
+            var secureDetail = ""
+            if round.secure != nil {
+                // The masks come off with the survivors' revealed shares, or nothing is released.
+                do { secureDetail = try unmaskOpenRound(round, plan: plan) } catch let e as SecureAggregationError {
+                    return try abandon(round, why: "unmasking failed: \(e)", now: now)
+                }
+            }
             guard let running = try sum ?? maskedSum.map({ $0.unmasked(step: try SecureAggregation.mechanism(plan).step) }) else { return }
             var optimizerState = ServerOptimizerState()
             try database.run("SELECT momentum, second FROM optimizer WHERE id = 1") {
@@ -896,16 +919,32 @@ public final class CoordinatorService: @unchecked Sendable {
             try database.transaction {
                 try database.run("UPDATE rounds SET state = 'closed', closed_at = ?, sum = NULL WHERE id = ?", [.real(now), .integer(Int64(round.id))])
                 try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "round.close",
-                                      object: "round \(round.id)", detail: "\(running.count) updates, ledger charged q \(charged.sampleRate) z \(charged.noiseMultiplier), epsilon now \(epsilon)"))
+                                      object: "round \(round.id)", detail: "\(running.count) updates\(secureDetail), ledger charged q \(charged.sampleRate) z \(charged.noiseMultiplier), epsilon now \(epsilon)"))
                 try database.run("INSERT INTO ledger(round_id, sample_rate, noise_multiplier, charged_at) VALUES (?, ?, ?, ?)",
                                  [.integer(Int64(round.id)), .real(charged.sampleRate), .real(charged.noiseMultiplier), .real(now)])
                 try database.run("UPDATE optimizer SET momentum = ?, second = ? WHERE id = 1",
                                  [.blob(Self.bytes(optimizerState.momentum)), .blob(Self.bytes(optimizerState.secondMoment))])
                 try publish(model: model, parent: round.modelVersion, round: round.id, epsilon: epsilon, now: now)
                 try recordAttendance(round, now: now)
+                try forgetSecureRound(round.id)
             }
             roundEnded()
         }
+    }
+
+    /// Ends a round releasing nothing, in one transaction, saying why.
+    private func abandon(_ round: RoundMachine.Round, why: String, now: Double) throws {
+        try database.transaction {
+            try database.run("UPDATE rounds SET state = 'abandoned', closed_at = ?, sum = NULL WHERE id = ?", [.real(now), .integer(Int64(round.id))])
+            // Who did not answer what the round asked last.
+            let missing = (round.secure == nil ? round.expected.subtracting(round.submitted) : round.due.subtracting(round.answered)).sorted()
+            try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "round.abandon",
+                                  object: "round \(round.id)", detail: "\(why); nothing released"
+                                    + (missing.isEmpty ? "" : "; missing: \(missing.joined(separator: ", "))")))
+            try recordAttendance(round, now: now)
+            try forgetSecureRound(round.id)
+        }
+        roundEnded()
     }
 
     /// After this many rounds in a row that a tenant was expected in and did
@@ -961,7 +1000,10 @@ public final class CoordinatorService: @unchecked Sendable {
         machine.finished()
         sum = nil
         maskedSum = nil
+        secureParameters = nil
+        secureAdvertisements = [:]
         roundFinished.signal()
+        wakeLongPolls() // a tenant waiting on the round's next stage learns it ended
     }
 
     private func model(versionUnlocked version: UInt64) throws -> SoftmaxModel? {

@@ -65,6 +65,10 @@ enum FederatedCommand {
                            run.model.temperature, 100 * run.final.handoffRate)
             line += run.final.oosRecallWithHandoff.map { String(format: ", out-of-scope recall %.4f with hand-offs", $0) } ?? ""
         }
+        if settings.placement == .secure {
+            line += String(format: "; dropout %.2f: %d rounds abandoned", settings.dropout, run.abandonedRounds)
+            line += run.meanSurvivors.map { String(format: ", %.1f survivors per released round", $0) } ?? ""
+        }
         line += String(format: "; %.0f bytes per tenant per round; %.1f s", run.bytesPerTenantPerRound, run.seconds)
         if let central { line += String(format: "; centralised non-private %.4f", central) }
         if let tenants {
@@ -102,6 +106,11 @@ enum FederatedCommand {
                              ("epsilon", $0.epsilon.map { .number($0) } ?? .null)])
             })),
         ]
+        if settings.placement == .secure {
+            fields.append(("dropout", .number(settings.dropout)))
+            fields.append(("abandoned_rounds", .integer(run.abandonedRounds)))
+            fields.append(("mean_survivors", run.meanSurvivors.map { .number($0) } ?? .null))
+        }
         if let central { fields.append(("centralised_accuracy_in_scope", .number(central))) }
         if let tenants {
             let gains = TenantComparison.gains(tenants)

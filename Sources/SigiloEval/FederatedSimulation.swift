@@ -193,6 +193,9 @@ struct SimulationSettings {
     var evalEvery = 25
     var seed: UInt64 = 1
     var insecureSeededNoise = false
+    /// Secure placement: the chance each tenant vanishes in a round (at a random stage), and the plan's survivor fraction.
+    var dropout = 0.0
+    var survivorFraction: Double?
 
     var dp: Bool { epsilon != nil || noiseMultiplier != nil }
 
@@ -222,6 +225,8 @@ struct SimulationSettings {
         .value("server-momentum", "B", "FedAvgM momentum, FedAdam beta1 (default 0.9)."),
         .value("eval-every", "K", "Evaluate the global model every K rounds (default 25)."),
         .flag("insecure-seeded-noise", "Seeded (insecure) noise so a run repeats exactly; labelled as such in the output."),
+        .value("dropout", "P", "Secure placement: each tenant vanishes from a round with probability P, at a random stage (default 0)."),
+        .value("survivor-fraction", "F", "Secure placement: the plan's minimumSurvivorFraction, in (0.5, 1] (default 0.8)."),
     ]
 
     /// How the schedule defaults are chosen, for the commands' help.
@@ -251,6 +256,11 @@ struct SimulationSettings {
         s.requested.serverLearningRate = try args.double("server-learning-rate", where: { $0 > 0 }, expectation: "a number > 0")
         s.serverMomentum = try args.double("server-momentum", where: { $0 >= 0 && $0 < 1 }, expectation: "a number in [0, 1)") ?? s.serverMomentum
         s.insecureSeededNoise = args.flag("insecure-seeded-noise")
+        s.dropout = try args.double("dropout", where: { $0 >= 0 && $0 < 1 }, expectation: "a number in [0, 1)") ?? 0
+        s.survivorFraction = try args.double("survivor-fraction", where: { $0 > 0.5 && $0 <= 1 }, expectation: "a number in (0.5, 1]")
+        if placement != .secure, s.dropout > 0 || s.survivorFraction != nil {
+            throw CLIError.usage("\(args.command): --dropout and --survivor-fraction are for --placement secure")
+        }
         if args.flag("no-dp") {
             guard args.string("epsilon") == nil, args.string("noise-multiplier") == nil else {
                 throw CLIError.usage("\(args.command): --no-dp excludes --epsilon and --noise-multiplier")
@@ -283,6 +293,9 @@ struct SimulationResult {
     var final: Metrics
     var bytesPerTenantPerRound: Double
     var seconds: Double
+    /// Secure placement: rounds that released nothing (too few survivors), and the survivors of the others, on average.
+    var abandonedRounds = 0
+    var meanSurvivors: Double?
 }
 
 /// Federated training with customer-level DP in one process, through the code
@@ -296,6 +309,7 @@ enum FederatedSimulation {
         var plan = Plan(labels: data.labels, bucketBits: data.features.bucketBits, clipNorm: clip, noiseMultiplier: 1, sampleRate: q,
                         delta: settings.delta, maximumEpsilon: 1e9, placement: settings.placement, minimumTenants: 1, roundSeconds: 600,
                         serverOptimizer: .init(kind: settings.optimizer, learningRate: settings.serverLearningRate, momentum: settings.serverMomentum))
+        plan.minimumSurvivorFraction = settings.survivorFraction
         if let z = settings.noiseMultiplier {
             plan.noiseMultiplier = z
         } else if let e = settings.epsilon {
@@ -324,50 +338,65 @@ enum FederatedSimulation {
         let customers = data.tenants.map { $0.map { rows in rows.map { (data.train.features.row($0), Int(data.train.labels[$0])) } } }
         // Without DP there is no noise to share: a secure run is then the plain
         // clipped sum (the sweep's and the canary's non-private references).
-        let secure = try settings.placement == .secure && settings.dp ? SecureCohort(plan: plan, tenants: customers.count) : nil
+        let secure = try settings.placement == .secure && settings.dp
+            ? SecureRoundSimulation(plan: plan, tenants: customers.count, dropout: settings.dropout) : nil
+        let share = try secure.map { try SecureAggregation.noiseShare(plan, threshold: $0.threshold) }
+        if let secure { log("secure: threshold \(secure.threshold) of \(customers.count) tenants, dropout \(settings.dropout)") }
+        var abandoned = 0, survivorsTotal = 0
+        var dropouts = SplitMix64(seed: settings.seed ^ 0x6472_6f70_6f75_7473) // who vanishes, and when: repeatable by seed
         var bytesSent = 0
         var history = [SimulationResult.Point]()
         let start = DispatchTime.now().uptimeNanoseconds
         for round in 1...settings.rounds {
             var sum = RoundSum(dimension: plan.dimension)
-            var maskedSum = SecureAggregation.MaskedSum(dimension: secure == nil ? 0 : plan.dimension)
             let local = LocalRound(model: model, plan: plan)
-            for t in customers.indices {
+            func tenantSum(_ t: Int) -> [Float] {
                 var values = [Float](repeating: 0, count: plan.dimension)
                 for customer in LocalRound.poissonSample(customers[t], rate: q, using: &rng) {
                     local.addCustomerUpdate(examples: customer, into: &values)
                 }
-                if settings.placement == .tenant { try addNoise(&values) }
-                let weight = q * Double(customers[t].count)
-                let envelope: UpdateEnvelope
-                if let secure {
-                    noiseSeed &+= 1
-                    let release = try settings.insecureSeededNoise ? secure.share.gridReleaseWithInsecureSeededNoise(values, seed: noiseSeed)
-                                                                   : secure.share.gridRelease(values, using: SecureRandom())
-                    envelope = UpdateEnvelope(round: UInt64(round), modelVersion: UInt64(round), weight: weight,
-                                              masked: try secure.masked(release, tenant: t, round: UInt64(round)))
-                } else {
-                    envelope = UpdateEnvelope(round: UInt64(round), modelVersion: UInt64(round),
-                                              flags: settings.placement == .tenant && settings.dp ? .tenantNoised : [], weight: weight, values: values)
-                }
-                let bytes = envelope.encoded()
-                bytesSent += bytes.count
-                let received = try UpdateEnvelope.decode(bytes, maximumDimension: plan.dimension)
-                if let masked = received.masked {
-                    maskedSum.add(masked, weight: received.weight)
-                    continue
-                }
-                let bound = updateNormBound(population: received.weight / q, clipNorm: clip, noiseMultiplier: plan.noiseMultiplier,
-                                            tenantNoised: received.flags.contains(.tenantNoised), dimension: plan.dimension)
-                guard RoundSum.norm(received.values) <= bound else { throw CLIError(.failure, "round \(round): tenant \(t)'s update fails the coordinator's norm bound") }
-                sum.add(received.values, weight: received.weight)
+                return values
             }
-            if let secure { sum = maskedSum.unmasked(step: secure.step) }
+            if let secure, let share {
+                // Each tenant's masked input goes through the envelope as it would over the wire.
+                let outcome = try secure.run(round: UInt64(round), drawing: &dropouts) { t in
+                    noiseSeed &+= 1
+                    let values = tenantSum(t)
+                    let release = try settings.insecureSeededNoise ? share.gridReleaseWithInsecureSeededNoise(values, seed: noiseSeed)
+                                                                   : share.gridRelease(values, using: SecureRandom())
+                    return (release, q * Double(customers[t].count))
+                }
+                bytesSent += outcome.bytesSent
+                if let masked = outcome.sum {
+                    survivorsTotal += outcome.survivors
+                    sum = masked.unmasked(step: try SecureAggregation.mechanism(plan).step)
+                } else {
+                    abandoned += 1
+                    log("round \(round): abandoned, nothing released (\(outcome.abandonedBecause ?? ""))")
+                }
+            } else {
+                for t in customers.indices {
+                    var values = tenantSum(t)
+                    if settings.placement == .tenant { try addNoise(&values) }
+                    let envelope = UpdateEnvelope(round: UInt64(round), modelVersion: UInt64(round),
+                                                  flags: settings.placement == .tenant && settings.dp ? .tenantNoised : [], weight: q * Double(customers[t].count),
+                                                  values: values)
+                    let bytes = envelope.encoded()
+                    bytesSent += bytes.count
+                    let received = try UpdateEnvelope.decode(bytes, maximumDimension: plan.dimension)
+                    let bound = updateNormBound(population: received.weight / q, clipNorm: clip, noiseMultiplier: plan.noiseMultiplier,
+                                                tenantNoised: received.flags.contains(.tenantNoised), dimension: plan.dimension)
+                    guard RoundSum.norm(received.values) <= bound else { throw CLIError(.failure, "round \(round): tenant \(t)'s update fails the coordinator's norm bound") }
+                    sum.add(received.values, weight: received.weight)
+                }
+            }
             var closing = plan
             if !settings.dp { closing.placement = .tenant } // no central noise without DP
-            let next = try closeRound(sum: sum, model: model.weights + model.bias, plan: closing, optimizer: &optimizer) { try addNoise(&$0) }
-            model.weights = Array(next[0..<model.weights.count])
-            model.bias = Array(next[model.weights.count...])
+            if sum.count > 0 { // an abandoned secure round releases nothing and leaves the model as it was
+                let next = try closeRound(sum: sum, model: model.weights + model.bias, plan: closing, optimizer: &optimizer) { try addNoise(&$0) }
+                model.weights = Array(next[0..<model.weights.count])
+                model.bias = Array(next[model.weights.count...])
+            }
             if round % settings.evalEvery == 0 || round == settings.rounds {
                 let metrics = Metrics.evaluate(model, on: data.test)
                 let epsilon = try charged.map { try PLDAccountant.epsilon($0, steps: round, delta: settings.delta) }
@@ -379,28 +408,7 @@ enum FederatedSimulation {
         return SimulationResult(model: model, history: history, noiseMultiplier: settings.dp ? plan.noiseMultiplier : nil,
                                 epsilon: history.last?.epsilon, final: Metrics.evaluate(model, on: data.test),
                                 bytesPerTenantPerRound: Double(bytesSent) / Double(data.tenants.count * settings.rounds),
-                                seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-    }
-}
-
-/// The simulated tenants of a secure-placement run: their agreement keys
-/// and the cohort they form, every tenant in every round.
-struct SecureCohort {
-    let keys: [X25519.KeyPair]
-    let cohort: [SecureAggregation.Member]
-    let share: GaussianNoise
-    let step: Double
-
-    init(plan: Plan, tenants: Int) throws {
-        keys = try (0..<tenants).map { _ in try X25519.KeyPair.generate() }
-        cohort = keys.enumerated().map { SecureAggregation.Member(tenant: Self.id($0), agreementKey: $1.publicKey) }
-        share = try SecureAggregation.noiseShare(plan, cohortSize: tenants)
-        step = try SecureAggregation.mechanism(plan).step
-    }
-
-    static func id(_ t: Int) -> String { "tenant-\(t + 1)" }
-
-    func masked(_ release: [Int64], tenant t: Int, round: UInt64) throws -> [UInt64] {
-        try SecureAggregation.masked(release, tenant: Self.id(t), key: keys[t], cohort: cohort, round: round, modelVersion: round)
+                                seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, abandonedRounds: abandoned,
+                                meanSurvivors: secure == nil || abandoned == settings.rounds ? nil : Double(survivorsTotal) / Double(settings.rounds - abandoned))
     }
 }

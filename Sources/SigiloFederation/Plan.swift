@@ -45,6 +45,13 @@ public struct Plan: Codable, Equatable, Sendable {
     /// The largest weight (expected sampled customers) a tenant may declare, unless
     /// the operator sets its own cap; absent: no cap but a tenant's own.
     public var maximumTenantWeight: Double?
+    /// Secure placement: the least fraction of a round's cohort that must stay
+    /// to the end for anything to be released (absent: 0.8). It sets t, the
+    /// round's threshold, which each tenant's noise share is calibrated to.
+    public var minimumSurvivorFraction: Double?
+
+    /// `minimumSurvivorFraction`, or its default.
+    public var survivorFraction: Double { minimumSurvivorFraction ?? 0.8 }
 
     public init(labels: [String], bucketBits: Int = 12, clipNorm: Double = 1, noiseMultiplier: Double = 1, sampleRate: Double = 0.1,
                 delta: Double = 1e-6, maximumEpsilon: Double = 8, placement: Placement = .tenant, minimumTenants: Int = 2,
@@ -78,6 +85,13 @@ public struct Plan: Codable, Equatable, Sendable {
         guard maximumEpsilon.isFinite, maximumEpsilon > 0 else { throw PlanError("maximumEpsilon: must be a finite number > 0, got \(maximumEpsilon)") }
         if let cap = maximumTenantWeight, !(cap.isFinite && cap > 0) { throw PlanError("maximumTenantWeight: must be a finite number > 0, got \(cap)") }
         guard minimumTenants >= 1 else { throw PlanError("minimumTenants: must be >= 1, got \(minimumTenants)") }
+        // Above one half: two disjoint sets of survivors can never both reach t, so no two sums over different tenants are unmasked.
+        if let f = minimumSurvivorFraction, !(f.isFinite && f > 0.5 && f <= 1) {
+            throw PlanError("minimumSurvivorFraction: must be in (0.5, 1], got \(f)")
+        }
+        if placement == .secure, (survivorFraction * Double(minimumTenants)).rounded(.up) < 2 {
+            throw PlanError("minimumTenants: a secure round needs at least 2 survivors (minimumSurvivorFraction \(survivorFraction) x minimumTenants \(minimumTenants) rounds up to 1): a sum of one tenant's input is that tenant's input")
+        }
         guard roundSeconds.isFinite, roundSeconds >= 1, roundSeconds <= 7 * 86400 else { throw PlanError("roundSeconds: must be in 1...604800, got \(roundSeconds)") }
         let o = serverOptimizer
         guard o.learningRate.isFinite, o.learningRate > 0 else { throw PlanError("serverOptimizer.learningRate: must be > 0, got \(o.learningRate)") }

@@ -185,7 +185,7 @@ extension TenantTool {
         }
         let client = CoordinatorClient(baseURL: url, keyId: "enroll", key: try store.identity(), caFile: caFile)
         let id: String
-        do { id = try client.enroll(token: try enrolmentToken(args), agreementKey: try store.agreementKey().publicKey) } catch let e as ClientError {
+        do { id = try client.enroll(token: try enrolmentToken(args)) } catch let e as ClientError {
             throw CLIError(e.status == nil ? .failure : .refused, "enrolment failed: \(e)")
         }
         try store.setSetting("coordinator", url.absoluteString)
@@ -210,8 +210,15 @@ extension TenantTool {
     static func runRound(_ args: ParsedArguments) throws {
         try args.rejectPositional()
         let store = try openStore(args)
-        let outcome = try participate(store: store, requestedLimit: try args.double("max-epsilon", where: { $0 > 0 }, expectation: "a number > 0"))
+        let limit = try args.double("max-epsilon", where: { $0 > 0 }, expectation: "a number > 0")
+        var outcome = try participate(store: store, requestedLimit: limit)
         OutputStream.standardOutput.write(outcome.message + "\n")
+        // A secure round asks again at its later stages: stay until this tenant's part is done or the round is over.
+        while outcome.continues, outcome.exitCode == .success, let round = outcome.round {
+            let next = try participate(store: store, requestedLimit: limit, wait: 10, only: round)
+            if next.message != outcome.message { OutputStream.standardOutput.write(next.message + "\n") }
+            outcome = next
+        }
         if outcome.exitCode != .success { throw CLIError(outcome.exitCode, outcome.message) }
     }
 
@@ -230,6 +237,10 @@ extension TenantTool {
 
         var kind: Kind
         var message: String
+        /// The open round will ask this tenant for more (a secure round's later stage).
+        var continues = false
+        /// The round it was about, when there was one.
+        var round: UInt64?
 
         var exitCode: ExitCode {
             switch kind {
@@ -260,7 +271,10 @@ extension TenantTool {
         return try SubsampledGaussian(sampleRate: plan.sampleRate, noiseMultiplier: z)
     }
 
-    static func participate(store: TenantStore, requestedLimit: Double?, epsilons: EpsilonMemo = EpsilonMemo()) throws -> Outcome {
+    /// `wait`: seconds the coordinator may hold the poll until a round (or a secure round's next stage) awaits this tenant.
+    /// `only`: a round this attempt is about; another one is left alone.
+    static func participate(store: TenantStore, requestedLimit: Double?, epsilons: EpsilonMemo = EpsilonMemo(), wait: Double = 0,
+                            only: UInt64? = nil) throws -> Outcome {
         let client = try client(store)
         // Before fetching anything: would the cached plan's next round exceed our limit?
         // `projected` is ε once this round is charged, under the plan it was computed for.
@@ -275,17 +289,22 @@ extension TenantTool {
             projected = epsilon
         }
         do {
-            guard let info = try client.currentRound() else {
+            guard let info = try client.currentRound(wait: wait) else {
                 return Outcome(kind: .noRound, message: "no round is open" + (client.noRoundReason.map { ": \($0)" } ?? ""))
             }
-            if info.submitted { return Outcome(kind: .waiting, message: "already submitted to round \(info.round)") }
+            if let only, info.round != only { return Outcome(kind: .waiting, message: "round \(only) is over", round: info.round) }
+            let roundKey = "\(client.baseURL.absoluteString)#\(info.round)"
+            if let secure = info.secure, secure.stage != .mask || !info.awaited {
+                return try SecureParticipation.step(info, view: secure, roundKey: roundKey, client: client, store: store)
+            }
+            if !info.awaited { return Outcome(kind: .waiting, message: "already submitted to round \(info.round)", round: info.round) }
             // A retry (after a crash or a lost answer) resends exactly what was charged and sent:
             // a second, fresh release of the same round would spend privacy the ledger never charged.
-            let roundKey = "\(client.baseURL.absoluteString)#\(info.round)"
             if let bytes = try store.sentUpdate(round: roundKey) {
                 let duplicate = try client.submit(encoded: bytes, round: info.round)
                 try store.updateAcknowledged()
-                return Outcome(kind: .sent, message: "resent round \(info.round)'s update as first sent\(duplicate ? " (already counted)" : "")")
+                return Outcome(kind: .sent, message: "resent round \(info.round)'s update as first sent\(duplicate ? " (already counted)" : "")",
+                               continues: info.secure != nil, round: info.round)
             }
             let plan = try client.plan()
             try store.setSetting("plan", String(decoding: try JSONEncoder().encode(plan), as: UTF8.self))
@@ -327,14 +346,16 @@ extension TenantTool {
                 try GaussianNoise(clipNorm: plan.clipNorm, noiseMultiplier: plan.noiseMultiplier, dimension: plan.dimension).privatize(&sum, using: rng)
                 envelope = UpdateEnvelope(round: info.round, modelVersion: info.modelVersion, flags: .tenantNoised, weight: weight, values: sum)
             case .secure:
-                // This tenant's share of the noise, hidden under the masks it shares with the rest of the cohort.
+                // This tenant's share of the noise, hidden under its self mask and the masks it agreed with its neighbours.
+                guard let view = info.secure else { return Outcome(kind: .failed, message: "coordinator: round \(info.round) is secure but came without its secure part") }
                 do {
-                    let release = try SecureAggregation.noiseShare(plan, cohortSize: info.cohort.count).gridRelease(sum, using: rng)
-                    let masked = try SecureAggregation.masked(release, tenant: client.keyId, key: try store.agreementKey(), cohort: info.cohort,
-                                                              round: info.round, modelVersion: info.modelVersion)
+                    guard let secrets = try store.roundSecrets(round: roundKey, create: false) else { return SecureParticipation.lostSecrets(info.round) }
+                    let release = try SecureAggregation.noiseShare(plan, threshold: view.parameters.threshold).gridRelease(sum, using: rng)
+                    let masked = try SecureAggregation.maskedInput(release, tenant: client.keyId, secrets: secrets, parameters: view.parameters,
+                                                                   sharedNeighbours: view.maskedWith)
                     envelope = UpdateEnvelope(round: info.round, modelVersion: info.modelVersion, weight: weight, masked: masked)
                 } catch let e as SecureAggregationError {
-                    return Outcome(kind: .failed, message: "round \(info.round)'s cohort is unusable: \(e)")
+                    return Outcome(kind: .failed, message: "refused round \(info.round): \(e)")
                 }
             }
             // Charged before sending: once bytes leave, the round counts against our customers.
@@ -343,8 +364,9 @@ extension TenantTool {
             try store.setSetting("last_round", String(info.round))
             let duplicate = try client.submit(encoded: bytes, round: info.round)
             try store.updateAcknowledged()
-            let cohort = plan.placement == .secure ? " in a secure cohort of \(info.cohort.count) tenants" : ""
-            return Outcome(kind: .sent, message: "submitted round \(info.round)\(duplicate ? " (already counted)" : "")\(cohort): \(sampled.count) customers sampled; epsilon spent \(String(format: "%.3f", projected!)) of \(limit) at delta \(plan.delta)")
+            let cohort = info.secure.map { " masked, in a secure cohort of \($0.parameters.cohort.count) tenants (threshold \($0.parameters.threshold))" } ?? ""
+            return Outcome(kind: .sent, message: "submitted round \(info.round)\(duplicate ? " (already counted)" : "")\(cohort): \(sampled.count) customers sampled; epsilon spent \(String(format: "%.3f", projected!)) of \(limit) at delta \(plan.delta)",
+                           continues: info.secure != nil, round: info.round)
         } catch let e as ClientError {
             return Outcome(kind: .failed, message: "coordinator: \(e)")
         }
@@ -379,8 +401,11 @@ extension TenantTool {
         let initial = try args.double("poll", where: { $0 > 0 && $0 <= 3600 }, expectation: "seconds in (0, 3600]") ?? 1
         var wait = initial
         let epsilons = EpsilonMemo() // the projection is asked before every poll and changes only with the ledger
+        var continuing = false
         while true {
-            let outcome = try participate(store: store, requestedLimit: limit, epsilons: epsilons)
+            // In a secure round with more to come, the coordinator holds the poll until the next stage (a few seconds at most, so a stop is not kept waiting).
+            let outcome = try participate(store: store, requestedLimit: limit, epsilons: epsilons, wait: continuing ? 5 : 0)
+            continuing = outcome.continues && outcome.exitCode == .success
             switch outcome.kind {
             case .sent:
                 OutputStream.standardOutput.write(outcome.message + "\n"); OutputStream.standardOutput.flush()
@@ -408,7 +433,7 @@ extension TenantTool {
             case .noRound:
                 wait = min(30, wait * 2)
             }
-            if TerminationSignals.wait(timeout: wait) != nil { printError("stopping"); return }
+            if TerminationSignals.wait(timeout: continuing ? 0.01 : wait) != nil { printError("stopping"); return }
         }
     }
 

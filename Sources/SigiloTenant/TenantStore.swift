@@ -1,6 +1,7 @@
 import Foundation
 import SigiloCLI
 import SigiloCrypto
+import SigiloFederation
 import SigiloPrivacy
 import SigiloSQLite
 
@@ -17,7 +18,7 @@ import SigiloSQLite
 public final class TenantStore {
     public static let databaseName = "tenant.sqlite"
     public static let identityName = "identity.key"
-    static let schemaVersion = 3
+    static let schemaVersion = 4
     static let keyCheckPlaintext = Array("sigilo-tenant-key-check-v1".utf8)
 
     let directory: URL
@@ -112,6 +113,15 @@ public final class TenantStore {
                 """)
             }
         }
+        if version < 4 {
+            // A secure round's own secrets (sealed) and the survivor list it unmasked for, while the round lasts.
+            try database.transaction {
+                try database.execute("""
+                CREATE TABLE secure_rounds(round TEXT PRIMARY KEY, sealed_secrets BLOB NOT NULL, unmasked_for TEXT);
+                PRAGMA user_version = 4;
+                """)
+            }
+        }
     }
 
     private func createSchema() throws {
@@ -183,22 +193,41 @@ public final class TenantStore {
         try database.run("INSERT INTO settings(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value", [.text(name), .text(value)])
     }
 
-    /// The X25519 key secure rounds derive this tenant's masks from, kept
-    /// sealed with the store key; created on first use (stores made before
-    /// secure placement existed get one when they enrol).
-    public func agreementKey() throws -> X25519.KeyPair {
-        if let sealed = try setting("agreement_key") {
-            guard let bytes = Hex.decode(sealed), let key = try? X25519.KeyPair(privateKey: cipher.open(bytes, context: Array("agreement_key".utf8))) else {
-                throw CLIError(.dataError, "the tenant store's agreement key is corrupted")
+    // MARK: - Secure rounds
+
+    /// This tenant's secrets for a secure round (sealed with the store key),
+    /// created on first use. Only the current round's are kept: a new round's
+    /// replace any older ones, whose round is over.
+    func roundSecrets(round: String, create: Bool) throws -> SecureAggregation.RoundSecrets? {
+        let context = Array("secure_round:\(round)".utf8)
+        var sealed: [UInt8]?
+        try database.run("SELECT sealed_secrets FROM secure_rounds WHERE round = ?", [.text(round)]) { sealed = $0.blob(0) }
+        if let sealed {
+            guard let secrets = try? SecureAggregation.RoundSecrets(encoded: cipher.open(sealed, context: context)) else {
+                throw CLIError(.dataError, "the tenant store's secrets for secure round \(round) are corrupted")
             }
-            return key
+            return secrets
         }
-        let key = try X25519.KeyPair.generate()
-        try setSetting("agreement_key", Hex.encode(try cipher.seal(key.privateKey, context: Array("agreement_key".utf8))))
-        return key
+        guard create else { return nil }
+        let secrets = try SecureAggregation.RoundSecrets.generate()
+        try database.transaction {
+            try database.run("DELETE FROM secure_rounds")
+            try database.run("INSERT INTO secure_rounds(round, sealed_secrets) VALUES (?, ?)", [.text(round), .blob(try cipher.seal(secrets.encoded, context: context))])
+        }
+        return secrets
     }
 
-    // MARK: - Customers and messages
+    /// The survivor list this tenant already revealed shares for in `round`, if it did.
+    func unmaskedFor(round: String) throws -> Set<String>? {
+        var list: String?
+        try database.run("SELECT unmasked_for FROM secure_rounds WHERE round = ? AND unmasked_for IS NOT NULL", [.text(round)]) { list = $0.text(0) }
+        return list.map { Set($0.split(separator: "\n").map(String.init)) }
+    }
+
+    /// Kept before the shares leave: whatever it is told later, it answers no other list for this round.
+    func recordUnmask(round: String, survivors: Set<String>) throws {
+        try database.run("UPDATE secure_rounds SET unmasked_for = ? WHERE round = ?", [.text(survivors.sorted().joined(separator: "\n")), .text(round)])
+    }
 
     func handle(customer: String) -> [UInt8] { HMACSHA256.authenticate(Array("c:\(customer)".utf8), key: lookupKey) }
 

@@ -13,6 +13,7 @@ import Testing
         var environment = ProcessInfo.processInfo.environment
         environment["SIGILO_BIN"] = Binary.directory.path
         environment["ROUNDS"] = "2"
+        environment["VANISH_AFTER"] = "1"
         process.environment = environment
         let output = Pipe()
         process.standardOutput = output
@@ -22,6 +23,9 @@ import Testing
         process.waitUntilExit()
         #expect(process.terminationStatus == 0, "\(text.suffix(2000))")
         #expect(text.contains("round 1: held-out accuracy"))
+        // One of five tenants is killed after round 1; round 2 completes without it.
+        #expect(text.contains("round 1: held-out accuracy") && text.contains("5 tenants"), "\(text.suffix(2000))")
+        #expect(text.contains("tenant-05-telecom vanishes"))
         #expect(text.contains("round 2: held-out accuracy"))
         // The shop personalises the newest model the coordinator published, not the one it last trained on.
         let pulled = try #require(text.firstMatch(of: /cached global model version (\d+) \(had \d+\)|global model version (\d+) is already the newest/))

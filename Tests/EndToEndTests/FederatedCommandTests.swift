@@ -115,7 +115,13 @@ import Testing
         let epsilon = try #require(a["epsilon"] as? Double)
         #expect(epsilon <= 8 && epsilon > 7.9)
         let labels = Set(all.split(separator: "\n").compactMap(jsonObject).map { $0["intent"] as! String }).count
-        #expect((a["bytes_per_tenant_per_round"] as! Double) == Double(80 + 8 * (1024 * labels + labels))) // header + d masked words
+        // Header and d masked words, plus the round's keys, encrypted shares and revealed shares (a few hundred bytes each).
+        let bytes = a["bytes_per_tenant_per_round"] as! Double, masked = Double(80 + 8 * (1024 * labels + labels))
+        #expect(bytes > masked && bytes < masked + 4096, "\(bytes)")
+        #expect(a["abandoned_rounds"] as? Int == 0 && a["mean_survivors"] as? Double == 4)
+        // With tenants vanishing, rounds with fewer than t = 4 survivors release nothing; the others still train.
+        let dropping = try run(["--placement", "secure", "--epsilon", "8", "--insecure-seeded-noise", "--seed", "3", "--dropout", "0.3"], data: dir)
+        #expect((dropping["abandoned_rounds"] as! Int) > 0, "\(dropping)")
         let refused = try Binary.run("sigilo-eval", ["federated", "--train", dir.appendingPathComponent("train.jsonl").path, "--test",
                                                      dir.appendingPathComponent("holdout.jsonl").path, "--placement", "secure", "--no-dp"])
         #expect(refused.status == 64 && refused.stderr.contains("--no-dp has no noise to place"), "\(refused.stderr)")

@@ -127,7 +127,10 @@ import SigiloSQLite
         func legacy(signature: [UInt8]) throws -> URL {
             let state = try copy(h)
             let database = try database(state)
-            try database.execute("DROP TABLE audit_head; ALTER TABLE credentials DROP COLUMN totp_sealed; ALTER TABLE tenants DROP COLUMN missed_rounds; PRAGMA user_version = 5;")
+            try database.execute("DROP TABLE audit_head; ALTER TABLE credentials DROP COLUMN totp_sealed; ALTER TABLE tenants DROP COLUMN missed_rounds; "
+                                 + "DROP TABLE secure_keys; DROP TABLE secure_shares; DROP TABLE secure_reveals; "
+                                 + ["secure_threshold", "secure_degree", "graph_seed", "secure_stage"].map { "ALTER TABLE rounds DROP COLUMN \($0);" }.joined()
+                                 + "PRAGMA user_version = 5;")
             try Data("\(head.head.sequence) \(Hex.encode(head.head.hash)) \(Hex.encode(signature))\n".utf8)
                 .write(to: state.appendingPathComponent(AuditStore.legacyHeadName))
             return state

@@ -48,10 +48,10 @@ final class Harness: @unchecked Sendable {
     static let secretsKey = [UInt8](repeating: 0x5e, count: 32)
 
     /// Enrols a tenant through the service; returns its id and key.
-    func enrollTenant(_ name: String, agreementKey: [UInt8]? = nil) throws -> (id: String, key: Ed25519.KeyPair) {
+    func enrollTenant(_ name: String) throws -> (id: String, key: Ed25519.KeyPair) {
         let key = try Ed25519.KeyPair.generate()
         let token = try service.invite(name: name, now: now)
-        return (try service.enroll(token: token, publicKey: key.publicKey, agreementKey: agreementKey, now: now), key)
+        return (try service.enroll(token: token, publicKey: key.publicKey, now: now), key)
     }
 
     /// A request as the server would parse it.

@@ -3,6 +3,7 @@ import Testing
 @testable import SigiloCoordinator
 import SigiloCrypto
 import SigiloFederation
+import SigiloPrivacy
 import SigiloHTTP
 import SigiloModel
 import SigiloProtocol
@@ -97,112 +98,188 @@ import SigiloProtocol
     }
 }
 
-/// Secure placement through the routes: the cohort is the tenants with an
-/// agreement key, the coordinator sums masked updates, and the round closes
-/// only when every member's is in.
+/// Secure placement through the routes, each tenant played with the same
+/// protocol functions the tenant CLI calls: stages, dropouts, restarts and
+/// refusals, on a clock the test moves.
 @Suite struct SecureRoundTests {
-    static let plan = Plan(labels: ["a", "b", "c"], bucketBits: 8, clipNorm: 1, noiseMultiplier: 1, sampleRate: 0.5, delta: 1e-5,
-                           maximumEpsilon: 50, placement: .secure, minimumTenants: 2, roundSeconds: 600, serverOptimizer: .init(kind: .fedavg))
+    typealias Stage = RoundMachine.SecureStages.Stage
 
-    struct Member {
-        var id: String
-        var key: Ed25519.KeyPair
-        var agreement: X25519.KeyPair
+    static func plan(survivorFraction: Double = 0.6) -> Plan {
+        var plan = Plan(labels: ["a", "b", "c"], bucketBits: 8, clipNorm: 1, noiseMultiplier: 1, sampleRate: 0.5, delta: 1e-5,
+                        maximumEpsilon: 50, placement: .secure, minimumTenants: 2, roundSeconds: 600, serverOptimizer: .init(kind: .fedavg))
+        plan.minimumSurvivorFraction = survivorFraction
+        return plan
     }
 
-    static func cohort(_ h: Harness, size: Int) throws -> [Member] {
-        try (0..<size).map { t in
-            let agreement = try X25519.KeyPair.generate()
-            let enrolled = try h.enrollTenant("loja\(t)", agreementKey: agreement.publicKey)
-            return Member(id: enrolled.id, key: enrolled.key, agreement: agreement)
+    /// A coordinator (restartable on its state) and the tenants of its secure rounds.
+    final class World {
+        let h: Harness
+        var service: CoordinatorService
+        var routes: CoordinatorRoutes
+        let tenants: [(id: String, key: Ed25519.KeyPair)]
+        var secrets: [String: SecureAggregation.RoundSecrets] = [:]
+        var releases: [String: [Int64]] = [:]
+
+        init(size: Int, plan: Plan = SecureRoundTests.plan()) throws {
+            let harness = try Harness(plan: plan)
+            h = harness
+            service = harness.service
+            routes = harness.routes
+            tenants = try (0..<size).map { try harness.enrollTenant("loja\($0)") }
+            try service.maintain(now: harness.now)
         }
-    }
 
-    static func post(_ h: Harness, _ member: Member, _ envelope: UpdateEnvelope) throws -> HTTPResponse {
-        let body = envelope.encoded()
-        return h.send("POST", "/v1/rounds/1/updates", body: body,
-                      headers: try h.signed("POST", "/v1/rounds/1/updates", body: body, tenant: member.id, key: member.key))
-    }
+        /// A new process on the same state.
+        func restart() throws {
+            service = try CoordinatorService(directory: h.directory, secretsKey: Harness.secretsKey)
+            let clock = h.now
+            routes = CoordinatorRoutes(service: service, clock: { clock })
+        }
 
-    @Test func theRoundClosesOnTheUnmaskedSumOfEveryMembersRelease() throws {
-        let h = try Harness(plan: Self.plan)
-        let members = try Self.cohort(h, size: 3)
-        _ = try h.enrollTenant("sem-chave") // no agreement key: not in a secure round's cohort
-        try h.service.maintain(now: h.now)
+        func send(_ t: Int, _ method: String, _ target: String, body: [UInt8] = []) throws -> HTTPResponse {
+            let headers = try h.signed(method, target, body: body, tenant: tenants[t].id, key: tenants[t].key)
+            let clock = h.now
+            return CoordinatorRoutes(service: service, clock: { clock }).handle(h.request(method, target, body: body, headers: headers), peer: "10.0.0.1:5000")
+        }
 
-        let target = "/v1/rounds/current"
-        let answer = h.send("GET", target, headers: try h.signed("GET", target, tenant: members[0].id, key: members[0].key))
-        let object = try #require(try JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any])
-        let listed = try #require(object["cohort"] as? [[String: Any]])
-        #expect(listed.compactMap { $0["tenant"] as? String }.sorted() == members.map(\.id).sorted())
-        #expect(object["tenant"] as? String == members[0].id)
-        let cohort = try #require(try h.service.currentRound(for: members[0].id)).cohort
-        #expect(cohort.count == 3)
+        /// What tenant t is told of the open round.
+        func view(_ t: Int) throws -> (awaited: Bool, view: SecureAggregation.RoundView)? {
+            let answer = try send(t, "GET", "/v1/rounds/current")
+            guard answer.status == 200 else { return nil }
+            let o = Harness.json(answer)
+            var view = try SecureRoundWire.view(o["secure"] as! [String: Any], round: UInt64(o["round"] as! Int), modelVersion: UInt64(o["model_version"] as! Int))
+            for i in view.shares.indices { view.shares[i].to = tenants[t].id }
+            return (o["awaited"] as! Bool, view)
+        }
 
-        // Grid releases as the tenants would compute them (rounded sums plus noise shares), masked.
-        let releases: [[Int64]] = (0..<3).map { t in
-            (0..<Self.plan.dimension).map { i -> Int64 in
-                let spread = (i * 31 + t * 7) % 2001
-                return Int64(spread - 1000) * 1_000
+        /// Tenant t's answer to the stage it is asked for now, through the routes.
+        @discardableResult
+        func answer(_ t: Int) throws -> HTTPResponse {
+            let id = tenants[t].id
+            guard let (awaited, v) = try view(t), awaited else { return HTTPResponse(status: 0, headers: [], body: []) }
+            let round = v.parameters.round
+            switch v.stage {
+            case .advertise:
+                secrets[id] = try .generate()
+                let ad = try SecureAggregation.Advertisement.signed(round: round, tenant: id, identity: tenants[t].key, secrets: secrets[id]!)
+                return try send(t, "POST", "/v1/rounds/\(round)/keys", body: Array(SecureRoundWire.advertisement(ad).utf8))
+            case .share:
+                let rng = SecureRandom()
+                let shares = try SecureAggregation.shares(of: id, secrets: secrets[id]!, parameters: v.parameters, neighbours: v.neighbours, random: { rng.next() })
+                return try send(t, "POST", "/v1/rounds/\(round)/shares", body: Array(SecureRoundWire.shares(shares).utf8))
+            case .mask:
+                let release = (0..<v.parameters.cohort.count).isEmpty ? [] : (0..<h.plan.dimension).map { Int64(($0 * 31 + t * 7) % 2001 - 1000) * 1000 }
+                releases[id] = release
+                let masked = try SecureAggregation.maskedInput(release, tenant: id, secrets: secrets[id]!, parameters: v.parameters, sharedNeighbours: v.maskedWith)
+                return try send(t, "POST", "/v1/rounds/\(round)/updates", body: UpdateEnvelope(round: round, modelVersion: v.parameters.modelVersion,
+                                                                                               weight: 1, masked: masked).encoded())
+            case .unmask:
+                let reveals = try SecureAggregation.reveal(tenant: id, secrets: secrets[id]!, parameters: v.parameters, maskedWith: v.maskedWith,
+                                                           received: v.shares, survivors: Set(v.survivors), answered: nil)
+                return try send(t, "POST", "/v1/rounds/\(round)/unmask", body: Array(SecureRoundWire.reveals(reveals).utf8))
             }
         }
-        let masked = try (0..<3).map { t in
-            try SecureAggregation.masked(releases[t], tenant: members[t].id, key: members[t].agreement, cohort: cohort, round: 1, modelVersion: 1)
-        }
-        #expect(masked[0].map { Int64(bitPattern: $0) } != releases[0])
 
-        // A float update is refused in a secure round, and changes nothing.
-        let plain = UpdateEnvelope(round: 1, modelVersion: 1, flags: [], weight: 1, values: [Float](repeating: 0, count: Self.plan.dimension))
-        #expect(try Self.post(h, members[0], plain).status == 400)
+        func stage() -> Stage? {
+            guard case .open(let r) = service.machine.state else { return nil }
+            return r.secure?.stage
+        }
 
-        for t in 0..<3 {
-            #expect(try Self.post(h, members[t], UpdateEnvelope(round: 1, modelVersion: 1, weight: Double(t + 1), masked: masked[t])).status == 202)
+        /// Moves the clock to the end of the current stage and lets the coordinator notice.
+        func endStage() throws {
+            guard case .open(let r) = service.machine.state, let s = r.secure else { return }
+            h.now = s.stageDeadline
+            try service.maintain(now: h.now)
         }
-        let model = try ModelFile.decode(try #require(try h.service.model(version: 2)).file)
-        let step = try SecureAggregation.mechanism(Self.plan).step
-        for i in model.weights.indices {
-            let expected = Double(releases[0][i] + releases[1][i] + releases[2][i]) * step / 6
-            #expect(abs(Double(model.weights[i]) - expected) < 1e-6, "value \(i)")
+
+        func roundState(_ id: Int = 1) throws -> String {
+            var state = ""
+            try service.database.run("SELECT state FROM rounds WHERE id = ?", [.integer(Int64(id))]) { state = $0.text(0) }
+            return state
         }
-        #expect(model.bias.allSatisfy { $0 == 0 })
+
+        /// The published model of round 1 is the mean of the survivors' releases, on the grid.
+        func expectModelOfSurvivors(_ survivors: [Int]) throws {
+            let model = try ModelFile.decode(try #require(try service.model(version: 2)).file)
+            let step = try SecureAggregation.mechanism(h.plan).step
+            for i in model.weights.indices {
+                let expected = Double(survivors.reduce(Int64(0)) { $0 + releases[tenants[$1].id]![i] }) * step / Double(survivors.count)
+                #expect(abs(Double(model.weights[i]) - expected) <= 1e-6 * max(1, abs(expected)), "value \(i)")
+            }
+        }
     }
 
-    @Test func aRestartKeepsTheMaskedSumOfAcknowledgedUpdates() throws {
-        let h = try Harness(plan: Self.plan)
-        let members = try Self.cohort(h, size: 3)
-        try h.service.maintain(now: h.now)
-        let cohort = try #require(try h.service.currentRound(for: members[0].id)).cohort
-        let bodies = try (0..<3).map { t in
-            UpdateEnvelope(round: 1, modelVersion: 1, weight: 1, masked: try SecureAggregation.masked(
-                [Int64](repeating: Int64(t + 1) * 4096, count: Self.plan.dimension), tenant: members[t].id, key: members[t].agreement,
-                cohort: cohort, round: 1, modelVersion: 1)).encoded()
+    @Test func theRoundCompletesWithATenantVanishingAtEveryStage() throws {
+        let w = try World(size: 10) // t = 6: four of ten may vanish
+        for (stage, vanished) in [(Stage.advertise, 9), (.share, 8), (.mask, 7), (.unmask, 6)] {
+            #expect(w.stage() == stage)
+            for t in 0..<10 where t < vanished { let r = try w.answer(t); #expect([202, 0].contains(r.status), "\(String(decoding: r.body, as: UTF8.self))") }
+            #expect(w.stage() == stage, "\(vanished) has not answered: the stage waits for it")
+            try w.endStage()
         }
-        for t in 0..<2 { _ = try h.service.submit(tenant: members[t].id, round: 1, body: bodies[t], now: h.now) }
-        // A new process on the same state: the round and its masked sum come back from the database.
-        let restarted = try CoordinatorService(directory: h.directory)
-        #expect(try restarted.submit(tenant: members[1].id, round: 1, body: bodies[1], now: h.now)) // a retry: acknowledged again, not counted
-        #expect(try !restarted.submit(tenant: members[2].id, round: 1, body: bodies[2], now: h.now))
-        let model = try ModelFile.decode(try #require(try restarted.model(version: 2)).file)
-        let expected = Float(Double(6 * 4096) * (try SecureAggregation.mechanism(Self.plan).step) / 3)
-        #expect(model.weights.allSatisfy { abs($0 - expected) < 1e-6 })
+        #expect(try w.roundState() == "closed")
+        try w.expectModelOfSurvivors(Array(0..<7))
+        // What was relayed for the round is gone with it.
+        var rows = 0
+        for table in ["secure_keys", "secure_shares", "secure_reveals"] { try w.service.database.run("SELECT COUNT(*) FROM \(table)") { rows += Int($0.integer(0)) } }
+        #expect(rows == 0)
+        let closed = try w.h.service.auditEntries(after: 0, limit: 1000).map(\.entry).first { $0.action == "round.close" }
+        #expect(closed?.detail.contains("7 of 10 masked inputs") == true && closed?.detail.contains("1.17x the accounted") == true, "\(closed?.detail ?? "")")
     }
 
-    @Test func aMissingMemberAbandonsTheRoundAndNothingIsReleased() throws {
-        let h = try Harness(plan: Self.plan)
-        let members = try Self.cohort(h, size: 3)
-        try h.service.maintain(now: h.now)
-        let cohort = try #require(try h.service.currentRound(for: members[0].id)).cohort
-        for t in 0..<2 {
-            let masked = try SecureAggregation.masked([Int64](repeating: 5, count: Self.plan.dimension), tenant: members[t].id,
-                                                      key: members[t].agreement, cohort: cohort, round: 1, modelVersion: 1)
-            #expect(try Self.post(h, members[t], UpdateEnvelope(round: 1, modelVersion: 1, weight: 1, masked: masked)).status == 202)
+    @Test func aRestartAtEveryStageKeepsTheRound() throws {
+        let w = try World(size: 5, plan: SecureRoundTests.plan(survivorFraction: 0.8)) // t = 4
+        for stage in Stage.allCases {
+            for t in 0..<5 where !(stage >= .mask && t == 4) {
+                #expect(try w.answer(t).status == 202, "\(stage.name) \(t)")
+                if t == 1 { try w.restart() } // mid-stage
+            }
+            if stage == .mask { try w.endStage() } // tenant 4 never sends its input
+            if stage != .unmask { try w.restart(); #expect(w.stage() == Stage(rawValue: stage.rawValue + 1)) }
         }
-        // Two of three is enough for the plan's minimum, but not for the masks: at the deadline the round is abandoned.
-        h.now += 601
-        try h.service.maintain(now: h.now)
-        #expect(try h.service.model(version: 2) == nil)
-        var state = ""
-        try h.service.database.run("SELECT state FROM rounds WHERE id = 1") { state = $0.text(0) }
-        #expect(state == "abandoned")
+        #expect(try w.roundState() == "closed")
+        try w.expectModelOfSurvivors([0, 1, 2, 3])
+    }
+
+    @Test func tooFewSurvivorsAbandonTheRoundAndReleaseNothing() throws {
+        let w = try World(size: 5, plan: SecureRoundTests.plan(survivorFraction: 0.8)) // t = 4
+        for _ in [Stage.advertise, .share] { for t in 0..<5 { try w.answer(t) } }
+        for t in 0..<3 { #expect(try w.answer(t).status == 202) }
+        try w.endStage()
+        #expect(try w.roundState() == "abandoned")
+        #expect(try w.service.model(version: 2) == nil)
+        let abandoned = try w.h.service.auditEntries(after: 0, limit: 1000).map(\.entry).first { $0.action == "round.abandon" }
+        #expect(abandoned?.detail.contains("mask stage ended with 3 of the 5 tenants asked, below the threshold of 4") == true, "\(abandoned?.detail ?? "")")
+    }
+
+    @Test func malformedForgedAndMistimedAnswersAreRefusedAndChangeNothing() throws {
+        let w = try World(size: 4, plan: SecureRoundTests.plan(survivorFraction: 0.8)) // t = 4: everyone
+        let id = w.tenants[0].id
+        _ = try w.view(0)
+        let before = try w.h.snapshot()
+        // Keys signed by someone else than the tenant's identity.
+        let stranger = try SecureAggregation.Advertisement.signed(round: 1, tenant: id, identity: try .generate(), secrets: try .generate())
+        var refused = try w.send(0, "POST", "/v1/rounds/1/keys", body: Array(SecureRoundWire.advertisement(stranger).utf8))
+        #expect(refused.status == 400 && Harness.json(refused)["error"] as? String == "bad_round_keys")
+        refused = try w.send(0, "POST", "/v1/rounds/1/keys", body: Array(#"{"encryption_key":"00"}"#.utf8))
+        #expect(refused.status == 400 && (Harness.json(refused)["message"] as? String)?.contains("encryption_key") == true)
+        // Answers for a later stage.
+        refused = try w.send(0, "POST", "/v1/rounds/1/shares", body: Array(#"{"shares":[]}"#.utf8))
+        #expect(refused.status == 409 && Harness.json(refused)["error"] as? String == "wrong_stage")
+        #expect(try w.h.snapshot() == before)
+        for t in 0..<4 { try w.answer(t) }
+        refused = try w.send(0, "POST", "/v1/rounds/1/shares", body: Array(#"{"shares":[]}"#.utf8))
+        #expect(refused.status == 400 && Harness.json(refused)["error"] as? String == "bad_shares")
+        for t in 0..<4 { try w.answer(t) }
+        for t in 0..<4 { try w.answer(t) }
+        // The unmask stage: a seed share asked for as a key share is refused.
+        let v = try #require(try w.view(0)).view
+        var reveals = try SecureAggregation.reveal(tenant: id, secrets: w.secrets[id]!, parameters: v.parameters, maskedWith: v.maskedWith,
+                                                   received: v.shares, survivors: Set(v.survivors), answered: nil)
+        reveals[0].kind = .key
+        refused = try w.send(0, "POST", "/v1/rounds/1/unmask", body: Array(SecureRoundWire.reveals(reveals).utf8))
+        #expect(refused.status == 400 && Harness.json(refused)["error"] as? String == "bad_unmask")
+        for t in 0..<4 { #expect(try w.answer(t).status == 202) }
+        #expect(try w.roundState() == "closed")
     }
 }

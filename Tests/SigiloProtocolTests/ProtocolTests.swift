@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import SigiloCrypto
 @testable import SigiloProtocol
-import SigiloFederation
+@testable import SigiloFederation
 
 /// The Swift implementation against protocol/vectors.json, written by an
 /// independent Python implementation (tools/gen-protocol-vectors.py).
@@ -27,24 +27,67 @@ import SigiloFederation
         #expect(try UpdateEnvelope.decode(Hex.decode(u["encoded_hex"] as! String)!, maximumDimension: 10) == envelope)
     }
 
-    @Test func secureAggregationMasksAreByteForByte() throws {
+    static func words(_ hex: Any?) -> [UInt64] { (hex as! [String]).map { UInt64($0, radix: 16)! } }
+    static func share(_ x: Int, _ values: Any?) -> ShamirSharing.Share { .init(x: UInt64(x), values: (values as! [NSNumber]).map(\.uint64Value)) }
+
+    @Test func secureAggregationGraphIsByteForByte() throws {
+        let g = (Self.vectors["secure_aggregation"] as! [String: Any])["graph"] as! [String: Any]
+        let cohort = g["cohort"] as! [String]
+        let p = try SecureAggregation.RoundParameters(round: 1, modelVersion: 1, cohort: cohort, threshold: 7, degree: g["degree"] as! Int,
+                                                      graphSeed: Hex.decode(g["graph_seed_hex"] as! String)!)
+        for (tenant, expected) in g["neighbours"] as! [String: [String]] { #expect(try p.neighbours(of: tenant) == expected, "\(tenant)") }
+    }
+
+    @Test func secureAggregationRoundIsByteForByte() throws {
         let v = Self.vectors["secure_aggregation"] as! [String: Any]
-        let members = v["members"] as! [[String: Any]]
-        let cohort = members.map { SecureAggregation.Member(tenant: $0["tenant"] as! String, agreementKey: Hex.decode($0["agreement_key_hex"] as! String)!) }
         let round = UInt64(v["round"] as! Int), version = UInt64(v["model_version"] as! Int)
-        var total = [UInt64](repeating: 0, count: 4)
-        for m in members {
-            let key = try X25519.KeyPair(privateKey: Hex.decode(m["private_key_hex"] as! String)!)
-            let release = (m["release"] as! [NSNumber]).map(\.int64Value)
-            let masked = try SecureAggregation.masked(release, tenant: m["tenant"] as! String, key: key, cohort: cohort, round: round, modelVersion: version)
-            #expect(masked == (m["masked_hex"] as! [String]).map { UInt64($0, radix: 16)! })
-            let envelope = UpdateEnvelope(round: round, modelVersion: version, weight: v["weight"] as! Double, masked: masked)
-            #expect(Hex.encode(envelope.encoded()) == m["encoded_hex"] as! String)
-            #expect(try UpdateEnvelope.decode(Hex.decode(m["encoded_hex"] as! String)!, maximumDimension: 4) == envelope)
-            for i in total.indices { total[i] &+= masked[i] }
+        let p = try SecureAggregation.RoundParameters(round: round, modelVersion: version, cohort: v["cohort"] as! [String], threshold: v["threshold"] as! Int,
+                                                      degree: v["degree"] as! Int, graphSeed: Hex.decode(v["graph_seed_hex"] as! String)!)
+        var secrets = [String: SecureAggregation.RoundSecrets](), ads = [String: SecureAggregation.Advertisement]()
+        var sum = SecureAggregation.MaskedSum(dimension: 4)
+        let survivors = Set(v["survivors"] as! [String])
+        for t in v["tenants"] as! [[String: Any]] {
+            let id = t["tenant"] as! String
+            let s = try SecureAggregation.RoundSecrets(encryption: .init(privateKey: Hex.decode(t["encryption_private_hex"] as! String)!),
+                                                       mask: .init(privateKey: Hex.decode(t["mask_private_hex"] as! String)!),
+                                                       seed: Hex.decode(t["seed_hex"] as! String)!)
+            secrets[id] = s
+            // The advertisement, signature included (Ed25519 is deterministic).
+            let ad = try SecureAggregation.Advertisement.signed(round: round, tenant: id, identity: .init(privateKey: Hex.decode(t["identity_seed_hex"] as! String)!),
+                                                                secrets: s)
+            let expected = t["advertisement"] as! [String: String]
+            #expect(Hex.encode(ad.identityKey) == expected["identity_key"] && Hex.encode(ad.encryptionKey) == expected["encryption_key"])
+            #expect(Hex.encode(ad.maskKey) == expected["mask_key"] && Hex.encode(ad.seedCommitment) == expected["seed_commitment"])
+            #expect(Hex.encode(ad.signature) == expected["signature"])
+            ads[id] = ad
+            var stream = [UInt64](repeating: 0, count: 4)
+            try SecureAggregation.selfMask(s.seed, parameters: p, into: &stream)
+            #expect(stream.map { UInt64(littleEndian: $0) } == Self.words(t["self_mask_hex"]))
         }
-        // The masks cancel in the total: what is left is the sum of the releases.
-        #expect(total.map { Int64(bitPattern: $0) } == [4, 4, 11, 0])
+        for t in v["tenants"] as! [[String: Any]] where survivors.contains(t["tenant"] as! String) {
+            let id = t["tenant"] as! String
+            let release = (t["release"] as! [NSNumber]).map(\.int64Value)
+            let masked = try SecureAggregation.maskedInput(release, tenant: id, secrets: secrets[id]!, parameters: p,
+                                                           sharedNeighbours: try p.neighbours(of: id).map { ads[$0]! })
+            #expect(masked == Self.words(t["masked_hex"]), "\(id)")
+            let envelope = UpdateEnvelope(round: round, modelVersion: version, weight: v["weight"] as! Double, masked: masked)
+            #expect(Hex.encode(envelope.encoded()) == t["encoded_hex"] as! String)
+            sum.add(masked, weight: 4)
+        }
+        // A share sealed by Python opens to the same field elements.
+        let sealed = v["share_from_tenant_1_to_tenant_2"] as! [String: Any]
+        let opened = try SecureAggregation.open(.init(from: "tenant-1", to: "tenant-2", ciphertext: Hex.decode(sealed["ciphertext_hex"] as! String)!),
+                                                holder: "tenant-2", secrets: secrets["tenant-2"]!, sender: ads["tenant-1"]!, parameters: p)
+        let x = Int(try p.point(of: "tenant-2"))
+        #expect(opened.seed == Self.share(x, sealed["seed_share"]) && opened.key == Self.share(x, sealed["key_share"]))
+        // Python's shares recover the survivors' seeds and the vanished tenant's mask key: the total is the survivors' releases.
+        var revealed = [String: [SecureAggregation.RevealedShare]]()
+        for (holder, list) in v["revealed"] as! [String: [[String: Any]]] {
+            revealed[holder] = list.map { .init(owner: $0["owner"] as! String, kind: .init(rawValue: $0["kind"] as! String)!,
+                                                share: Self.share($0["x"] as! Int, $0["values"])) }
+        }
+        try SecureAggregation.unmask(&sum, parameters: p, advertisements: ads, shared: Set(p.cohort), survivors: survivors, revealed: revealed)
+        #expect(sum.values.map { Int64(bitPattern: $0) } == (v["unmasked_total"] as! [NSNumber]).map(\.int64Value))
     }
 
     @Test func signedRequestsAreByteForByte() throws {
