@@ -34,7 +34,7 @@ public enum SecureRoundWire {
         guard let stageName = o["stage"] as? String, let stage = SecureAggregation.RoundView.Stage(name: stageName) else { throw Malformed(field: "stage") }
         let deadline = try number(o, "stage_deadline")
         let parameters = try SecureAggregation.RoundParameters(round: round, modelVersion: modelVersion, cohort: try strings(o, "cohort"),
-                                                               threshold: Int(try number(o, "threshold")), degree: Int(try number(o, "degree")),
+                                                               threshold: try count(o, "threshold"), degree: try count(o, "degree"),
                                                                graphSeed: try hex(o, "graph_seed", bytes: 32))
         let neighbours = try objects(o, "neighbours").enumerated().map { i, n in
             let at = "neighbours[\(i)]."
@@ -89,8 +89,8 @@ public enum SecureRoundWire {
             let at = "shares[\(i)]."
             guard let owner = s["owner"] as? String else { throw Malformed(field: at + "owner") }
             guard let kindName = s["kind"] as? String, let kind = SecureAggregation.RevealedShare.Kind(rawValue: kindName) else { throw Malformed(field: at + "kind") }
-            let x = try number(s, "x", at: at)
-            guard x >= 1, x < 65536, x == x.rounded() else { throw Malformed(field: at + "x") }
+            let x = try count(s, "x", at: at)
+            guard x >= 1 else { throw Malformed(field: at + "x") }
             let bytes = try hex(s, "values", bytes: 8 * SecureAggregation.shareElements, at: at)
             let values = stride(from: 0, to: bytes.count, by: 8).map { j in (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[j + $1]) << (8 * UInt64($1)) } }
             return SecureAggregation.RevealedShare(owner: owner, kind: kind, share: .init(x: UInt64(x), values: values))
@@ -123,6 +123,13 @@ public enum SecureRoundWire {
     public static func jsonNumber(_ value: Any?) -> Double? {
         guard let number = value as? NSNumber, String(cString: number.objCType) != "c", number.doubleValue.isFinite else { return nil }
         return number.doubleValue
+    }
+
+    /// A whole number in 0..<65536 (a cohort's sizes and points never exceed it).
+    static func count(_ o: [String: Any], _ name: String, at prefix: String = "") throws -> Int {
+        let value = try number(o, name, at: prefix)
+        guard value >= 0, value < 65536, value == value.rounded() else { throw Malformed(field: prefix + name) }
+        return Int(value)
     }
 
     static func strings(_ o: [String: Any], _ name: String) throws -> [String] {

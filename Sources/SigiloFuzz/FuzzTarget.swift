@@ -25,6 +25,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case signedHeaders = "signed-headers"
     case jsonLines = "json-lines"
     case backupArchive = "backup-archive"
+    case secureRound = "secure-round"
 
     /// A property a decoder broke: the fuzzer reports it as a crash.
     public struct Violation: Error, CustomStringConvertible {
@@ -45,6 +46,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .signedHeaders: try Self.signedHeaders(data)
         case .jsonLines: Self.jsonLines(data)
         case .backupArchive: try Self.backupArchive(data)
+        case .secureRound: try Self.secureRound(data)
         }
     }
 
@@ -156,6 +158,31 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         try check(!verified, "a signature verified under a key that signed nothing")
         _ = try? RequestSigning.verifyHead(credentials, method: "POST", path: "/v1/updates", publicKey: fuzzIdentity.publicKey,
                                            now: credentials.timestamp, skewWindow: 300)
+    }
+
+    /// A secure round's JSON as either end reads it: the first byte picks the
+    /// decoder (0 the round view a tenant is given; 1, 2, 3 the advertise,
+    /// share and unmask bodies the coordinator takes); what is accepted must
+    /// come back the same once re-rendered.
+    static func secureRound(_ data: [UInt8]) throws {
+        guard let kind = data.first, let object = try? SecureRoundWire.body(Array(data.dropFirst())) else { return }
+        func reparse(_ text: String) throws -> [String: Any] { try SecureRoundWire.body(Array(text.utf8)) }
+        switch kind % 4 {
+        case 0:
+            guard let view = try? SecureRoundWire.view(object, round: 7, modelVersion: 6) else { return }
+            try check(try SecureRoundWire.view(reparse(SecureRoundWire.render(view)), round: 7, modelVersion: 6) == view, "a round view does not round-trip")
+            _ = try? view.parameters.neighbours(of: view.parameters.cohort[0])
+        case 1:
+            guard let keys = try? SecureRoundWire.advertisement(object) else { return }
+            try check([keys.encryptionKey.count, keys.maskKey.count, keys.seedCommitment.count, keys.signature.count] == [32, 32, 32, 64],
+                      "accepted keys of the wrong sizes")
+        case 2:
+            guard let shares = try? SecureRoundWire.shares(object) else { return }
+            try check(shares.allSatisfy { $0.ciphertext.count == SecureAggregation.shareCiphertextBytes }, "accepted a share of the wrong size")
+        default:
+            guard let reveals = try? SecureRoundWire.reveals(object) else { return }
+            try check(try SecureRoundWire.reveals(reparse(SecureRoundWire.reveals(reveals))) == reveals, "revealed shares do not round-trip")
+        }
     }
 
     static let fuzzIdentity = try! Ed25519.KeyPair(privateKey: [UInt8](repeating: 7, count: 32))

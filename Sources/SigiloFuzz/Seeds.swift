@@ -45,6 +45,19 @@ extension FuzzTarget {
             secure.maximumTenantWeight = 500
             return [try! JSONEncoder().encode(Plan(labels: ["greeting", "billing", "oos"])), try! JSONEncoder().encode(secure)]
                 .map { Array($0) }
+        case .secureRound:
+            let p = try! SecureAggregation.RoundParameters(round: 7, modelVersion: 6, cohort: ["tenant-1", "tenant-2", "tenant-3"], threshold: 3,
+                                                           degree: 2, graphSeed: [UInt8](repeating: 3, count: 32))
+            let secrets = try! SecureAggregation.RoundSecrets(encryption: .init(privateKey: [UInt8](repeating: 4, count: 32)),
+                                                              mask: .init(privateKey: [UInt8](repeating: 5, count: 32)), seed: [UInt8](repeating: 6, count: 32))
+            let ad = try! SecureAggregation.Advertisement.signed(round: 7, tenant: "tenant-2", identity: FuzzTarget.fuzzIdentity, secrets: secrets)
+            let share = SecureAggregation.EncryptedShare(from: "tenant-2", to: "tenant-1", ciphertext: [UInt8](repeating: 8, count: SecureAggregation.shareCiphertextBytes))
+            let view = SecureAggregation.RoundView(parameters: p, stage: .unmask, stageDeadline: 1_800_000_000.5, neighbours: [ad],
+                                                   sharedNeighbours: ["tenant-2"], survivors: ["tenant-1", "tenant-2", "tenant-3"],
+                                                   shares: [.init(from: "tenant-2", to: "", ciphertext: share.ciphertext)])
+            let reveal = SecureAggregation.RevealedShare(owner: "tenant-2", kind: .seed, share: .init(x: 1, values: [1, 2, 3, 4, (1 << 61) - 2]))
+            return [[0] + Array(SecureRoundWire.render(view).utf8), [1] + Array(SecureRoundWire.advertisement(ad).utf8),
+                    [2] + Array(SecureRoundWire.shares([share]).utf8), [3] + Array(SecureRoundWire.reveals([reveal]).utf8)]
         case .signedHeaders:
             let identity = FuzzTarget.fuzzIdentity
             let headers = try! RequestSigning.sign(method: "POST", path: "/v1/updates", body: Array("x".utf8), keyId: "tenant-1",
