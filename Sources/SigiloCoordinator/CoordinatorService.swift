@@ -861,8 +861,8 @@ public final class CoordinatorService: @unchecked Sendable {
     }
 
     /// Adds a secure round's masked update. Masked integers say nothing on
-    /// their own, so there is no norm or anomaly check to make: the masks
-    /// are uniform modulo 2^64 until every cohort member's are in.
+    /// their own, so there is no norm or anomaly check to make: each is
+    /// uniform modulo 2^64 under its self mask until the unmask stage.
     private func acceptMasked(_ masked: [UInt64], weight: Double, tenant: String, round id: UInt64, digest: String, plan: Plan,
                               now: Double) throws -> Submission {
         guard masked.count == plan.dimension else {

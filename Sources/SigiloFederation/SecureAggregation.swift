@@ -74,7 +74,7 @@ public enum SecureAggregation {
     static func precedes(_ a: String, _ b: String) -> Bool { Array(a.utf8).lexicographicallyPrecedes(Array(b.utf8)) }
 
     /// The coordinator's running total of masked updates, modulo 2^64. It
-    /// means nothing until every cohort member's update is in.
+    /// means nothing until `unmask` has removed every mask from it.
     public struct MaskedSum: Sendable, Equatable {
         public private(set) var values: [UInt64]
         public private(set) var weight: Double

@@ -168,7 +168,7 @@ import SigiloProtocol
                 let shares = try SecureAggregation.shares(of: id, secrets: secrets[id]!, parameters: v.parameters, neighbours: v.neighbours, random: { rng.next() })
                 return try send(t, "POST", "/v1/rounds/\(round)/shares", body: Array(SecureRoundWire.shares(shares).utf8))
             case .mask:
-                let release = (0..<v.parameters.cohort.count).isEmpty ? [] : (0..<h.plan.dimension).map { Int64(($0 * 31 + t * 7) % 2001 - 1000) * 1000 }
+                let release = (0..<h.plan.dimension).map { Int64(($0 * 31 + t * 7) % 2001 - 1000) * 1000 }
                 releases[id] = release
                 let masked = try SecureAggregation.maskedInput(release, tenant: id, secrets: secrets[id]!, parameters: v.parameters, sharedNeighbours: v.maskedWith)
                 return try send(t, "POST", "/v1/rounds/\(round)/updates", body: UpdateEnvelope(round: round, modelVersion: v.parameters.modelVersion,
