@@ -487,6 +487,7 @@ public struct CoordinatorRoutes: Sendable {
                             body: found.file)
     }
 
+    /// The ROUND of `/v1/rounds/ROUND/...`.
     func roundParameter(_ call: Call) throws -> UInt64 {
         guard let round = UInt64(call.parameters[0]) else { throw CoordinatorError(404, "unknown_round", "no round \(call.parameters[0])") }
         return round
@@ -500,7 +501,7 @@ public struct CoordinatorRoutes: Sendable {
     }
 
     func submit(_ call: Call) throws -> HTTPResponse {
-        guard let round = UInt64(call.parameters[0]) else { throw CoordinatorError(404, "unknown_round", "no round \(call.parameters[0])") }
+        let round = try roundParameter(call)
         do {
             // A signed request's Sigilo-Content-SHA256 was checked against the body by `authorize`: no need to hash 4 x d bytes again.
             let digest = call.request.header(RequestSigning.contentHeader)

@@ -87,12 +87,10 @@ extension CoordinatorService {
             let ad = SecureAggregation.Advertisement(tenant: tenant, identityKey: identity, encryptionKey: encryptionKey, maskKey: maskKey,
                                                      seedCommitment: seedCommitment, signature: signature)
             do { try ad.verify(round: id) } catch let e as SecureAggregationError { throw CoordinatorError(400, "bad_round_keys", e.description) }
-            try database.transaction {
-                try database.run("""
-                    INSERT INTO secure_keys(round_id, tenant_id, identity_key, encryption_key, mask_key, seed_commitment, signature)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
-                    """, [.integer(Int64(id)), .text(tenant), .blob(identity), .blob(encryptionKey), .blob(maskKey), .blob(seedCommitment), .blob(signature)])
-            }
+            try database.run("""
+                INSERT INTO secure_keys(round_id, tenant_id, identity_key, encryption_key, mask_key, seed_commitment, signature)
+                VALUES (?, ?, ?, ?, ?, ?, ?)
+                """, [.integer(Int64(id)), .text(tenant), .blob(identity), .blob(encryptionKey), .blob(maskKey), .blob(seedCommitment), .blob(signature)])
             secureAdvertisements[tenant] = ad
             try perform(try machine.answered(tenant: tenant, round: id, stage: .advertise, now: now), now: now)
         }
@@ -193,7 +191,7 @@ extension CoordinatorService {
         guard stages.stage > .share else { return view }
         view.sharedNeighbours = neighbours.filter { stages.shared.contains($0) }
         guard stages.stage > .mask else { return view }
-        view.survivors = round.submitted.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) })
+        view.survivors = round.submitted.sorted(by: SecureAggregation.precedes)
         try database.run("SELECT sender, ciphertext FROM secure_shares WHERE round_id = ? AND recipient = ? ORDER BY sender",
                          [.integer(Int64(round.id)), .text(tenant)]) {
             view.shares.append(.init(from: $0.text(0), to: tenant, ciphertext: $0.blob(1)))
@@ -203,10 +201,10 @@ extension CoordinatorService {
 
     // MARK: - Unmasking
 
-    /// Takes every mask off the open round's masked sum with the shares
-    /// revealed; returns what the round's close records about it: how many
+    /// The open round's masked sum with every mask taken off by the shares
+    /// revealed, and what the round's close records about it: how many
     /// inputs, and how much noise the survivors above t added.
-    func unmaskOpenRound(_ round: RoundMachine.Round, plan: Plan) throws -> String {
+    func unmaskedOpenRound(_ round: RoundMachine.Round) throws -> (sum: SecureAggregation.MaskedSum, detail: String) {
         guard let p = secureParameters, var masked = maskedSum, let stages = round.secure else {
             throw SecureAggregationError("the round's secure state is missing")
         }
@@ -218,8 +216,7 @@ extension CoordinatorService {
         }
         try SecureAggregation.unmask(&masked, parameters: p, advertisements: secureAdvertisements, shared: stages.shared,
                                      survivors: round.submitted, revealed: revealed)
-        maskedSum = masked
         let extra = Double(round.submitted.count) / Double(p.threshold)
-        return " (secure: \(round.submitted.count) of \(p.cohort.count) masked inputs, unmasked with \(stages.unmasked.count) tenants' shares; noise variance \(String(format: "%.2f", extra))x the accounted, threshold \(p.threshold))"
+        return (masked, " (secure: \(round.submitted.count) of \(p.cohort.count) masked inputs, unmasked with \(stages.unmasked.count) tenants' shares; noise variance \(String(format: "%.2f", extra))x the accounted, threshold \(p.threshold))")
     }
 }

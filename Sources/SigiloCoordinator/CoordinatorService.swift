@@ -804,11 +804,8 @@ public final class CoordinatorService: @unchecked Sendable {
         guard envelope.round == id else { throw CoordinatorError(409, "wrong_round", "update is for round \(envelope.round), posted to round \(id)") }
         do { try machine.admit(tenant: tenant, round: id) } catch let e as RoundMachine.MachineError {
             switch e {
-            case .noOpenRound: throw CoordinatorError(409, "wrong_round", "no round is open")
-            case .wrongRound(let expected, _): throw CoordinatorError(409, "wrong_round", "round \(expected) is open, not \(id)")
-            case .notExpected: throw CoordinatorError(403, "not_in_round", "tenant \(tenant) is not part of round \(id)")
             case .duplicate, .roundAlreadyOpen: throw CoordinatorError(409, "already_submitted", "already submitted to round \(id)")
-            case .wrongStage, .droppedOut: throw Self.refusal(e, round: id)
+            default: throw Self.refusal(e, round: id)
             }
         }
         guard case .open(let round) = machine.state, sum != nil || maskedSum != nil else { throw CoordinatorError(409, "wrong_round", "no round is open") }
@@ -893,13 +890,15 @@ public final class CoordinatorService: @unchecked Sendable {
         case .close(let round):
             guard let plan = try currentPlan(), let current = try model(versionUnlocked: round.modelVersion) else { return }
             var secureDetail = ""
+            var unmasked: SecureAggregation.MaskedSum?
             if round.secure != nil {
-                // The masks come off with the survivors' revealed shares, or nothing is released.
-                do { secureDetail = try unmaskOpenRound(round, plan: plan) } catch let e as SecureAggregationError {
+                // The masks come off with the survivors' revealed shares, or nothing is released. The masked
+                // sum itself stays as committed, so a close that fails below can be tried again from it.
+                do { (unmasked, secureDetail) = try unmaskedOpenRound(round) } catch let e as SecureAggregationError {
                     return try abandon(round, why: "unmasking failed: \(e)", now: now)
                 }
             }
-            guard let running = try sum ?? maskedSum.map({ $0.unmasked(step: try SecureAggregation.mechanism(plan).step) }) else { return }
+            guard let running = try sum ?? unmasked.map({ $0.unmasked(step: try SecureAggregation.mechanism(plan).step) }) else { return }
             var optimizerState = ServerOptimizerState()
             try database.run("SELECT momentum, second FROM optimizer WHERE id = 1") {
                 optimizerState = ServerOptimizerState(momentum: Self.values($0.blob(0)), secondMoment: Self.values($0.blob(1)))

@@ -341,6 +341,7 @@ enum FederatedSimulation {
         let secure = try settings.placement == .secure && settings.dp
             ? SecureRoundSimulation(plan: plan, tenants: customers.count, dropout: settings.dropout) : nil
         let share = try secure.map { try SecureAggregation.noiseShare(plan, threshold: $0.threshold) }
+        let gridStep = try secure.map { _ in try SecureAggregation.mechanism(plan).step } ?? 0
         if let secure { log("secure: threshold \(secure.threshold) of \(customers.count) tenants, dropout \(settings.dropout)") }
         var abandoned = 0, survivorsTotal = 0
         var dropouts = SplitMix64(seed: settings.seed ^ 0x6472_6f70_6f75_7473) // who vanishes, and when: repeatable by seed
@@ -369,7 +370,7 @@ enum FederatedSimulation {
                 bytesSent += outcome.bytesSent
                 if let masked = outcome.sum {
                     survivorsTotal += outcome.survivors
-                    sum = masked.unmasked(step: try SecureAggregation.mechanism(plan).step)
+                    sum = masked.unmasked(step: gridStep)
                 } else {
                     abandoned += 1
                     log("round \(round): abandoned, nothing released (\(outcome.abandonedBecause ?? ""))")

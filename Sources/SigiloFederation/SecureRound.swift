@@ -293,7 +293,7 @@ public extension SecureAggregation {
                 .open(share.ciphertext, context: shareContext(p.round, from: share.from, to: holder))
         } catch { throw SecureAggregationError("the share from \(share.from) does not decrypt: altered in transit") }
         guard plaintext.count == sharePlaintextBytes else { throw SecureAggregationError("the share from \(share.from) is \(plaintext.count) bytes") }
-        let words = stride(from: 0, to: plaintext.count, by: 8).map { i in (0..<8).reduce(UInt64(0)) { $0 | UInt64(plaintext[i + $1]) << (8 * UInt64($1)) } }
+        let words = littleEndianWords(plaintext)
         let x = try p.point(of: holder)
         return (.init(x: x, values: Array(words[0..<shareElements])), .init(x: x, values: Array(words[shareElements...])))
     }
@@ -389,4 +389,9 @@ public extension SecureAggregation {
     }
 
     static func littleEndianBytes<T: FixedWidthInteger>(_ value: T) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }
+
+    /// Bytes (a multiple of 8 of them) read as little-endian 64-bit words.
+    static func littleEndianWords(_ bytes: [UInt8]) -> [UInt64] {
+        stride(from: 0, to: bytes.count, by: 8).map { i in (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[i + $1]) << (8 * UInt64($1)) } }
+    }
 }

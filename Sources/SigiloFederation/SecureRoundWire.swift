@@ -92,8 +92,7 @@ public enum SecureRoundWire {
             let x = try count(s, "x", at: at)
             guard x >= 1 else { throw Malformed(field: at + "x") }
             let bytes = try hex(s, "values", bytes: 8 * SecureAggregation.shareElements, at: at)
-            let values = stride(from: 0, to: bytes.count, by: 8).map { j in (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[j + $1]) << (8 * UInt64($1)) } }
-            return SecureAggregation.RevealedShare(owner: owner, kind: kind, share: .init(x: UInt64(x), values: values))
+            return SecureAggregation.RevealedShare(owner: owner, kind: kind, share: .init(x: UInt64(x), values: SecureAggregation.littleEndianWords(bytes)))
         }
     }
 
