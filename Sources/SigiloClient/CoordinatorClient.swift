@@ -183,6 +183,24 @@ public final class CoordinatorClient: @unchecked Sendable {
         _ = try send("POST", "/v1/rounds/\(round)/unmask", body: Array(SecureRoundWire.reveals(shares).utf8), contentType: "application/json")
     }
 
+    /// How `round` ended, as the coordinator signed it: its state (open,
+    /// closed or abandoned) and the last secure stage it began.
+    public func roundOutcome(_ round: UInt64) throws -> (state: String, stage: String?) {
+        guard let coordinatorKey else { throw ClientError(status: nil, code: "no_coordinator_key", message: "no pinned coordinator key: enrol first") }
+        let response = try send("GET", "/v1/rounds/\(round)/outcome")
+        guard let o = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any], o["round"] as? Int == Int(round),
+              let state = o["state"] as? String, ["open", "closed", "abandoned"].contains(state) else {
+            throw ClientError(status: response.status, code: "bad_response", message: "round \(round)'s outcome is malformed")
+        }
+        let stage = o["secure_stage"] as? String
+        do {
+            try RoundOutcome.verify(round: round, state: state, stage: stage, signature: o["signature"] as? String, coordinatorKey: coordinatorKey)
+        } catch let e as ProtocolError {
+            throw ClientError(status: response.status, code: "outcome_signature_invalid", message: e.message)
+        }
+        return (state, stage)
+    }
+
     /// A model file, verified against its SHA-256 and the coordinator's signature over both.
     public func model(version: UInt64) throws -> [UInt8] {
         try verifiedModel(try send("GET", "/v1/models/\(version)"), version: version)

@@ -146,6 +146,13 @@ public struct CoordinatorRoutes: Sendable {
             return .json(202, JSON.object([("accepted", .bool(true))]).rendered())
         },
 
+        Endpoint(method: "GET", pattern: ["v1", "rounds", "*", "outcome"], access: tenantOnly) { routes, call in
+            let id = try routes.roundParameter(call)
+            guard let outcome = try routes.service.roundOutcome(id) else { throw CoordinatorError(404, "unknown_round", "no round \(id)") }
+            return .json(200, JSON.object([("round", .integer(Int(id))), ("state", .string(outcome.state)),
+                                           ("secure_stage", outcome.stage.map { .string($0) } ?? .null), ("signature", .string(outcome.signature))]).rendered())
+        },
+
         Endpoint(method: "POST", pattern: ["v1", "admin", "session"], access: .adminWithFreshTOTP) { routes, call in
             let session = try routes.service.openSession(for: call.principal!, now: call.now)
             return .json(201, JSON.object([("session", .string(session.token)), ("expires", .number(session.expires))]).rendered())

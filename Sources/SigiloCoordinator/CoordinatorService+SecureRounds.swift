@@ -51,6 +51,8 @@ extension CoordinatorService {
         stages.advertised = Set(secureAdvertisements.keys)
         try database.run("SELECT DISTINCT sender FROM secure_shares WHERE round_id = ?", id) { stages.shared.insert($0.text(0)) }
         try database.run("SELECT DISTINCT holder FROM secure_reveals WHERE round_id = ?", id) { stages.unmasked.insert($0.text(0)) }
+        revealedShares = [:]
+        try database.run("SELECT owner, COUNT(*) FROM secure_reveals WHERE round_id = ? GROUP BY owner", id) { self.revealedShares[$0.text(0)] = Int($0.integer(1)) }
         // Revoked since it opened: no longer waited for.
         var revoked = Set<String>()
         try database.run("SELECT id FROM tenants WHERE status != 'active'") { revoked.insert($0.text(0)) }
@@ -154,7 +156,15 @@ extension CoordinatorService {
                                       .blob(share.share.values.flatMap(SecureAggregation.littleEndianBytes))])
                 }
             }
-            try perform(try machine.answered(tenant: tenant, round: id, stage: .unmask, now: now), now: now)
+            var action = try machine.answered(tenant: tenant, round: id, stage: .unmask, now: now)
+            for share in shares { revealedShares[share.owner, default: 0] += 1 }
+            // Every secret the unmasking needs can be recovered now: waiting
+            // for the other survivors' shares (and for the deadline, if one
+            // of them vanished) would only delay the release.
+            if action == .none, stages.shared.allSatisfy({ revealedShares[$0, default: 0] >= p.shareThreshold }) {
+                action = machine.unmaskingRecoverable(round: id)
+            }
+            try perform(action, now: now)
         }
     }
 

@@ -55,6 +55,8 @@ public final class CoordinatorService: @unchecked Sendable {
     var secureParameters: SecureAggregation.RoundParameters?
     /// Its tenants' signed round keys, as advertised (mirrors the database, for the poll path).
     var secureAdvertisements: [String: SecureAggregation.Advertisement] = [:]
+    /// Unmask stage: how many shares of each tenant's secret have been revealed (mirrors the database).
+    var revealedShares: [String: Int] = [:]
     /// Arrays updates are decoded into, reused (4 x d bytes each, faulted in
     /// once): one per submission decoding at a time, which the worker pool bounds.
     private let decodeBuffers = BufferPool<Float>(keeping: 4)
@@ -149,6 +151,19 @@ public final class CoordinatorService: @unchecked Sendable {
 
     /// The coordinator's public key (hex), given to tenants at enrolment.
     public var publicKeyHex: String { Hex.encode(signingKey.publicKey) }
+
+    /// How round `id` ended (open, closed or abandoned), the last secure
+    /// stage it began, and the coordinator's signature over both; nil for a
+    /// round that never opened.
+    public func roundOutcome(_ id: UInt64) throws -> (state: String, stage: String?, signature: String)? {
+        try locked {
+            var found: (String, String?)?
+            try database.run("SELECT state, secure_stage FROM rounds WHERE id = ?", [.integer(Int64(bitPattern: id))]) {
+                found = ($0.text(0), $0.isNull(1) ? nil : $0.text(1))
+            }
+            return try found.map { ($0.0, $0.1, Hex.encode(try signingKey.sign(RoundOutcome.message(round: id, state: $0.0, stage: $0.1)))) }
+        }
+    }
 
     /// The signature over a model version and its SHA-256 (protocol/PROTOCOL.md, "Model provenance").
     public func modelSignature(version: UInt64, sha256: String) throws -> String {
@@ -1001,6 +1016,7 @@ public final class CoordinatorService: @unchecked Sendable {
         maskedSum = nil
         secureParameters = nil
         secureAdvertisements = [:]
+        revealedShares = [:]
         roundFinished.signal()
         wakeLongPolls() // a tenant waiting on the round's next stage learns it ended
     }

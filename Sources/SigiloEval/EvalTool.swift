@@ -20,6 +20,7 @@ public enum EvalTool {
                     (BenchPrivacyCommand.spec, BenchPrivacyCommand.run),
                     (BenchAggregateCommand.spec, BenchAggregateCommand.run),
                     (BenchClientCommand.spec, BenchClientCommand.run),
+                    (BenchSecureClientsCommand.spec, BenchSecureClientsCommand.run),
                 ]
             )
         }

@@ -171,6 +171,14 @@ public struct RoundMachine: Sendable, Equatable {
         return evaluate(now: now)
     }
 
+    /// The unmask stage's shares so far recover every secret the unmasking
+    /// needs (the service counts them; the machine does not know the graph):
+    /// the round closes without waiting for the other survivors' answers.
+    public mutating func unmaskingRecoverable(round id: UInt64) -> Action {
+        guard case .open(let r) = state, r.id == id, r.secure?.stage == .unmask else { return .none }
+        return .close(r)
+    }
+
     /// A tenant was revoked: it no longer holds the round open (at secure
     /// placement its input, if in, stays, and it is no longer waited for).
     public mutating func revoked(tenant: String, now: Double) -> Action {

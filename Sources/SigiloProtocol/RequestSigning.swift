@@ -141,6 +141,24 @@ public enum ModelProvenance {
     }
 }
 
+/// How a round ended, as the coordinator states it (GET
+/// /v1/rounds/ROUND/outcome), signed with its key: a tenant withdraws the
+/// charge of a secure round abandoned before its unmask stage on this
+/// statement, and a false one is evidence against the coordinator that made it.
+public enum RoundOutcome {
+    /// `state`: open, closed or abandoned; `stage`: the last secure stage the round began (nil for a plain round).
+    public static func message(round: UInt64, state: String, stage: String?) -> [UInt8] {
+        Array("sigilo-round-outcome-v1\n\(round)\n\(state)\n\(stage ?? "-")".utf8)
+    }
+
+    public static func verify(round: UInt64, state: String, stage: String?, signature: String?, coordinatorKey: [UInt8]) throws {
+        guard let signature, let bytes = Hex.decode(signature),
+              Ed25519.verify(signature: bytes, message: message(round: round, state: state, stage: stage), publicKey: coordinatorKey) else {
+            throw ProtocolError(.badSignature, "round \(round)'s outcome is not signed by the coordinator this tenant enrolled with")
+        }
+    }
+}
+
 /// A tenant replacing its identity key: the request is signed by the old key
 /// (as every tenant request), and the body carries the new key with this
 /// message signed by the new key, so the coordinator accepts only a key whose

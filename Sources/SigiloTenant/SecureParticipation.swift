@@ -48,12 +48,46 @@ enum SecureParticipation {
                 let reveals = try SecureAggregation.reveal(tenant: me, secrets: secrets, parameters: view.parameters, maskedWith: view.maskedWith,
                                                            received: view.shares, survivors: survivors, answered: try store.unmaskedFor(round: roundKey))
                 try store.recordUnmask(round: roundKey, survivors: survivors) // before anything leaves
-                try answer { try client.reveal(reveals, round: round) }
+                do { try answer { try client.reveal(reveals, round: round) } } catch let e as ClientError where e.code == "wrong_round" {
+                    return Outcome(kind: .waiting, message: "round \(round): closed on its other tenants' shares before this tenant's arrived (\(e.message))", round: round)
+                }
                 return Outcome(kind: .sent, message: "round \(round): revealed \(reveals.count) shares to unmask the sum of \(survivors.count) tenants' inputs", round: round)
             }
         } catch let e as SecureAggregationError {
             // The coordinator relayed something an honest round never holds: nothing is sent.
             return Outcome(kind: .failed, message: "refused round \(round): \(e)", round: round)
+        }
+    }
+
+    /// The ledger rule for secure rounds (protocol/PROTOCOL.md, "Abandoned
+    /// rounds"). A masked input is charged before it leaves, as any update.
+    /// But it hides the tenant's vector under a self mask whose seed honest
+    /// neighbours reveal only at the unmask stage, and only for a survivor
+    /// list of at least t: a round abandoned before that stage began released
+    /// nothing, and no sum including this input can ever be unmasked. So the
+    /// charge of a round this tenant never saw reach its unmask stage stays
+    /// pending until the round is over, and is withdrawn when the coordinator,
+    /// under its signature, says the round was abandoned before the unmask
+    /// stage (a false statement would be signed evidence against it). A round
+    /// that reached the unmask stage, or closed, keeps its charge. Rounds
+    /// still open (`openRound`) are left for later.
+    static func settleCharges(client: CoordinatorClient, store: TenantStore, openRound: UInt64?) throws {
+        let prefix = client.baseURL.absoluteString + "#"
+        for key in try store.pendingSecureCharges() where key.hasPrefix(prefix) {
+            guard let round = UInt64(key.dropFirst(prefix.count)), round != openRound else { continue }
+            let outcome: (state: String, stage: String?)
+            do { outcome = try client.roundOutcome(round) } catch let e as ClientError where e.code == "unknown_round" {
+                continue // a coordinator restored from an older backup: the charge stays pending
+            }
+            switch (outcome.state, outcome.stage) {
+            case ("open", _):
+                continue
+            case ("abandoned", let stage) where stage != RoundMachine.SecureStages.Stage.unmask.name:
+                try store.settleSecureCharge(round: key, withdrawn: "round \(round) was abandoned at its \(stage ?? "first") stage, before any unmasking (the coordinator's signed outcome)",
+                                             now: Date().timeIntervalSince1970)
+            default:
+                try store.settleSecureCharge(round: key, withdrawn: nil, now: Date().timeIntervalSince1970)
+            }
         }
     }
 

@@ -289,7 +289,9 @@ extension TenantTool {
             projected = epsilon
         }
         do {
-            guard let info = try client.currentRound(wait: wait) else {
+            let current = try client.currentRound(wait: wait)
+            try SecureParticipation.settleCharges(client: client, store: store, openRound: current?.round)
+            guard let info = current else {
                 return Outcome(kind: .noRound, message: "no round is open" + (client.noRoundReason.map { ": \($0)" } ?? ""))
             }
             if let only, info.round != only { return Outcome(kind: .waiting, message: "round \(only) is over", round: info.round) }
@@ -360,7 +362,7 @@ extension TenantTool {
             }
             // Charged before sending: once bytes leave, the round counts against our customers.
             let bytes = envelope.encoded()
-            try store.charge(round: roundKey, mechanism, delta: plan.delta, now: Date().timeIntervalSince1970, sending: bytes)
+            try store.charge(round: roundKey, mechanism, delta: plan.delta, now: Date().timeIntervalSince1970, sending: bytes, secure: plan.placement == .secure)
             try store.setSetting("last_round", String(info.round))
             let duplicate = try client.submit(encoded: bytes, round: info.round)
             try store.updateAcknowledged()
@@ -454,18 +456,23 @@ extension TenantTool {
         let counts = try store.counts()
         let receipts = try store.receipts()
         let personal = try store.personalModelOrigin()
+        let withdrawn = try store.withdrawnCharges()
         if args.flag("json") {
             OutputStream.standardOutput.write(JSON.object([
                 ("epsilon", .number(epsilon)), ("delta", .number(delta)), ("limit", .number(limit)), ("rounds_joined", .integer(ledger.entries.count)),
                 ("messages", .integer(counts.messages)), ("customers_consented", .integer(counts.customersConsented)),
                 ("customers_without_consent", .integer(counts.customersWithoutConsent)), ("customers_erased", .integer(counts.customersErased)),
                 ("erasures", .array(receipts.map { JSON.object([("erased_at", .number($0.erasedAt)), ("messages", .integer($0.messages))]) })),
+                ("withdrawn_charges", .array(withdrawn.map { JSON.object([("round", .string($0.round)), ("withdrawn_at", .number($0.at)), ("why", .string($0.why))]) })),
                 ("personalised_model", personal.map { JSON.object([("global_version", .integer(Int($0.globalVersion))), ("created_at", .number($0.createdAt))]) } ?? .null),
             ]).rendered() + "\n")
             return
         }
         var text = "privacy spent on this tenant's customers: epsilon \(String(format: "%.4f", epsilon)) of \(limit) at delta \(delta) (PLD accountant, \(ledger.entries.count) rounds joined)\n"
         text += "store: \(counts.messages) messages; customers: \(counts.customersConsented) consented, \(counts.customersWithoutConsent) without consent, \(counts.customersErased) erased\n"
+        for w in withdrawn {
+            text += "charge withdrawn at \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: w.at))): \(w.why)\n"
+        }
         for r in receipts {
             text += "erased \(r.messages) messages of customer \(r.customer) at \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: r.erasedAt)))\n"
         }

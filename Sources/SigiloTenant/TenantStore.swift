@@ -18,7 +18,7 @@ import SigiloSQLite
 public final class TenantStore {
     public static let databaseName = "tenant.sqlite"
     public static let identityName = "identity.key"
-    static let schemaVersion = 4
+    static let schemaVersion = 5
     static let keyCheckPlaintext = Array("sigilo-tenant-key-check-v1".utf8)
 
     let directory: URL
@@ -119,6 +119,18 @@ public final class TenantStore {
                 try database.execute("""
                 CREATE TABLE secure_rounds(round TEXT PRIMARY KEY, sealed_secrets BLOB NOT NULL, unmasked_for TEXT);
                 PRAGMA user_version = 4;
+                """)
+            }
+        }
+        if version < 5 {
+            // A secure round's charge stays pending until the round reached its unmask stage (kept) or is known
+            // to have been abandoned before it (withdrawn: no sum including this tenant's input could be unmasked).
+            try database.transaction {
+                try database.execute("""
+                ALTER TABLE ledger ADD COLUMN secure_pending INTEGER NOT NULL DEFAULT 0;
+                ALTER TABLE ledger ADD COLUMN withdrawn_at REAL;
+                ALTER TABLE ledger ADD COLUMN withdrawn_why TEXT;
+                PRAGMA user_version = 5;
                 """)
             }
         }
@@ -225,8 +237,40 @@ public final class TenantStore {
     }
 
     /// Kept before the shares leave: whatever it is told later, it answers no other list for this round.
+    /// It also settles the round's charge: its input is in a sum that will be unmasked.
     func recordUnmask(round: String, survivors: Set<String>) throws {
-        try database.run("UPDATE secure_rounds SET unmasked_for = ? WHERE round = ?", [.text(survivors.sorted().joined(separator: "\n")), .text(round)])
+        try database.transaction {
+            try database.run("UPDATE secure_rounds SET unmasked_for = ? WHERE round = ?", [.text(survivors.sorted().joined(separator: "\n")), .text(round)])
+            try database.run("UPDATE ledger SET secure_pending = 0 WHERE round = ?", [.text(round)])
+        }
+    }
+
+    /// Secure rounds charged whose outcome this tenant does not know yet: it
+    /// sent its masked input and never saw the unmask stage.
+    func pendingSecureCharges() throws -> [String] {
+        var rounds = [String]()
+        try database.run("SELECT round FROM ledger WHERE secure_pending = 1 ORDER BY charged_at") { rounds.append($0.text(0)) }
+        return rounds
+    }
+
+    /// The outcome of a pending secure round is known: its charge stays, or
+    /// (`withdrawn`: why) leaves the ledger's sum while its row stays on record.
+    func settleSecureCharge(round: String, withdrawn why: String?, now: Double) throws {
+        if let why {
+            try database.run("UPDATE ledger SET secure_pending = 0, withdrawn_at = ?, withdrawn_why = ? WHERE round = ? AND secure_pending = 1",
+                             [.real(now), .text(why), .text(round)])
+        } else {
+            try database.run("UPDATE ledger SET secure_pending = 0 WHERE round = ?", [.text(round)])
+        }
+    }
+
+    /// Charges withdrawn, oldest first: which round, when, and why.
+    func withdrawnCharges() throws -> [(round: String, at: Double, why: String)] {
+        var rows = [(String, Double, String)]()
+        try database.run("SELECT round, withdrawn_at, withdrawn_why FROM ledger WHERE withdrawn_at IS NOT NULL ORDER BY charged_at") {
+            rows.append(($0.text(0), $0.real(1), $0.text(2)))
+        }
+        return rows
     }
 
     func handle(customer: String) -> [UInt8] { HMACSHA256.authenticate(Array("c:\(customer)".utf8), key: lookupKey) }
@@ -340,7 +384,7 @@ public final class TenantStore {
     public func ledger(delta: Double) throws -> PrivacyLedger {
         var ledger = try PrivacyLedger(delta: delta)
         var rows = [(String, Double, Double, Double)]()
-        try database.run("SELECT round, sample_rate, noise_multiplier, charged_at FROM ledger ORDER BY charged_at") { rows.append(($0.text(0), $0.real(1), $0.real(2), $0.real(3))) }
+        try database.run("SELECT round, sample_rate, noise_multiplier, charged_at FROM ledger WHERE withdrawn_at IS NULL ORDER BY charged_at") { rows.append(($0.text(0), $0.real(1), $0.real(2), $0.real(3))) }
         for (round, q, z, at) in rows {
             try ledger.charge(round: round, SubsampledGaussian(sampleRate: q, noiseMultiplier: z), at: Date(timeIntervalSince1970: at))
         }
@@ -351,11 +395,12 @@ public final class TenantStore {
     /// the messages), in one transaction: once they may have left, the round
     /// is paid for, and until the coordinator acknowledges them a retry
     /// resends these bytes (`sentUpdate`) rather than a fresh release.
-    func charge(round: String, _ mechanism: SubsampledGaussian, delta: Double, now: Double, sending bytes: [UInt8]) throws {
+    /// `secure`: a masked input, whose charge stays pending until the round's outcome is known.
+    func charge(round: String, _ mechanism: SubsampledGaussian, delta: Double, now: Double, sending bytes: [UInt8], secure: Bool = false) throws {
         let sealed = try cipher.seal(bytes, context: Self.sentUpdateContext(round))
         try database.transaction {
-            try database.run("INSERT INTO ledger(round, sample_rate, noise_multiplier, delta, charged_at) VALUES (?, ?, ?, ?, ?)",
-                             [.text(round), .real(mechanism.sampleRate), .real(mechanism.noiseMultiplier), .real(delta), .real(now)])
+            try database.run("INSERT INTO ledger(round, sample_rate, noise_multiplier, delta, charged_at, secure_pending) VALUES (?, ?, ?, ?, ?, ?)",
+                             [.text(round), .real(mechanism.sampleRate), .real(mechanism.noiseMultiplier), .real(delta), .real(now), .integer(secure ? 1 : 0)])
             try database.run("DELETE FROM sent_updates")
             try database.run("INSERT INTO sent_updates(round, bytes) VALUES (?, ?)", [.text(round), .blob(sealed)])
         }

@@ -270,6 +270,45 @@ struct TenantWorld {
         #expect(masked == 6)
     }
 
+    @Test func aSecureRoundAbandonedBeforeUnmaskingLeavesNoCharge() throws {
+        // Three tenants, t = 3: the third advertises and shares, then its own limit refuses to send its input,
+        // so the mask stage ends below the threshold and the round is abandoned before any unmasking.
+        let world = try TenantWorld(placement: .secure, minimumTenants: 3, tenants: 3, survivorFraction: 0.8)
+        defer { world.close() }
+        let files = try FileManager.default.contentsOfDirectory(atPath: world.data.path).filter { $0.hasPrefix("tenant-") }.sorted()
+        let shops = try files.enumerated().map { i, file in
+            let args = try world.tenant("shop\(i)")
+            #expect(try Binary.run("sigilo-tenant", ["import", world.data.appendingPathComponent(file).path] + args).status == 0)
+            #expect(try Binary.run("sigilo-tenant", ["enroll", "--coordinator", world.url, "--token", try world.invite()] + args).status == 0)
+            return args
+        }
+        final class Results: @unchecked Sendable { var byShop = [Int: Binary.Result](); let lock = NSLock() }
+        let results = Results()
+        let group = DispatchGroup()
+        for i in 0..<3 {
+            group.enter()
+            Thread {
+                let result = try? waitForOpenRound(shops[i] + (i == 2 ? ["--max-epsilon", "0.001"] : []))
+                results.lock.withLock { results.byShop[i] = result }
+                group.leave()
+            }.start()
+        }
+        group.wait()
+        #expect(results.byShop[2]?.status == 77, "\(results.byShop[2]?.stdout ?? "") \(results.byShop[2]?.stderr ?? "")")
+        for i in 0..<2 {
+            let out = results.byShop[i]?.stdout ?? ""
+            #expect(results.byShop[i]?.status == 0 && out.contains("submitted round 1 masked"), "\(out) \(results.byShop[i]?.stderr ?? "")")
+            // Its input left, charged; the round's signed outcome (abandoned at the mask stage) withdraws the charge.
+            let privacy = try Binary.run("sigilo-tenant", ["privacy", "--json"] + shops[i])
+            let object = try #require(jsonObject(Substring(privacy.stdout)))
+            let withdrawn = try #require(object["withdrawn_charges"] as? [[String: Any]])
+            #expect(withdrawn.count == 1 && (withdrawn.first?["why"] as? String)?.contains("round 1 was abandoned at its mask stage") == true, "\(privacy.stdout)")
+            #expect(object["rounds_joined"] as? Int == 0 && object["epsilon"] as? Double == 0, "\(privacy.stdout)")
+        }
+        let log = try Binary.run("sigilo-coordinator", ["audit", "export", "--state", world.dir.appendingPathComponent("coord").path])
+        #expect(log.stdout.contains("mask stage ended with 2 of the 3 tenants asked, below the threshold of 3"), "\(log.stdout.suffix(2000))")
+    }
+
     @Test func aRetryResendsTheChargedUpdateInsteadOfASecondRelease() throws {
         let world = try TenantWorld()
         defer { world.close() }

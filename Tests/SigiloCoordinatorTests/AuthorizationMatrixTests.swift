@@ -40,7 +40,7 @@ import SigiloHTTP
         "GET /metrics": [.admin, .auditor],
         "GET /v1/plan": [.tenant, .admin, .auditor], "GET /v1/rounds/current": [.tenant], "GET /v1/models/*": [.tenant, .admin],
         "POST /v1/rounds/*/updates": [.tenant], "POST /v1/rounds/*/keys": [.tenant], "POST /v1/rounds/*/shares": [.tenant],
-        "POST /v1/rounds/*/unmask": [.tenant],
+        "POST /v1/rounds/*/unmask": [.tenant], "GET /v1/rounds/*/outcome": [.tenant],
         "POST /v1/admin/session": [.admin], "POST /v1/admin/tenants": [.admin], "POST /v1/admin/tenants/*/revoke": [.admin],
         "PUT /v1/admin/tenants/*/weight-cap": [.admin],
         "PUT /v1/admin/plan": [.admin], "POST /v1/admin/auditors": [.admin], "POST /v1/admin/auditors/*/revoke": [.admin],
@@ -91,6 +91,7 @@ import SigiloHTTP
         func concrete(_ endpoint: CoordinatorRoutes.Endpoint) -> (target: String, body: [UInt8]) {
             switch endpoint.path {
             case "/v1/models/*": return ("/v1/models/1", [])
+            case "/v1/rounds/*/outcome": return ("/v1/rounds/1/outcome", [])
             case "/v1/rounds/*/updates": return ("/v1/rounds/1/updates", [1, 2, 3])
             case "/v1/rounds/*/keys", "/v1/rounds/*/shares", "/v1/rounds/*/unmask":
                 return (endpoint.path.replacingOccurrences(of: "*", with: "1"), Array("{}".utf8))

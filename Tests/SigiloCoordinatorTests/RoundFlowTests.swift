@@ -211,13 +211,20 @@ import SigiloProtocol
 
     @Test func theRoundCompletesWithATenantVanishingAtEveryStage() throws {
         let w = try World(size: 10) // t = 6: four of ten may vanish
-        for (stage, vanished) in [(Stage.advertise, 9), (.share, 8), (.mask, 7), (.unmask, 6)] {
+        for (stage, vanished) in [(Stage.advertise, 9), (.share, 8), (.mask, 7)] {
             #expect(w.stage() == stage)
             for t in 0..<10 where t < vanished { let r = try w.answer(t); #expect([202, 0].contains(r.status), "\(String(decoding: r.body, as: UTF8.self))") }
             #expect(w.stage() == stage, "\(vanished) has not answered: the stage waits for it")
             try w.endStage()
         }
+        // Unmask: complete graph, r = 5 of each secret's 9 shares. Five reveals leave each revealer's own
+        // seed one share short; the sixth recovers every secret and the round closes without waiting for tenant 6.
+        for t in 0..<5 { #expect(try w.answer(t).status == 202) }
+        #expect(w.stage() == .unmask)
+        #expect(try w.answer(5).status == 202)
         #expect(try w.roundState() == "closed")
+        let late = try w.send(6, "POST", "/v1/rounds/1/unmask", body: Array("{\"shares\":[]}".utf8))
+        #expect(late.status == 409 && Harness.json(late)["error"] as? String == "wrong_round")
         try w.expectModelOfSurvivors(Array(0..<7))
         // What was relayed for the round is gone with it.
         var rows = 0
@@ -250,6 +257,16 @@ import SigiloProtocol
         #expect(try w.service.model(version: 2) == nil)
         let abandoned = try w.h.service.auditEntries(after: 0, limit: 1000).map(\.entry).first { $0.action == "round.abandon" }
         #expect(abandoned?.detail.contains("mask stage ended with 3 of the 5 tenants asked, below the threshold of 4") == true, "\(abandoned?.detail ?? "")")
+        // The outcome a tenant withdraws its charge on, signed by the coordinator's key: abandoned before any unmasking.
+        let outcome = Harness.json(try w.send(0, "GET", "/v1/rounds/1/outcome"))
+        #expect(outcome["state"] as? String == "abandoned" && outcome["secure_stage"] as? String == "mask")
+        let key = try #require(Hex.decode(w.service.publicKeyHex))
+        try RoundOutcome.verify(round: 1, state: "abandoned", stage: "mask", signature: outcome["signature"] as? String, coordinatorKey: key)
+        #expect(throws: ProtocolError.self) {
+            try RoundOutcome.verify(round: 1, state: "abandoned", stage: "unmask", signature: outcome["signature"] as? String, coordinatorKey: key)
+        }
+        #expect(try w.send(0, "GET", "/v1/rounds/7/outcome").status == 404)
+        #expect(try w.send(0, "GET", "/v1/rounds/x/outcome").status == 404)
     }
 
     @Test func malformedForgedAndMistimedAnswersAreRefusedAndChangeNothing() throws {
@@ -279,7 +296,8 @@ import SigiloProtocol
         reveals[0].kind = .key
         refused = try w.send(0, "POST", "/v1/rounds/1/unmask", body: Array(SecureRoundWire.reveals(reveals).utf8))
         #expect(refused.status == 400 && Harness.json(refused)["error"] as? String == "bad_unmask")
-        for t in 0..<4 { #expect(try w.answer(t).status == 202) }
+        // Three reveals hold two shares (r = 2) of every secret: the round closes without the fourth.
+        for t in 0..<3 { #expect(try w.answer(t).status == 202) }
         #expect(try w.roundState() == "closed")
     }
 }

@@ -1,0 +1,1 @@
+"""Flower SecAgg+ anchor for Sigilo's tools/bench-secure."""
