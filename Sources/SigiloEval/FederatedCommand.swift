@@ -66,7 +66,7 @@ enum FederatedCommand {
             line += run.final.oosRecallWithHandoff.map { String(format: ", out-of-scope recall %.4f with hand-offs", $0) } ?? ""
         }
         if settings.placement == .secure {
-            line += String(format: "; dropout %.2f: %d rounds abandoned", settings.dropout, run.abandonedRounds)
+            line += String(format: "; dropout %.2f: %d rounds abandoned (re-run: one abandoned before unmasking is not charged)", settings.dropout, run.abandonedRounds)
             line += run.meanSurvivors.map { String(format: ", %.1f survivors per released round", $0) } ?? ""
         }
         line += String(format: "; %.0f bytes per tenant per round; %.1f s", run.bytesPerTenantPerRound, run.seconds)

@@ -225,7 +225,7 @@ struct SimulationSettings {
         .value("server-momentum", "B", "FedAvgM momentum, FedAdam beta1 (default 0.9)."),
         .value("eval-every", "K", "Evaluate the global model every K rounds (default 25)."),
         .flag("insecure-seeded-noise", "Seeded (insecure) noise so a run repeats exactly; labelled as such in the output."),
-        .value("dropout", "P", "Secure placement: each tenant vanishes from a round with probability P, at a random stage (default 0)."),
+        .value("dropout", "P", "Secure placement: each tenant vanishes from a round with probability P, at a random stage (default 0). A round abandoned before unmasking is re-run, uncharged, as the coordinator does."),
         .value("survivor-fraction", "F", "Secure placement: the plan's minimumSurvivorFraction, in (0.5, 1] (default 0.8)."),
     ]
 
@@ -343,12 +343,18 @@ enum FederatedSimulation {
         let share = try secure.map { try SecureAggregation.noiseShare(plan, threshold: $0.threshold) }
         let gridStep = try secure.map { _ in try SecureAggregation.mechanism(plan).step } ?? 0
         if let secure { log("secure: threshold \(secure.threshold) of \(customers.count) tenants, dropout \(settings.dropout)") }
-        var abandoned = 0, survivorsTotal = 0
+        // As the coordinator does, a round abandoned before its unmask stage is not charged (nothing was
+        // released, and the tenants withdraw its charge): rounds go on until `settings.rounds` are charged.
+        var abandoned = 0, survivorsTotal = 0, released = 0, charges = 0, round = 0
         var dropouts = SplitMix64(seed: settings.seed ^ 0x6472_6f70_6f75_7473) // who vanishes, and when: repeatable by seed
         var bytesSent = 0
         var history = [SimulationResult.Point]()
         let start = DispatchTime.now().uptimeNanoseconds
-        for round in 1...settings.rounds {
+        while charges < settings.rounds {
+            round += 1
+            guard round <= 10 * settings.rounds + 10 else {
+                throw CLIError(.failure, "\(abandoned) of \(round - 1) secure rounds were abandoned: the dropout is too high for the survivor fraction")
+            }
             var sum = RoundSum(dimension: plan.dimension)
             let local = LocalRound(model: model, plan: plan)
             func tenantSum(_ t: Int) -> [Float] {
@@ -370,11 +376,13 @@ enum FederatedSimulation {
                 bytesSent += outcome.bytesSent
                 if let masked = outcome.sum {
                     survivorsTotal += outcome.survivors
+                    released += 1
                     sum = masked.unmasked(step: gridStep)
                 } else {
                     abandoned += 1
                     log("round \(round): abandoned, nothing released (\(outcome.abandonedBecause ?? ""))")
                 }
+                if outcome.sum != nil || outcome.reachedUnmasking { charges += 1 }
             } else {
                 for t in customers.indices {
                     var values = tenantSum(t)
@@ -390,6 +398,7 @@ enum FederatedSimulation {
                     guard RoundSum.norm(received.values) <= bound else { throw CLIError(.failure, "round \(round): tenant \(t)'s update fails the coordinator's norm bound") }
                     sum.add(received.values, weight: received.weight)
                 }
+                charges += 1
             }
             var closing = plan
             if !settings.dp { closing.placement = .tenant } // no central noise without DP
@@ -398,18 +407,18 @@ enum FederatedSimulation {
                 model.weights = Array(next[0..<model.weights.count])
                 model.bias = Array(next[model.weights.count...])
             }
-            if round % settings.evalEvery == 0 || round == settings.rounds {
+            if charges > (history.last?.round ?? 0), charges % settings.evalEvery == 0 || charges == settings.rounds {
                 let metrics = Metrics.evaluate(model, on: data.test)
-                let epsilon = try charged.map { try PLDAccountant.epsilon($0, steps: round, delta: settings.delta) }
-                history.append(.init(round: round, accuracy: metrics.accuracy, accuracyInScope: metrics.accuracyInScope, epsilon: epsilon))
+                let epsilon = try charged.map { try PLDAccountant.epsilon($0, steps: charges, delta: settings.delta) }
+                history.append(.init(round: charges, accuracy: metrics.accuracy, accuracyInScope: metrics.accuracyInScope, epsilon: epsilon))
                 log(String(format: "round %d: accuracy %.4f, in-scope %.4f", round, metrics.accuracy, metrics.accuracyInScope)
                     + (epsilon.map { String(format: ", epsilon %.3f", $0) } ?? ""))
             }
         }
         return SimulationResult(model: model, history: history, noiseMultiplier: settings.dp ? plan.noiseMultiplier : nil,
                                 epsilon: history.last?.epsilon, final: Metrics.evaluate(model, on: data.test),
-                                bytesPerTenantPerRound: Double(bytesSent) / Double(data.tenants.count * settings.rounds),
+                                bytesPerTenantPerRound: Double(bytesSent) / Double(data.tenants.count * round),
                                 seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, abandonedRounds: abandoned,
-                                meanSurvivors: secure == nil || abandoned == settings.rounds ? nil : Double(survivorsTotal) / Double(settings.rounds - abandoned))
+                                meanSurvivors: secure == nil || released == 0 ? nil : Double(survivorsTotal) / Double(released))
     }
 }

@@ -33,6 +33,8 @@ struct SecureRoundSimulation {
         /// Tenants that vanished, by the stage they did not answer.
         var dropped: [Stage: Int]
         var abandonedBecause: String?
+        /// Whether the unmask stage began (reveals were asked for): an abandoned round's charge then stays.
+        var reachedUnmasking = false
         /// What every tenant sent, as the wire carries it: the stage answers' JSON and the masked inputs' envelopes.
         var bytesSent = 0
     }
@@ -99,8 +101,10 @@ struct SecureRoundSimulation {
         do {
             try SecureAggregation.unmask(&sum, parameters: p, advertisements: ads, shared: shared, survivors: survivors, revealed: revealed)
         } catch let e as SecureAggregationError {
-            return abandoned("unmasking failed: \(e)", survivors.count)
+            var outcome = abandoned("unmasking failed: \(e)", survivors.count)
+            outcome.reachedUnmasking = true
+            return outcome
         }
-        return Outcome(sum: sum, survivors: survivors.count, dropped: dropped, bytesSent: bytes)
+        return Outcome(sum: sum, survivors: survivors.count, dropped: dropped, reachedUnmasking: true, bytesSent: bytes)
     }
 }

@@ -71,7 +71,7 @@ public enum SecureAggregation {
     }
 
     /// The order that decides which side of a pair adds the mask.
-    public static func precedes(_ a: String, _ b: String) -> Bool { Array(a.utf8).lexicographicallyPrecedes(Array(b.utf8)) }
+    public static func precedes(_ a: String, _ b: String) -> Bool { a.utf8.lexicographicallyPrecedes(b.utf8) }
 
     /// The coordinator's running total of masked updates, modulo 2^64. It
     /// means nothing until `unmask` has removed every mask from it.

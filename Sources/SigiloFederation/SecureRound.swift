@@ -373,8 +373,9 @@ public extension SecureAggregation {
         let cohort = Set(p.cohort)
         guard survivors.isSubset(of: cohort) else { throw SecureAggregationError("round \(p.round): the survivor list names tenants outside the cohort") }
         var out = [RevealedShare]()
+        let bySender = Dictionary(received.map { ($0.from, $0) }, uniquingKeysWith: { first, _ in first })
         for ad in maskedWith {
-            guard let share = received.first(where: { $0.from == ad.tenant }) else {
+            guard let share = bySender[ad.tenant] else {
                 throw SecureAggregationError("round \(p.round): no share from \(ad.tenant), which this tenant masked with")
             }
             let opened = try open(share, holder: tenant, secrets: secrets, sender: ad, parameters: p)
@@ -382,7 +383,8 @@ public extension SecureAggregation {
                                                      : RevealedShare(owner: ad.tenant, kind: .key, share: opened.key))
         }
         // A neighbour it never masked with cannot have survived in its view.
-        if let stranger = survivors.first(where: { $0 != tenant && !neighbours.contains($0) && (try? p.neighbours(of: tenant).contains($0)) == true }) {
+        let graph = Set(try p.neighbours(of: tenant))
+        if let stranger = survivors.first(where: { $0 != tenant && !neighbours.contains($0) && graph.contains($0) }) {
             throw SecureAggregationError("round \(p.round): \(stranger) is listed as a survivor but never shared with this tenant")
         }
         return out

@@ -145,6 +145,8 @@ public enum SecureRoundWire {
     static func array(_ items: [String]) -> String { "[" + items.joined(separator: ",") + "]" }
 
     static func string(_ s: String) -> String {
+        // Ids, hex and stage names need no escaping: the common case copies.
+        if !s.utf8.contains(where: { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 < 0x20 }) { return "\"" + s + "\"" }
         var out = "\""
         for scalar in s.unicodeScalars {
             switch scalar {

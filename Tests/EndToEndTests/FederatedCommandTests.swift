@@ -119,9 +119,11 @@ import Testing
         let bytes = a["bytes_per_tenant_per_round"] as! Double, masked = Double(80 + 8 * (1024 * labels + labels))
         #expect(bytes > masked && bytes < masked + 4096, "\(bytes)")
         #expect(a["abandoned_rounds"] as? Int == 0 && a["mean_survivors"] as? Double == 4)
-        // With tenants vanishing, rounds with fewer than t = 4 survivors release nothing; the others still train.
+        // With tenants vanishing, rounds with fewer than t = 4 survivors release nothing and are re-run
+        // uncharged, as the coordinator does: the same rounds are charged, and the same epsilon spent.
         let dropping = try run(["--placement", "secure", "--epsilon", "8", "--insecure-seeded-noise", "--seed", "3", "--dropout", "0.3"], data: dir)
         #expect((dropping["abandoned_rounds"] as! Int) > 0, "\(dropping)")
+        #expect(dropping["epsilon"] as? Double == epsilon && (dropping["accuracy"] as! Double) > 0.5, "\(dropping)")
         let refused = try Binary.run("sigilo-eval", ["federated", "--train", dir.appendingPathComponent("train.jsonl").path, "--test",
                                                      dir.appendingPathComponent("holdout.jsonl").path, "--placement", "secure", "--no-dp"])
         #expect(refused.status == 64 && refused.stderr.contains("--no-dp has no noise to place"), "\(refused.stderr)")

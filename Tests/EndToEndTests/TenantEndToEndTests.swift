@@ -121,6 +121,17 @@ struct TenantWorld {
 
     var url: String { "http://127.0.0.1:\(proxy.port)" }
 
+    /// Each synthetic tenant's store, its messages imported and enrolled (`--state` and `--key-file` arguments).
+    func enrolledShops() throws -> [[String]] {
+        let files = try FileManager.default.contentsOfDirectory(atPath: data.path).filter { $0.hasPrefix("tenant-") }.sorted()
+        return try files.enumerated().map { i, file in
+            let args = try tenant("shop\(i)")
+            #expect(try Binary.run("sigilo-tenant", ["import", data.appendingPathComponent(file).path] + args).status == 0)
+            #expect(try Binary.run("sigilo-tenant", ["enroll", "--coordinator", url, "--token", try invite()] + args).status == 0)
+            return args
+        }
+    }
+
     func close() {
         _ = coordinator.stop()
         proxy.stop()
@@ -129,6 +140,24 @@ struct TenantWorld {
 }
 
 @Suite(.serialized) struct TenantEndToEndTests {
+    /// `run(0)` ... `run(count - 1)` at once, each on a thread of its own (a pool the size of this
+    /// machine's cores could leave one waiting for the others); their results by index.
+    func sideBySide(_ count: Int, _ run: @escaping @Sendable (Int) -> Binary.Result?) -> [Int: Binary.Result] {
+        final class Results: @unchecked Sendable { var byIndex = [Int: Binary.Result](); let lock = NSLock() }
+        let results = Results()
+        let group = DispatchGroup()
+        for i in 0..<count {
+            group.enter()
+            Thread {
+                let result = run(i)
+                results.lock.withLock { results.byIndex[i] = result }
+                group.leave()
+            }.start()
+        }
+        group.wait()
+        return results.byIndex
+    }
+
     func waitForOpenRound(_ args: [String], attempts: Int = 50) throws -> Binary.Result {
         var last = try Binary.run("sigilo-tenant", ["round"] + args)
         var n = 0
@@ -209,29 +238,12 @@ struct TenantWorld {
         // Four tenants, t = 3 (a survivor's seed needs two of its three neighbours' shares): one may vanish.
         let world = try TenantWorld(placement: .secure, minimumTenants: 4, tenants: 4, survivorFraction: 0.6)
         defer { world.close() }
-        let files = try FileManager.default.contentsOfDirectory(atPath: world.data.path).filter { $0.hasPrefix("tenant-") }.sorted()
-        let shops = try files.enumerated().map { i, file in
-            let args = try world.tenant("shop\(i)")
-            #expect(try Binary.run("sigilo-tenant", ["import", world.data.appendingPathComponent(file).path] + args).status == 0)
-            #expect(try Binary.run("sigilo-tenant", ["enroll", "--coordinator", world.url, "--token", try world.invite()] + args).status == 0)
-            return args
-        }
+        let shops = try world.enrolledShops()
         #expect(shops.count == 4)
         // The fourth never answers; the other three take part side by side, each through every stage.
         for round in 1...2 {
-            final class Results: @unchecked Sendable { var byShop = [Int: Binary.Result](); let lock = NSLock() }
-            let results = Results()
-            let group = DispatchGroup()
-            for i in 0..<3 { // threads of their own: a pool the size of this machine's cores could leave one waiting for the others
-                group.enter()
-                Thread {
-                    let result = try? waitForOpenRound(shops[i])
-                    results.lock.withLock { results.byShop[i] = result }
-                    group.leave()
-                }.start()
-            }
-            group.wait()
-            for result in (0..<3).map({ results.byShop[$0] }) {
+            let results = sideBySide(3) { try? waitForOpenRound(shops[$0]) }
+            for result in (0..<3).map({ results[$0] }) {
                 let out = result?.stdout ?? ""
                 #expect(result?.status == 0, "\(out) \(result?.stderr ?? "")")
                 for step in ["round \(round): advertised this round's keys (secure cohort of 4, threshold 3)", "round \(round): sent its secrets' shares, encrypted, to",
@@ -275,29 +287,12 @@ struct TenantWorld {
         // so the mask stage ends below the threshold and the round is abandoned before any unmasking.
         let world = try TenantWorld(placement: .secure, minimumTenants: 3, tenants: 3, survivorFraction: 0.8)
         defer { world.close() }
-        let files = try FileManager.default.contentsOfDirectory(atPath: world.data.path).filter { $0.hasPrefix("tenant-") }.sorted()
-        let shops = try files.enumerated().map { i, file in
-            let args = try world.tenant("shop\(i)")
-            #expect(try Binary.run("sigilo-tenant", ["import", world.data.appendingPathComponent(file).path] + args).status == 0)
-            #expect(try Binary.run("sigilo-tenant", ["enroll", "--coordinator", world.url, "--token", try world.invite()] + args).status == 0)
-            return args
-        }
-        final class Results: @unchecked Sendable { var byShop = [Int: Binary.Result](); let lock = NSLock() }
-        let results = Results()
-        let group = DispatchGroup()
-        for i in 0..<3 {
-            group.enter()
-            Thread {
-                let result = try? waitForOpenRound(shops[i] + (i == 2 ? ["--max-epsilon", "0.001"] : []))
-                results.lock.withLock { results.byShop[i] = result }
-                group.leave()
-            }.start()
-        }
-        group.wait()
-        #expect(results.byShop[2]?.status == 77, "\(results.byShop[2]?.stdout ?? "") \(results.byShop[2]?.stderr ?? "")")
+        let shops = try world.enrolledShops()
+        let results = sideBySide(3) { try? waitForOpenRound(shops[$0] + ($0 == 2 ? ["--max-epsilon", "0.001"] : [])) }
+        #expect(results[2]?.status == 77, "\(results[2]?.stdout ?? "") \(results[2]?.stderr ?? "")")
         for i in 0..<2 {
-            let out = results.byShop[i]?.stdout ?? ""
-            #expect(results.byShop[i]?.status == 0 && out.contains("submitted round 1 masked"), "\(out) \(results.byShop[i]?.stderr ?? "")")
+            let out = results[i]?.stdout ?? ""
+            #expect(results[i]?.status == 0 && out.contains("submitted round 1 masked"), "\(out) \(results[i]?.stderr ?? "")")
             // Its input left, charged; the round's signed outcome (abandoned at the mask stage) withdraws the charge.
             let privacy = try Binary.run("sigilo-tenant", ["privacy", "--json"] + shops[i])
             let object = try #require(jsonObject(Substring(privacy.stdout)))

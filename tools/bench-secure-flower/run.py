@@ -102,7 +102,9 @@ try:
     partial = run_dir / "serverapp_result.partial.json"
     source = result if result.exists() else partial if partial.exists() else None
     if source:
-        rounds = [r for r in json.loads(source.read_text())["per_round"] if not r["warmup"]]
+        every = json.loads(source.read_text())["per_round"]
+        summary["all_rounds"] = every  # the warm-up's too: how far an unfinished run got
+        rounds = [r for r in every if not r["warmup"]]
         summary["rounds"] = rounds
         summary["median_round_s"] = round(statistics.median(r["wall_s"] for r in rounds), 3) if rounds else None
         summary["completed_rounds"] = sum(r["completed"] for r in rounds)
