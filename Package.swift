@@ -49,7 +49,7 @@ let package = Package(
         .target(
             name: "SigiloTenant",
             dependencies: ["SigiloText", "SigiloModel", "SigiloCLI", "SigiloSQLite", "SigiloCrypto", "SigiloPrivacy",
-                           "SigiloProtocol", "SigiloFederation", "SigiloClient"]
+                           "SigiloProtocol", "SigiloFederation", "SigiloClient", "SigiloHTTP", "SigiloTLS"]
         ),
         .target(
             name: "SigiloCoordinator",

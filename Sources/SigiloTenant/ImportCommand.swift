@@ -17,10 +17,23 @@ public enum ImportCommand {
     static let spec = CommandSpec(
         name: "import",
         summary: "Import conversation exports (JSON Lines) into the encrypted store, redacted, consented only.",
-        usage: "sigilo-tenant import FILE... --state DIR (--key-file FILE | env SIGILO_TENANT_KEY) [--strict]",
-        options: TenantTool.storeOptions + [.flag("strict", "Import nothing if any line is invalid.")],
+        usage: """
+        sigilo-tenant import FILE... --state DIR (--key-file FILE | env SIGILO_TENANT_KEY) [--strict]
+               sigilo-tenant import --format whatsapp-export FILE... --customer ID --consent granted|withheld [--author NAME] [--date-order dmy|mdy] --state DIR ...
+        """,
+        options: TenantTool.storeOptions + [
+            .flag("strict", "Import nothing if any line is invalid."),
+            .value("format", "FORMAT", "jsonl (default: labelled JSON Lines) or whatsapp-export (a WhatsApp 'export chat' text file, Android or iOS)."),
+            .value("customer", "ID", "whatsapp-export: the customer the conversation is with (their WhatsApp number, say)."),
+            .value("consent", "granted|withheld", "whatsapp-export: the customer's consent, which must be stated; withheld imports nothing."),
+            .value("author", "NAME", "whatsapp-export: the customer's name as the export writes it (needed when the chat has more than one author)."),
+            .value("date-order", "dmy|mdy", "whatsapp-export: day/month/year or month/day/year (default: inferred from the file)."),
+        ],
         discussion: """
-        Each line: {"customer", "text", "intent", "consent" (true/false), optional "time", optional "id"}.
+        jsonl, each line: {"customer", "text", "intent", "consent" (true/false), optional "time", optional "id"}. A line for a message
+        already stored (same "id", or same customer, time and text) with another intent replaces the old label, and is counted so.
+        whatsapp-export: the customer's messages become unlabelled messages (they train once labelled); the business's own replies,
+        media placeholders and system lines are skipped; a message spanning several lines is kept whole.
         Invalid lines are reported as FILE:LINE: reason. Exit codes: 0 all lines imported or skipped by rule, 65 some lines invalid.
         """)
 
@@ -57,14 +70,41 @@ public enum ImportCommand {
     struct Summary {
         var imported = 0
         var duplicates = 0
+        /// Stored messages whose label this import gave or changed.
+        var relabelled = 0
         var skippedNoConsent = 0
         var refusedErased = 0
         var invalid = 0
         var customers = Set<String>()
+
+        mutating func count(_ outcome: TenantStore.Admission) {
+            switch outcome {
+            case .stored: imported += 1
+            case .duplicate: duplicates += 1
+            case .labelled: relabelled += 1
+            case .corrected: relabelled += 1
+            case .noConsent: skippedNoConsent += 1
+            case .erased: refusedErased += 1
+            }
+        }
+
+        var line: String {
+            "imported \(imported) messages from \(customers.count) customers; \(duplicates) duplicates skipped; "
+                + (relabelled > 0 ? "\(relabelled) stored messages relabelled (the new label replaces the old); " : "")
+                + "\(skippedNoConsent) skipped without consent; \(refusedErased) refused (customer erased); \(invalid) invalid lines\n"
+        }
     }
 
     static func run(_ args: ParsedArguments) throws {
         guard !args.positional.isEmpty else { throw CLIError.usage("import: give one or more FILEs") }
+        switch args.string("format") ?? "jsonl" {
+        case "jsonl":
+            for option in ["customer", "consent", "author", "date-order"] where args.string(option) != nil {
+                throw CLIError.usage("import: --\(option) goes with --format whatsapp-export")
+            }
+        case "whatsapp-export": return try runChatExport(args)
+        case let other: throw CLIError.usage("import: --format expects jsonl or whatsapp-export, got \"\(other)\"")
+        }
         let store = try TenantTool.openStore(args)
         let labels = try TenantTool.cachedPlan(store).map { Set($0.labels) }
         let redactor = Redactor()
@@ -87,33 +127,85 @@ public enum ImportCommand {
             // One transaction per file: a crash leaves each file fully imported or not at all.
             try store.database.transaction {
                 for r in records {
-                    let customer = store.handle(customer: r.customer)
-                    let state = try store.customerState(customer)
-                    if state?.erased == true { summary.refusedErased += 1; continue }
-                    guard r.consent, state?.consent != false else { summary.skippedNoConsent += 1; continue }
                     let key = r.id ?? "\(r.customer)\n\(r.time ?? "")\n\(r.text)"
-                    let message = store.handle(message: key)
-                    var exists = false
-                    try store.database.run("SELECT 1 FROM messages WHERE handle = ?", [.blob(message)]) { _ in exists = true }
-                    if exists { summary.duplicates += 1; continue }
-                    if state == nil {
-                        try store.database.run("INSERT INTO customers(handle, sealed_id, consent, updated_at) VALUES (?, ?, 1, ?)",
-                                               [.blob(customer), .blob(try store.cipher.seal(Array(r.customer.utf8), context: customer)), .real(now)])
-                    }
-                    let redacted = redactor.redact(r.text)
-                    try store.database.run("INSERT INTO messages(handle, customer, sealed_text, intent, imported_at) VALUES (?, ?, ?, ?, ?)",
-                                           [.blob(message), .blob(customer), .blob(try store.cipher.seal(Array(redacted.utf8), context: customer)),
-                                            .text(r.intent), .real(now)])
-                    summary.imported += 1
-                    summary.customers.insert(r.customer)
+                    let outcome = try store.admit(key: key, customer: r.customer, redactedText: redactor.redact(r.text), intent: r.intent,
+                                                  source: .export, consentStated: r.consent, now: now)
+                    summary.count(outcome)
+                    if outcome == .stored { summary.customers.insert(r.customer) }
                 }
             }
         }
-        OutputStream.standardOutput.write("""
-        imported \(summary.imported) messages from \(summary.customers.count) customers; \(summary.duplicates) duplicates skipped; \
-        \(summary.skippedNoConsent) skipped without consent; \(summary.refusedErased) refused (customer erased); \(summary.invalid) invalid lines
+        OutputStream.standardOutput.write(summary.line)
+        if !errors.isEmpty { throw CLIError(.dataError, "\(errors.count) invalid line(s) were not imported (listed above)") }
+    }
 
-        """)
+    /// `--format whatsapp-export`: one customer's side of a chat, unlabelled, under the consent stated.
+    static func runChatExport(_ args: ParsedArguments) throws {
+        let customer = try args.required("customer")
+        guard !customer.isEmpty, customer.utf8.count <= 256 else { throw CLIError.usage("import: --customer must be 1 to 256 bytes") }
+        let consent: Bool
+        switch try args.required("consent") {
+        case "granted": consent = true
+        case "withheld": consent = false
+        case let other: throw CLIError.usage("import: --consent expects granted or withheld, got \"\(other)\"")
+        }
+        var order: WhatsAppExport.DateOrder?
+        if let value = args.string("date-order") {
+            guard let o = WhatsAppExport.DateOrder(rawValue: value) else { throw CLIError.usage("import: --date-order expects dmy or mdy, got \"\(value)\"") }
+            order = o
+        }
+        let store = try TenantTool.openStore(args)
+        var chats = [(file: String, parsed: WhatsAppExport.Parsed)]()
+        var errors = [LineError]()
+        for file in args.positional {
+            let data: Data
+            do { data = try Data(contentsOf: URL(fileURLWithPath: file)) } catch {
+                throw CLIError(.noInput, "cannot read \(file): \(error.localizedDescription)")
+            }
+            let parsed = WhatsAppExport.parse(data, file: file, order: order, maximumTextBytes: maximumTextBytes)
+            errors += parsed.errors
+            chats.append((file, parsed))
+        }
+        for error in errors.prefix(50) { printError(error.description) }
+        if errors.count > 50 { printError("... and \(errors.count - 50) more invalid lines") }
+        if args.flag("strict"), !errors.isEmpty { throw CLIError(.dataError, "\(errors.count) invalid line(s); --strict: nothing imported") }
+
+        // Which author is the customer: named, or the only one; the business's replies are not the customer's messages.
+        var selected = [(file: String, messages: [WhatsAppExport.Message])]()
+        for (file, parsed) in chats {
+            let authors = Set(parsed.messages.map(\.author))
+            let author: String
+            if let named = args.string("author") {
+                guard authors.contains(named) || authors.isEmpty else {
+                    throw CLIError(.dataError, "\(file): no messages from \"\(named)\"; its authors are: \(authors.sorted().map { "\"\($0)\"" }.joined(separator: ", "))")
+                }
+                author = named
+            } else if authors.count <= 1 {
+                author = authors.first ?? ""
+            } else {
+                throw CLIError.usage("import: \(file) has \(authors.count) authors (\(authors.sorted().map { "\"\($0)\"" }.joined(separator: ", "))); name the customer with --author")
+            }
+            selected.append((file, parsed.messages.filter { $0.author == author }))
+        }
+        let redactor = Redactor()
+        var summary = Summary()
+        summary.invalid = errors.count
+        let now = Date().timeIntervalSince1970
+        for (_, messages) in selected {
+            try store.database.transaction {
+                for message in messages {
+                    let outcome = try store.admit(key: "whatsapp-export\n\(customer)\n\(message.time)\n\(message.text)", customer: customer,
+                                                  redactedText: redactor.redact(message.text), intent: nil, source: .chatExport,
+                                                  consentStated: consent, now: now)
+                    summary.count(outcome)
+                    if outcome == .stored { summary.customers.insert(customer) }
+                }
+            }
+        }
+        let skipped = chats.reduce(0) { $0 + $1.parsed.skipped }
+        let others = chats.reduce(0) { $0 + $1.parsed.messages.count } - selected.reduce(0) { $0 + $1.messages.count }
+        OutputStream.standardOutput.write(summary.line.replacingOccurrences(of: "imported ", with: "imported (unlabelled) ", options: .anchored)
+                                          + "skipped \(skipped) media, deleted and system lines and \(others) messages by other authors\n")
         if !errors.isEmpty { throw CLIError(.dataError, "\(errors.count) invalid line(s) were not imported (listed above)") }
     }
 }

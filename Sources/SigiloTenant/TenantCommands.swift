@@ -115,17 +115,23 @@ extension TenantTool {
     // MARK: consent and erasure
 
     static let consentSpec = CommandSpec(
-        name: "consent", summary: "Record a customer's consent (grant) or its withdrawal (revoke).",
-        usage: "sigilo-tenant consent grant|revoke CUSTOMER --state DIR --key-file FILE", options: storeOptions)
+        name: "consent", summary: "Record a customer's consent (grant) or its withdrawal (revoke, which deletes the customer's messages).",
+        usage: "sigilo-tenant consent grant|revoke CUSTOMER --state DIR --key-file FILE", options: storeOptions,
+        discussion: "A customer the store has never seen is recorded with a warning on standard error (a typo?).")
 
     static func runConsent(_ args: ParsedArguments) throws {
         guard args.positional.count == 2, ["grant", "revoke"].contains(args.positional[0]) else {
             throw CLIError.usage("consent: expected 'grant CUSTOMER' or 'revoke CUSTOMER'")
         }
         let store = try openStore(args)
-        let deleted = try store.setConsent(customer: args.positional[1], granted: args.positional[0] == "grant", now: Date().timeIntervalSince1970)
-        OutputStream.standardOutput.write("consent \(args.positional[0] == "grant" ? "granted" : "revoked") for the customer\n"
-                                          + (deleted ? PersonaliseCommand.deletedNote : ""))
+        let granted = args.positional[0] == "grant"
+        let change = try store.setConsent(customer: args.positional[1], granted: granted, now: Date().timeIntervalSince1970)
+        if change.newCustomer {
+            printError("warning: this store had never seen customer \"\(args.positional[1])\"; recorded anyway (check the id for a typo)")
+        }
+        OutputStream.standardOutput.write("consent \(granted ? "granted" : "revoked") for the customer\n"
+                                          + (granted ? "" : "deleted \(change.messagesDeleted) of the customer's messages\n")
+                                          + (change.personalModelDeleted ? PersonaliseCommand.deletedNote : ""))
     }
 
     static let forgetSpec = CommandSpec(
@@ -136,6 +142,9 @@ extension TenantTool {
     static func runForget(_ args: ParsedArguments) throws {
         guard args.positional.count == 1 else { throw CLIError.usage("forget: give exactly one CUSTOMER") }
         let erased = try openStore(args).forget(customer: args.positional[0], now: Date().timeIntervalSince1970)
+        if !erased.knownCustomer {
+            printError("warning: this store had never seen customer \"\(args.positional[0])\"; a tombstone is recorded so later imports are refused (check the id for a typo)")
+        }
         OutputStream.standardOutput.write("erased \(erased.messages) messages; the customer is excluded from every later round\n"
                                           + (erased.personalModelDeleted ? PersonaliseCommand.deletedNote : ""))
     }
@@ -484,7 +493,7 @@ extension TenantTool {
     }
 
     static let statusSpec = CommandSpec(
-        name: "status", summary: "Enrolment, last round, cached global model and personalised model.",
+        name: "status", summary: "Enrolment, last round, cached global model, personalised model and messages kept.",
         usage: "sigilo-tenant status --state DIR --key-file FILE [--json]", options: storeOptions + [.flag("json", "Print one JSON object.")])
 
     static func runStatus(_ args: ParsedArguments) throws {
@@ -493,18 +502,21 @@ extension TenantTool {
         let tenant = try store.setting("tenant_id"), coordinator = try store.setting("coordinator")
         let lastRound = try store.setting("last_round"), cached = try store.latestModelVersion()
         let origin = try store.personalModelOrigin()
+        let counts = try store.counts()
         if args.flag("json") {
             OutputStream.standardOutput.write(JSON.object([
                 ("tenant_id", tenant.map { .string($0) } ?? .null), ("coordinator", coordinator.map { .string($0) } ?? .null),
                 ("last_round", lastRound.flatMap { Int($0) }.map { .integer($0) } ?? .null),
                 ("model_version", cached.map { .integer(Int($0)) } ?? .null),
                 ("personalised_from_version", origin.map { .integer(Int($0.globalVersion)) } ?? .null),
+                ("labelled_messages", .integer(counts.messages)), ("unlabelled_messages", .integer(counts.unlabelledMessages)),
             ]).rendered() + "\n")
             return
         }
         let enrolled = tenant.map { "enrolled as \($0) at \(coordinator ?? "?")" } ?? "not enrolled"
         let model = cached.map { "cached global model version \($0)" } ?? "no cached model"
         let personal = try PersonaliseCommand.describe(store)
-        OutputStream.standardOutput.write("\(enrolled)\nlast round joined: \(lastRound ?? "none")\n\(model)\n\(personal)\n")
+        let messages = "messages: \(counts.messages) labelled (they train), \(counts.unlabelledMessages) waiting for an attendant's label"
+        OutputStream.standardOutput.write("\(enrolled)\nlast round joined: \(lastRound ?? "none")\n\(model)\n\(personal)\n\(messages)\n")
     }
 }

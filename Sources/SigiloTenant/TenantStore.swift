@@ -18,7 +18,7 @@ import SigiloSQLite
 public final class TenantStore {
     public static let databaseName = "tenant.sqlite"
     public static let identityName = "identity.key"
-    static let schemaVersion = 5
+    static let schemaVersion = 6
     static let keyCheckPlaintext = Array("sigilo-tenant-key-check-v1".utf8)
 
     let directory: URL
@@ -131,6 +131,24 @@ public final class TenantStore {
                 ALTER TABLE ledger ADD COLUMN withdrawn_at REAL;
                 ALTER TABLE ledger ADD COLUMN withdrawn_why TEXT;
                 PRAGMA user_version = 5;
+                """)
+            }
+        }
+        if version < 6 {
+            // The live service (`serve`): messages may wait unlabelled for an attendant's feedback, and say where
+            // they came from; agents authenticate with tokens the tenant issues (only their SHA-256 is kept).
+            try database.transaction {
+                try database.execute("""
+                CREATE TABLE messages_v6(handle BLOB PRIMARY KEY, customer BLOB NOT NULL REFERENCES customers(handle),
+                    sealed_text BLOB NOT NULL, intent TEXT, source TEXT NOT NULL, imported_at REAL NOT NULL, labelled_at REAL);
+                INSERT INTO messages_v6 SELECT handle, customer, sealed_text, intent, 'import', imported_at, imported_at FROM messages;
+                DROP TABLE messages;
+                ALTER TABLE messages_v6 RENAME TO messages;
+                CREATE INDEX messages_by_customer ON messages(customer);
+                CREATE INDEX messages_unlabelled ON messages(imported_at) WHERE intent IS NULL;
+                CREATE TABLE agent_tokens(name TEXT PRIMARY KEY, digest BLOB NOT NULL UNIQUE, created_at REAL NOT NULL, revoked_at REAL);
+                CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                PRAGMA user_version = 6;
                 """)
             }
         }
@@ -284,10 +302,21 @@ public final class TenantStore {
         return state
     }
 
+    /// What recording a consent event changed.
+    public struct ConsentChange: Equatable, Sendable {
+        /// The store had never seen this customer (a typo, or consent ahead of any message).
+        public var newCustomer: Bool
+        /// Messages deleted with a withdrawn consent.
+        public var messagesDeleted: Int
+        public var personalModelDeleted: Bool
+    }
+
     /// Records consent given or withdrawn (granting again lifts an erasure
-    /// tombstone); returns whether a withdrawal deleted the personalised model.
+    /// tombstone). A withdrawal deletes the customer's messages, labelled or
+    /// not, and the personalised model that learnt from them: the store keeps
+    /// nothing of a customer it may no longer use.
     @discardableResult
-    public func setConsent(customer: String, granted: Bool, now: Double) throws -> Bool {
+    public func setConsent(customer: String, granted: Bool, now: Double) throws -> ConsentChange {
         let h = handle(customer: customer)
         return try database.transaction {
             let before = try customerState(h)
@@ -299,15 +328,22 @@ public final class TenantStore {
             } else {
                 try database.run("UPDATE customers SET consent = 0, updated_at = ? WHERE handle = ?", [.real(now), .blob(h)])
             }
-            return !granted && before?.consent == true ? try deletePersonalModel() : false
+            var change = ConsentChange(newCustomer: before == nil, messagesDeleted: 0, personalModelDeleted: false)
+            if !granted {
+                change.messagesDeleted = try database.run("DELETE FROM messages WHERE customer = ?", [.blob(h)])
+                change.personalModelDeleted = before?.consent == true ? try deletePersonalModel() : false
+            }
+            return change
         }
     }
 
     /// Deletes every message of a customer, leaves a tombstone and a receipt;
-    /// returns the count, and whether the personalised model went with them.
-    public func forget(customer: String, now: Double) throws -> (messages: Int, personalModelDeleted: Bool) {
+    /// returns the count, whether the personalised model went with them, and
+    /// whether the store had ever seen the customer.
+    public func forget(customer: String, now: Double) throws -> (messages: Int, personalModelDeleted: Bool, knownCustomer: Bool) {
         let h = handle(customer: customer)
         return try database.transaction {
+            let known = try customerState(h) != nil
             var count = 0
             try database.run("SELECT COUNT(*) FROM messages WHERE customer = ?", [.blob(h)]) { count = Int($0.integer(0)) }
             try database.run("DELETE FROM messages WHERE customer = ?", [.blob(h)])
@@ -320,7 +356,7 @@ public final class TenantStore {
             }
             try database.run("INSERT INTO receipts(customer, sealed_id, erased_at, messages) VALUES (?, ?, ?, ?)",
                              [.blob(h), .blob(sealed), .real(now), .integer(Int64(count))])
-            return (count, count > 0 ? try deletePersonalModel() : false)
+            return (count, count > 0 ? try deletePersonalModel() : false, known)
         }
     }
 
@@ -331,11 +367,14 @@ public final class TenantStore {
         return out
     }
 
-    /// A customer's messages (redacted text, intent), decrypted.
+    /// A customer's labelled messages (redacted text, intent), decrypted:
+    /// what trains. Messages still waiting for an attendant's label do not.
     public func messages(of customer: [UInt8]) throws -> [(text: String, intent: String)] {
         var out = [(String, String)]()
         var sealed = [([UInt8], String)]()
-        try database.run("SELECT sealed_text, intent FROM messages WHERE customer = ?", [.blob(customer)]) { sealed.append(($0.blob(0), $0.text(1))) }
+        try database.run("SELECT sealed_text, intent FROM messages WHERE customer = ? AND intent IS NOT NULL", [.blob(customer)]) {
+            sealed.append(($0.blob(0), $0.text(1)))
+        }
         for (blob, intent) in sealed {
             let plain: [UInt8]
             do { plain = try cipher.open(blob, context: customer) } catch {
@@ -347,7 +386,9 @@ public final class TenantStore {
     }
 
     public struct Counts: Equatable, Sendable {
+        /// Labelled messages (they train) and messages waiting for a label.
         public var messages = 0
+        public var unlabelledMessages = 0
         public var customersConsented = 0
         public var customersWithoutConsent = 0
         public var customersErased = 0
@@ -355,7 +396,9 @@ public final class TenantStore {
 
     public func counts() throws -> Counts {
         var c = Counts()
-        try database.run("SELECT COUNT(*) FROM messages") { c.messages = Int($0.integer(0)) }
+        try database.run("SELECT intent IS NULL, COUNT(*) FROM messages GROUP BY 1") {
+            if $0.integer(0) == 1 { c.unlabelledMessages = Int($0.integer(1)) } else { c.messages = Int($0.integer(1)) }
+        }
         try database.run("SELECT (erased_at IS NOT NULL), consent, COUNT(*) FROM customers GROUP BY 1, 2") {
             if $0.integer(0) == 1 { c.customersErased += Int($0.integer(2)) }
             else if $0.integer(1) == 1 { c.customersConsented += Int($0.integer(2)) }

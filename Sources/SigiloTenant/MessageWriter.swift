@@ -1,0 +1,78 @@
+import Foundation
+
+/// Live messages reach the store in groups: whatever arrived while the last
+/// transaction was committing goes into the next one (one fsync for all),
+/// off the path of the request that classified them. `flush` waits for what
+/// was handed over before it; the webhook and feedback call it, because the
+/// first must not acknowledge what is not durable and the second must find
+/// the message it labels.
+final class MessageWriter: @unchecked Sendable {
+    struct Pending: Sendable {
+        var key: String
+        var customer: String
+        var redacted: String
+        var source: MessageSource
+    }
+
+    private let condition = NSCondition()
+    private var queue = [Pending]()
+    private var handedOver = 0
+    private var committed = 0
+    private var stopping = false
+    private var running = false
+    private let commit: @Sendable ([Pending]) -> Void
+
+    /// `commit` stores a group in one transaction (and reports its own failures).
+    init(commit: @escaping @Sendable ([Pending]) -> Void) {
+        self.commit = commit
+    }
+
+    func start() {
+        condition.withLock { running = true }
+        Thread { [self] in loop() }.start()
+    }
+
+    func enqueue(_ items: [Pending]) {
+        guard !items.isEmpty else { return }
+        condition.withLock {
+            queue += items
+            handedOver += items.count
+            condition.broadcast()
+        }
+    }
+
+    /// Returns once everything handed over before the call is committed (or failed).
+    func flush() {
+        condition.withLock {
+            let target = handedOver
+            while committed < target, running { condition.wait() }
+        }
+    }
+
+    /// Commits what is queued, then stops the thread.
+    func stop() {
+        condition.withLock {
+            stopping = true
+            condition.broadcast()
+            while running { condition.wait() }
+        }
+    }
+
+    private func loop() {
+        condition.lock()
+        while true {
+            while queue.isEmpty, !stopping { condition.wait() }
+            if queue.isEmpty { break }
+            let group = queue, upTo = handedOver
+            queue.removeAll(keepingCapacity: true)
+            condition.unlock()
+            commit(group)
+            condition.lock()
+            committed = upTo
+            condition.broadcast()
+        }
+        running = false
+        condition.broadcast()
+        condition.unlock()
+    }
+}

@@ -1,0 +1,136 @@
+import Foundation
+import SigiloCLI
+import SigiloModel
+import SigiloText
+
+/// A model ready to answer messages, and what it was made from.
+final class ServingModel: Sendable {
+    /// What the store held when this model was loaded: a different identity means a new model.
+    struct Identity: Equatable, Sendable {
+        var globalVersion: UInt64?
+        var personalCreatedAt: Double?
+    }
+
+    let identity: Identity
+    let model: SoftmaxModel
+    let featurizer: Featurizer
+    /// "global 3" or "personalised from global 3".
+    let name: String
+    /// Each label as a JSON string, escaped once rather than per answer.
+    let escapedLabels: [[UInt8]]
+    let labelIndex: [String: Int]
+
+    init(model: SoftmaxModel, identity: Identity, name: String) {
+        self.model = model
+        self.identity = identity
+        self.name = name
+        featurizer = Featurizer(model.features)
+        escapedLabels = model.labels.map { label in var s = ""; JSON.escape(label, into: &s); return Array(s.utf8) }
+        labelIndex = Dictionary(model.labels.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// What the store holds now, without unsealing or decoding anything.
+    static func identity(in store: TenantStore) throws -> Identity {
+        Identity(globalVersion: try store.latestModelVersion(), personalCreatedAt: try store.personalModelOrigin()?.createdAt)
+    }
+
+    /// The personalised model when there is one, else the newest global one; nil when there is neither.
+    static func load(from store: TenantStore) throws -> ServingModel? {
+        let identity = try identity(in: store)
+        let file: [UInt8], name: String
+        if let personal = try store.personalModel(), let origin = try store.personalModelOrigin() {
+            (file, name) = (personal, "personalised from global \(origin.globalVersion)")
+        } else if let cached = try store.latestModel() {
+            (file, name) = (cached.file, "global \(cached.version)")
+        } else {
+            return nil
+        }
+        do { return ServingModel(model: try ModelFile.decode(file), identity: identity, name: name) } catch let error as ModelFileError {
+            throw CLIError(.dataError, "the stored model (\(name)): \(error.description)")
+        }
+    }
+
+    /// Why a message goes to a human, strongest first.
+    enum HandoffReason: String, Sendable {
+        case askedForHuman = "customer_asked_for_human"
+        case sensitiveData = "sensitive_data"
+        case lowConfidence = "low_confidence"
+    }
+
+    /// Personal data that an attendant, not the agent, should handle. A URL alone is not.
+    static let sensitiveKinds: Set<PersonalDataKind> = [.cpf, .cnpj, .phone, .email, .card, .cep]
+
+    struct Answer {
+        var prediction: SoftmaxModel.Prediction
+        var reason: HandoffReason?
+        /// The text as stored: redacted.
+        var redacted: String
+    }
+
+    /// Per-thread scratch space, so answering allocates only what it returns.
+    struct Scratch {
+        var workspace = Featurizer.Workspace()
+        var scores = [Float]()
+    }
+
+    /// Classifies one raw message: redacted first, then featurised.
+    func answer(_ text: String, top k: Int, scratch: inout Scratch) -> Answer {
+        let (redacted, found) = featurizer.redactor.redactWithCounts(text)
+        let x = featurizer.featuresOfNormalized(featurizer.normalizer.normalizedUTF8(redacted), workspace: &scratch.workspace)
+        if scratch.scores.count != model.labelCount { scratch.scores = [Float](repeating: 0, count: model.labelCount) }
+        let prediction = model.predict(x, top: min(k, model.labelCount), scratch: &scratch.scores)
+        let reason: HandoffReason? =
+            model.handoffLabels.contains(prediction.label) ? .askedForHuman
+            : found.keys.contains(where: Self.sensitiveKinds.contains) ? .sensitiveData
+            : prediction.confidence < model.handoffThreshold ? .lowConfidence
+            : nil
+        return Answer(prediction: prediction, reason: reason, redacted: redacted)
+    }
+
+    /// One answer as a JSON object, in the fields `classify` writes plus `reason` and `message_id`.
+    func render(_ answer: Answer, messageID: String, into line: inout [UInt8]) {
+        let p = answer.prediction
+        line += #"{"intent":"#.utf8
+        line += escapedLabels[p.label]
+        line += #","confidence":"#.utf8
+        ClassifyCommand.appendProbability(p.confidence, to: &line)
+        line += #","top":["#.utf8
+        for (i, entry) in p.top.enumerated() {
+            if i > 0 { line.append(UInt8(ascii: ",")) }
+            line += #"{"intent":"#.utf8
+            line += escapedLabels[entry.label]
+            line += #","probability":"#.utf8
+            ClassifyCommand.appendProbability(entry.probability, to: &line)
+            line.append(UInt8(ascii: "}"))
+        }
+        line += #"],"decision":""#.utf8
+        line += (answer.reason == nil ? "answer" : "handoff").utf8
+        line += #"","reason":"#.utf8
+        if let reason = answer.reason { line += "\"\(reason.rawValue)\"".utf8 } else { line += "null".utf8 }
+        line += #","message_id":"#.utf8
+        var id = ""
+        JSON.escape(messageID, into: &id)
+        line += id.utf8
+        line.append(UInt8(ascii: "}"))
+    }
+}
+
+/// The model in use. Requests take a reference under a lock held for a
+/// pointer copy; a new model is decoded beside it and swapped in the same
+/// way, so no request waits for a load or sees half a model.
+final class ModelSlot: @unchecked Sendable {
+    private let lock = NSLock()
+    private var model: ServingModel?
+    private var swapped = 0
+
+    var current: ServingModel? { lock.withLock { model } }
+    /// Models taken up since the service started (the first load included).
+    var swaps: Int { lock.withLock { swapped } }
+
+    func swap(to new: ServingModel?) {
+        lock.withLock {
+            model = new
+            swapped += 1
+        }
+    }
+}
