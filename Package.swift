@@ -67,6 +67,7 @@ let package = Package(
         .executableTarget(name: "sigilo-fuzz", dependencies: ["SigiloFuzz", "CFuzzer"]),
 
         .testTarget(name: "SigiloTextTests", dependencies: ["SigiloText"]),
+        .testTarget(name: "SigiloTenantTests", dependencies: ["SigiloTenant", "SigiloCLI"]),
         .testTarget(name: "FuzzRegressionTests", dependencies: ["SigiloFuzz"]),
         .testTarget(name: "SigiloModelTests", dependencies: ["SigiloModel", "SigiloText", "SigiloCrypto"]),
         .testTarget(name: "SigiloPrivacyTests", dependencies: ["SigiloPrivacy"]),

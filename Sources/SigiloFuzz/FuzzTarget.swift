@@ -26,6 +26,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case jsonLines = "json-lines"
     case backupArchive = "backup-archive"
     case secureRound = "secure-round"
+    case whatsappWebhook = "whatsapp-webhook"
+    case whatsappExport = "whatsapp-export"
 
     /// A property a decoder broke: the fuzzer reports it as a crash.
     public struct Violation: Error, CustomStringConvertible {
@@ -47,6 +49,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .jsonLines: Self.jsonLines(data)
         case .backupArchive: try Self.backupArchive(data)
         case .secureRound: try Self.secureRound(data)
+        case .whatsappWebhook: try Self.whatsappWebhook(data)
+        case .whatsappExport: try Self.whatsappExport(data)
         }
     }
 
@@ -210,6 +214,24 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         _ = try? JSONLines.parse(Data(data), name: "fuzz") { object, _ in
             let record = try ImportCommand.record(object, labels: ["greeting", "billing"])
             _ = redactor.redact(record.text)
+        }
+    }
+
+    /// A webhook delivery as `serve` reads it once its signature holds.
+    static func whatsappWebhook(_ data: [UInt8]) throws {
+        guard let payload = try? WhatsAppWebhook.parse(data) else { return }
+        for text in payload.texts {
+            try check(text.body.utf8.count <= ImportCommand.maximumTextBytes && !text.id.isEmpty && !text.from.isEmpty, "an accepted message breaks a limit")
+        }
+    }
+
+    /// A chat export: never a crash, and every message within the limits on a line that exists.
+    static func whatsappExport(_ data: [UInt8]) throws {
+        let parsed = WhatsAppExport.parse(Data(data), file: "fuzz", maximumTextBytes: 256)
+        let lines = data.reduce(1) { $0 + ($1 == 0x0a ? 1 : 0) }
+        for message in parsed.messages {
+            try check(message.text.utf8.count <= 256 && (1...lines).contains(message.line), "an accepted message breaks a limit")
+            try check(message.time.utf8.count == 16 || message.time.utf8.count == 19, "a malformed time \(message.time)")
         }
     }
 

@@ -70,6 +70,16 @@ extension FuzzTarget {
                     + "\n" + #"{"customer": "c2", "text": "boleto atrasado", "intent": "billing", "consent": false, "time": "2026-01-01", "id": "m-1"}"#,
                 "\n\r\n{\"customer\": 1}\n[1, 2]\nnot json\n",
             ].map { Array($0.utf8) }
+        case .whatsappWebhook:
+            return [
+                #"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messages":[{"from":"5511987654321","id":"wamid.A","timestamp":"1733400000","type":"text","text":{"body":"cadê meu pedido?"}},{"from":"1","id":"b","timestamp":"2","type":"image","image":{}}],"statuses":[{"id":"s"}]}}]}]}"#,
+                #"{"object":"whatsapp_business_account","entry":[{"changes":[{"value":{"messages":[{"from":"1"}]}}]}]}"#,
+            ].map { Array($0.utf8) }
+        case .whatsappExport:
+            return [
+                "12/03/2024 14:05 - Sistema sem autor\n12/03/2024 14:05 - Maria: Oi\nsegunda linha\n13/03/2024 09:00 - Maria: <Mídia oculta>\n",
+                "\u{200E}[3/12/24, 2:05:40\u{202F}PM] Maria: Hi\n[3/12/24, 2:06:01 PM] Loja: \u{200E}image omitted\r\n",
+            ].map { Array($0.utf8) }
         case .backupArchive:
             return [BackupArchive(signingKey: [UInt8](repeating: 3, count: 32), database: Array("SQLite format 3\0".utf8)).encoded()]
         }

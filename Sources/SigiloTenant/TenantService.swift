@@ -218,9 +218,6 @@ final class TenantService: @unchecked Sendable {
     }
 
     func classify(_ request: HTTPRequest) -> HTTPResponse {
-        guard let model = models.current else {
-            return .error(503, code: "no_model", message: "no model yet: take part in a round ('sigilo-tenant run') or 'pull' one")
-        }
         let messages: [Incoming]
         let batch: Bool
         do {
@@ -240,6 +237,9 @@ final class TenantService: @unchecked Sendable {
             return .error(400, code: "bad_request", message: error.message)
         } catch {
             return .error(400, code: "bad_request", message: "\(error)")
+        }
+        guard let model = models.current else {
+            return .error(503, code: "no_model", message: "no model yet: take part in a round ('sigilo-tenant run') or 'pull' one")
         }
         var scratch = ServingModel.Scratch()
         var body = [UInt8]()

@@ -167,6 +167,7 @@ public enum WhatsAppExport {
     struct InvalidDate: Error, CustomStringConvertible { let description: String }
 
     static func timestamp(_ h: Header, order: DateOrder) throws -> String {
+        func two(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
         let (day, month) = order == .dayFirst ? (h.first, h.second) : (h.second, h.first)
         guard (1...12).contains(month) else { throw InvalidDate(description: "month \(month) does not exist (date order \(order.rawValue); see --date-order)") }
         let days = [31, h.year % 4 == 0 && (h.year % 100 != 0 || h.year % 400 == 0) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]
@@ -177,9 +178,8 @@ public enum WhatsAppExport {
             hour = hour % 12 + (m == "p" ? 12 : 0)
         }
         guard (0...23).contains(hour), (0...59).contains(h.minute), (h.second_ ?? 0) <= 59 else {
-            throw InvalidDate(description: "time \(h.hour):\(h.minute) does not exist")
+            throw InvalidDate(description: "time \(two(h.hour)):\(two(h.minute)) does not exist")
         }
-        func two(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
         return "\(h.year)-\(two(month))-\(two(day))T\(two(hour)):\(two(h.minute))" + (h.second_.map { ":\(two($0))" } ?? "")
     }
 

@@ -12,9 +12,14 @@ final class RunningCoordinator {
     let port: UInt16
     let output = Pipe()
 
-    init(state: URL, arguments: [String] = ["--listen", "127.0.0.1:0"], log: URL? = nil) throws {
-        process.executableURL = Binary.directory.appendingPathComponent("sigilo-coordinator")
-        process.arguments = ["serve", "--state", state.path] + arguments
+    convenience init(state: URL, arguments: [String] = ["--listen", "127.0.0.1:0"], log: URL? = nil) throws {
+        try self.init(program: "sigilo-coordinator", arguments: ["serve", "--state", state.path] + arguments, log: log)
+    }
+
+    /// Any of the programs' `serve` commands: started, and its port read from "listening on HOST:PORT".
+    init(program: String, arguments: [String], log: URL? = nil) throws {
+        process.executableURL = Binary.directory.appendingPathComponent(program)
+        process.arguments = arguments
         process.standardOutput = output
         if let log {
             _ = FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -33,7 +38,7 @@ final class RunningCoordinator {
         let text = String(decoding: line, as: UTF8.self)
         let address = text.components(separatedBy: "listening on ").last?.split(separator: " ").first?.trimmingCharacters(in: .whitespacesAndNewlines)
         guard let portText = address?.split(separator: ":").last, let port = UInt16(portText) else {
-            throw ClientError(status: nil, code: "no_port", message: "coordinator printed \(text)")
+            throw ClientError(status: nil, code: "no_port", message: "\(program) printed \(text)")
         }
         self.port = port
     }
