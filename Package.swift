@@ -44,7 +44,7 @@ let package = Package(
         .target(name: "SigiloCLI"),
 
         // Command implementations (libraries, so tests reach them directly).
-        .target(name: "SigiloEval", dependencies: ["SigiloText", "SigiloModel", "SigiloPrivacy", "SigiloFederation", "SigiloProtocol", "SigiloCLI", "SigiloClient", "SigiloCrypto"]),
+        .target(name: "SigiloEval", dependencies: ["SigiloText", "SigiloModel", "SigiloPrivacy", "SigiloFederation", "SigiloProtocol", "SigiloCLI", "SigiloClient", "SigiloCrypto", "SigiloHTTP"]),
         .target(name: "SigiloClient", dependencies: ["SigiloCrypto", "SigiloProtocol", "SigiloFederation", "SigiloPrivacy", "SigiloHTTP", "SigiloTLS"]),
         .target(
             name: "SigiloTenant",

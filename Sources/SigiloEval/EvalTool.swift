@@ -21,6 +21,7 @@ public enum EvalTool {
                     (BenchAggregateCommand.spec, BenchAggregateCommand.run),
                     (BenchClientCommand.spec, BenchClientCommand.run),
                     (BenchSecureClientsCommand.spec, BenchSecureClientsCommand.run),
+                    (BenchServeClientsCommand.spec, BenchServeClientsCommand.run),
                 ]
             )
         }

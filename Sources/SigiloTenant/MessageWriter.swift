@@ -59,6 +59,10 @@ final class MessageWriter: @unchecked Sendable {
     }
 
     private func loop() {
+        // Storing is background work: on a busy core, answers come first (Linux: this thread's own nice value).
+        #if canImport(Glibc)
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+        #endif
         condition.lock()
         while true {
             while queue.isEmpty, !stopping { condition.wait() }

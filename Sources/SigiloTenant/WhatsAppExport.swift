@@ -169,6 +169,7 @@ public enum WhatsAppExport {
     static func timestamp(_ h: Header, order: DateOrder) throws -> String {
         func two(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
         let (day, month) = order == .dayFirst ? (h.first, h.second) : (h.second, h.first)
+        guard (2000...2099).contains(h.year) else { throw InvalidDate(description: "year \(h.year) is outside 2000-2099") }
         guard (1...12).contains(month) else { throw InvalidDate(description: "month \(month) does not exist (date order \(order.rawValue); see --date-order)") }
         let days = [31, h.year % 4 == 0 && (h.year % 100 != 0 || h.year % 400 == 0) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]
         guard (1...days).contains(day) else { throw InvalidDate(description: "day \(day) does not exist in month \(month) of \(h.year)") }

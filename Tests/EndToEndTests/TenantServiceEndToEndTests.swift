@@ -199,3 +199,90 @@ import SigiloSQLite
         #expect(try Binary.run("sigilo-tenant", ["serve", "--listen", "0.0.0.0:0"] + args).status == 77)
     }
 }
+
+/// The store's promises as a new user meets them through the CLI alone.
+@Suite struct TenantStoreCommandTests {
+    func store() throws -> (dir: URL, args: [String]) {
+        let dir = try temporaryDirectory()
+        let args = ["--state", dir.appendingPathComponent("s").path, "--key-file", dir.appendingPathComponent("k").path]
+        #expect(try Binary.run("sigilo-tenant", ["init"] + args).status == 0)
+        return (dir, args)
+    }
+
+    func messageCount(_ dir: URL) throws -> (labelled: Int, unlabelled: Int) {
+        let db = try Database(path: dir.appendingPathComponent("s/tenant.sqlite").path)
+        var counts = (labelled: 0, unlabelled: 0)
+        try db.run("SELECT SUM(intent IS NOT NULL), SUM(intent IS NULL) FROM messages") { counts = (Int($0.integer(0)), Int($0.integer(1))) }
+        return counts
+    }
+
+    @Test func aRevokedConsentDeletesTheMessagesAndACorrectedImportReplacesTheLabel() throws {
+        let (dir, args) = try store()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("export.jsonl")
+        let lines = (0..<7).map { #"{"customer":"ana","text":"mensagem \#($0)","intent":"status_pedido","consent":true,"id":"m\#($0)"}"# }
+            + [#"{"customer":"bia","text":"oi","intent":"saudacao","consent":true}"#]
+        try lines.joined(separator: "\n").write(to: file, atomically: true, encoding: .utf8)
+        #expect(try Binary.run("sigilo-tenant", ["import", file.path] + args).stdout.hasPrefix("imported 8 messages"))
+        // The same export with one intent corrected: the label is replaced, and the summary says so.
+        try lines.enumerated().map { $0 == 3 ? $1.replacingOccurrences(of: "status_pedido", with: "cancelar") : $1 }.joined(separator: "\n")
+            .write(to: file, atomically: true, encoding: .utf8)
+        let again = try Binary.run("sigilo-tenant", ["import", file.path] + args)
+        #expect(again.stdout.contains("7 duplicates skipped; 1 stored messages relabelled"), "\(again.stdout)")
+        let db = try Database(path: dir.appendingPathComponent("s/tenant.sqlite").path)
+        var intents = [String: Int]()
+        try db.run("SELECT intent, COUNT(*) FROM messages GROUP BY intent") { intents[$0.text(0)] = Int($0.integer(1)) }
+        #expect(intents == ["status_pedido": 6, "cancelar": 1, "saudacao": 1])
+        // A withdrawn consent leaves none of the customer's messages in the store.
+        let revoked = try Binary.run("sigilo-tenant", ["consent", "revoke", "ana"] + args)
+        #expect(revoked.stdout.contains("deleted 7 of the customer's messages") && revoked.stderr.isEmpty, "\(revoked.stdout) \(revoked.stderr)")
+        #expect(try messageCount(dir).labelled == 1)
+        // A customer the store never saw: done, with a warning naming the id.
+        let typo = try Binary.run("sigilo-tenant", ["consent", "grant", "anna"] + args)
+        #expect(typo.status == 0 && typo.stderr.contains("never seen customer \"anna\""))
+        let forgotten = try Binary.run("sigilo-tenant", ["forget", "bja"] + args)
+        #expect(forgotten.status == 0 && forgotten.stderr.contains("never seen customer \"bja\""))
+        #expect(try Binary.run("sigilo-tenant", ["forget", "bia"] + args).stderr.isEmpty)
+    }
+
+    @Test func whatsappChatExportsAreImportedUnlabelledWithLineErrors() throws {
+        let (dir, args) = try store()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let android = dir.appendingPathComponent("android.txt"), ios = dir.appendingPathComponent("ios.txt")
+        try """
+        12/03/2024 14:05 - As mensagens e as chamadas são protegidas com a criptografia de ponta a ponta.
+        12/03/2024 14:05 - Maria Silva: Oi, boa tarde
+        12/03/2024 14:06 - Loja Exemplo: Olá Maria! Como posso ajudar?
+        12/03/2024 14:07 - Maria Silva: Meu pedido não chegou
+        ainda, meu CPF é 123.456.789-09
+        13/03/2024 09:00 - Maria Silva: <Mídia oculta>
+        31/02/2024 09:00 - Maria Silva: data impossível
+        """.write(to: android, atomically: true, encoding: .utf8)
+        try "\u{200E}[3/12/24, 2:05:40\u{202F}PM] Maria: Hi, where is my order?\n[3/12/24, 2:06:01\u{202F}PM] Maria: \u{200E}image omitted\n"
+            .write(to: ios, atomically: true, encoding: .utf8)
+        let export = ["import", "--format", "whatsapp-export"]
+        // Consent must be stated; two authors need the customer named.
+        #expect(try Binary.run("sigilo-tenant", export + [android.path, "--customer", "5511900000001"] + args).status == 64)
+        let ambiguous = try Binary.run("sigilo-tenant", export + [android.path, "--customer", "5511900000001", "--consent", "granted"] + args)
+        #expect(ambiguous.status == 64 && ambiguous.stderr.contains("\"Loja Exemplo\", \"Maria Silva\""), "\(ambiguous.stderr)")
+        let wrong = try Binary.run("sigilo-tenant", export + [android.path, "--customer", "5511900000001", "--consent", "granted", "--author", "Mario"] + args)
+        #expect(wrong.status == 65 && wrong.stderr.contains("no messages from \"Mario\""))
+        let strict = try Binary.run("sigilo-tenant", export + [android.path, "--customer", "5511900000001", "--consent", "granted", "--author", "Maria Silva", "--strict"] + args)
+        #expect(strict.status == 65 && strict.stderr.contains("\(android.path):7: day 31 does not exist in month 2 of 2024"))
+        #expect(try messageCount(dir) == (0, 0))
+        let imported = try Binary.run("sigilo-tenant", export + [android.path, "--customer", "5511900000001", "--consent", "granted", "--author", "Maria Silva"] + args)
+        #expect(imported.status == 65 && imported.stdout.contains("imported (unlabelled) 2 messages"), "\(imported.stdout)")
+        #expect(try Binary.run("sigilo-tenant", export + [ios.path, "--customer", "5511900000002", "--consent", "withheld"] + args).stdout.contains("1 skipped without consent"))
+        #expect(try Binary.run("sigilo-tenant", export + [ios.path, "--customer", "5511900000002", "--consent", "granted"] + args).status == 0)
+        #expect(try messageCount(dir) == (0, 3))
+        // Stored redacted, like every other message.
+        let db = try Database(path: dir.appendingPathComponent("s/tenant.sqlite").path)
+        var sealed = [[UInt8]]()
+        try db.run("SELECT sealed_text FROM messages") { sealed.append($0.blob(0)) }
+        #expect(sealed.allSatisfy { !contains($0, Array("123.456".utf8)) && !contains($0, Array("pedido".utf8)) })
+        let status = try Binary.run("sigilo-tenant", ["status"] + args).stdout
+        #expect(status.contains("messages: 0 labelled (they train), 3 waiting for an attendant's label"), "\(status)")
+        #expect(try Binary.run("sigilo-tenant", ["import", "--format", "csv", ios.path] + args).status == 64)
+        #expect(try Binary.run("sigilo-tenant", ["import", "--customer", "x", ios.path] + args).status == 64)
+    }
+}

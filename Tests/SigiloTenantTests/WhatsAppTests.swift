@@ -128,12 +128,14 @@ import Testing
         15/13/2024 10:00 - Maria: nem mês 13
         01/03/2024 25:00 - Maria: nem 25 horas
         01/03/2024 10:00 - Maria: esta vale
+        13/03/0224 06:00 - Maria: ano 224
         """)
         #expect(p.errors.map(\.description) == [
             "chat.txt:1: text before the first dated message line",
             "chat.txt:2: day 31 does not exist in month 2 of 2024",
             "chat.txt:3: month 13 does not exist (date order dmy; see --date-order)",
-            "chat.txt:4: time 25:0 does not exist",
+            "chat.txt:4: time 25:00 does not exist",
+            "chat.txt:6: year 224 is outside 2000-2099",
         ])
         #expect(p.messages.map(\.text) == ["esta vale"])
         let invalid = WhatsAppExport.parse(Data([0x31, 0x0a, 0xff, 0xfe, 0x0a]), file: "bad.txt")
