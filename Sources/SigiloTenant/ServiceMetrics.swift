@@ -23,10 +23,6 @@ final class ServiceMetrics: @unchecked Sendable {
         }
     }
 
-    func decision(_ reason: ServingModel.HandoffReason?) {
-        lock.withLock { decisions[reason?.rawValue ?? "none", default: 0] += 1 }
-    }
-
     func decisions(_ reasons: [ServingModel.HandoffReason?]) {
         lock.withLock { for reason in reasons { decisions[reason?.rawValue ?? "none", default: 0] += 1 } }
     }

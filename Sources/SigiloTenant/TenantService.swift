@@ -88,14 +88,14 @@ final class TenantService: @unchecked Sendable {
     /// Takes up what other commands changed: agent tokens issued or revoked, a
     /// new global or personalised model. Cheap when nothing changed (one pragma).
     func refresh(force: Bool = false) throws {
-        let (version, identity) = try store { (try $0.dataVersion(), try ServingModel.identity(in: $0)) }
+        let version = try store { try $0.dataVersion() }
         let changed = lock.withLock { () -> Bool in
             defer { seenDataVersion = version }
             return force || seenDataVersion != version
         }
         guard changed else { return }
-        let (live, plan) = try store { (try $0.liveAgentTokenDigests(), try TenantTool.cachedPlan($0)) }
-        if identity != models.current?.identity || models.current == nil {
+        let (identity, live, plan) = try store { (try ServingModel.identity(in: $0), try $0.liveAgentTokenDigests(), try TenantTool.cachedPlan($0)) }
+        if models.current?.identity != identity {
             if let model = try store({ try ServingModel.load(from: $0) }) {
                 models.swap(to: model)
                 log("serving with the \(model.name) model")
@@ -241,10 +241,18 @@ final class TenantService: @unchecked Sendable {
         guard let model = models.current else {
             return .error(503, code: "no_model", message: "no model yet: take part in a round ('sigilo-tenant run') or 'pull' one")
         }
-        var scratch = ServingModel.Scratch()
         var body = [UInt8]()
         body.reserveCapacity(batch ? 256 * messages.count : 256)
         if batch { body += #"{"results":["#.utf8 }
+        writer.enqueue(answer(messages, with: model, source: .service, into: &body))
+        if batch { body += "]}".utf8 }
+        return HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: body)
+    }
+
+    /// Answers `messages` in order, as comma-separated JSON objects appended to
+    /// `body`; returns those of a named customer, to offer to the store.
+    func answer(_ messages: [Incoming], with model: ServingModel, source: MessageSource, into body: inout [UInt8]) -> [MessageWriter.Pending] {
+        var scratch = ServingModel.Scratch()
         var pending = [MessageWriter.Pending]()
         var reasons = [ServingModel.HandoffReason?]()
         reasons.reserveCapacity(messages.count)
@@ -254,13 +262,11 @@ final class TenantService: @unchecked Sendable {
             model.render(answer, messageID: message.messageID, into: &body)
             reasons.append(answer.reason)
             if let customer = message.customer {
-                pending.append(.init(key: message.messageID, customer: customer, redacted: answer.redacted, source: .service))
+                pending.append(.init(key: message.messageID, customer: customer, redacted: answer.redacted, source: source))
             }
         }
-        if batch { body += "]}".utf8 }
         metrics.decisions(reasons)
-        writer.enqueue(pending)
-        return HTTPResponse(status: 200, headers: [("Content-Type", "application/json")], body: body)
+        return pending
     }
 
     // MARK: feedback and consent
@@ -377,25 +383,16 @@ final class TenantService: @unchecked Sendable {
         } catch {
             return .error(400, code: "bad_payload", message: "\(error)")
         }
-        guard payload.texts.isEmpty || models.current != nil else {
+        let model = models.current
+        guard payload.texts.isEmpty || model != nil else {
             return .error(503, code: "no_model", message: "no model yet: the platform will deliver these messages again")
         }
         var body = Array(#"{"results":["#.utf8)
-        var pending = [MessageWriter.Pending]()
-        var scratch = ServingModel.Scratch()
-        var stale = 0
-        let now = Date().timeIntervalSince1970
-        if let model = models.current {
-            for (i, message) in payload.texts.enumerated() {
-                let answer = model.answer(message.body, top: settings.top, scratch: &scratch)
-                if i > 0 { body.append(UInt8(ascii: ",")) }
-                model.render(answer, messageID: message.id, into: &body)
-                metrics.decision(answer.reason)
-                // A delivery older than unlabelled messages are kept (a replay, say) is answered, not kept.
-                if Double(message.timestamp) < now - settings.keepUnlabelledSeconds { stale += 1; continue }
-                pending.append(.init(key: message.id, customer: message.from, redacted: answer.redacted, source: .webhook))
-            }
-        }
+        // A delivery older than unlabelled messages are kept (a replay, say) is answered, not kept.
+        let cutoff = Date().timeIntervalSince1970 - settings.keepUnlabelledSeconds
+        let incoming = payload.texts.map { Incoming(text: $0.body, customer: Double($0.timestamp) < cutoff ? nil : $0.from, messageID: $0.id) }
+        let stale = incoming.filter { $0.customer == nil }.count
+        let pending = model.map { answer(incoming, with: $0, source: .webhook, into: &body) } ?? []
         if stale > 0 { metrics.stored("stale", count: stale) }
         writer.enqueue(pending)
         writer.flush() // acknowledged only once durable: the platform does not deliver an acknowledged message again
