@@ -45,6 +45,8 @@ public final class HTTPServer: @unchecked Sendable {
         public var maximumLargeBodies: Int = 4
         public var eventLoops: Int
         public var workers: Int
+        /// Listen on this Unix-domain socket (mode 0600: the server's user only) instead of `host` and `port`.
+        public var unixSocketPath: String?
 
         public init(host: String = "127.0.0.1", port: UInt16 = 0, limits: HTTPLimits = HTTPLimits(),
                     maximumConnections: Int = 50_000, sourceLimits: SourceLimits.Policy = .init(),
@@ -135,9 +137,14 @@ public final class HTTPServer: @unchecked Sendable {
     @discardableResult
     public func start() throws -> UInt16 {
         signal(SIGPIPE, SIG_IGN) // a vanished peer must not kill the server
-        let address = try SocketAddress(parsing: configuration.host.contains(":") ? "[\(configuration.host)]:\(configuration.port)"
-                                                                                    : "\(configuration.host):\(configuration.port)")
-        let fd = try address.listen(backlog: 4096)
+        let fd: Int32
+        if let path = configuration.unixSocketPath {
+            fd = try SocketAddress.listen(unixPath: path, backlog: 4096)
+        } else {
+            let address = try SocketAddress(parsing: configuration.host.contains(":") ? "[\(configuration.host)]:\(configuration.port)"
+                                                                                        : "\(configuration.host):\(configuration.port)")
+            fd = try address.listen(backlog: 4096)
+        }
         descriptorLimit = Self.raiseDescriptorLimit()
         connectionCap = min(configuration.maximumConnections, descriptorLimit.after - 64)
         pool = WorkerPool(threads: configuration.workers, maximumQueued: 16_384, name: "sigilo-http-worker")
@@ -149,7 +156,7 @@ public final class HTTPServer: @unchecked Sendable {
         for loop in loops {
             loop.execute { loop.register(fd, events: EPOLLIN.rawValue | EPOLLEXCLUSIVE.rawValue, handler: ListenerHandle(fd: fd, server: self, loop: loop)) }
         }
-        return SocketAddress.boundPort(fd)
+        return configuration.unixSocketPath == nil ? SocketAddress.boundPort(fd) : 0
     }
 
     /// Stops accepting; lets in-flight requests finish (answered with
@@ -169,6 +176,7 @@ public final class HTTPServer: @unchecked Sendable {
         }
         done.wait()
         close(listenFD)
+        if let path = configuration.unixSocketPath { unlink(path) }
         draining()
         for loop in loops { loop.execute { for case let connection as Connection in loop.registered { connection.stop() } } }
         while lock.withLock({ open }) > 0 { usleep(10_000) }

@@ -51,9 +51,14 @@ public struct SocketAddress: Sendable, Equatable, CustomStringConvertible {
         self.isIPv6 = isIPv6
     }
 
+    /// Every peer of a Unix-domain socket: one local source to the per-address limits.
+    static let unixPeer = SocketAddress(host: "unix", port: 0, isIPv6: false)
+
     init(_ storage: sockaddr_storage) {
         var copy = storage
-        if Int32(storage.ss_family) == AF_INET6 {
+        if Int32(storage.ss_family) == AF_UNIX {
+            self = Self.unixPeer
+        } else if Int32(storage.ss_family) == AF_INET6 {
             let address = withUnsafePointer(to: &copy) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee } }
             var bytes = address.sin6_addr
             let raw = withUnsafeBytes(of: &bytes) { Array($0) }
@@ -107,6 +112,43 @@ public struct SocketAddress: Sendable, Equatable, CustomStringConvertible {
             let message = String(cString: strerror(errno))
             close(fd)
             throw HTTPServerError("cannot listen on \(self): \(message)")
+        }
+        return fd
+    }
+
+    /// A listening Unix-domain socket at `path`, created with mode 0600. A
+    /// socket file left by a server that is gone is replaced; one that a live
+    /// server answers on, or any other file, is refused.
+    static func listen(unixPath path: String, backlog: Int32) throws -> Int32 {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard !bytes.isEmpty, bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw HTTPServerError("the socket path must be 1 to \(MemoryLayout.size(ofValue: address.sun_path) - 1) bytes: \(path)")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in raw.copyBytes(from: bytes) }
+        let length = socklen_t(MemoryLayout<sockaddr_un>.size)
+        func call(_ body: (UnsafePointer<sockaddr>) -> Int32) -> Int32 {
+            withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1, body) }
+        }
+        var status = stat()
+        if lstat(path, &status) == 0 {
+            guard status.st_mode & S_IFMT == S_IFSOCK else { throw HTTPServerError("\(path) exists and is not a socket; refusing to replace it") }
+            let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
+            let answered = call { connect(probe, $0, length) } == 0
+            close(probe)
+            guard !answered else { throw HTTPServerError("another server is listening on \(path)") }
+            unlink(path)
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw HTTPServerError("socket: \(String(cString: strerror(errno)))") }
+        let previous = umask(0o177) // the socket file is created 0600: only this user may connect
+        let bound = call { bind(fd, $0, length) }
+        umask(previous)
+        guard bound == 0, Glibc.listen(fd, backlog) == 0 else {
+            let message = String(cString: strerror(errno))
+            close(fd)
+            throw HTTPServerError("cannot listen on \(path): \(message)")
         }
         return fd
     }

@@ -8,10 +8,11 @@ enum ServeCommand {
     static let spec = CommandSpec(
         name: "serve",
         summary: "Serve classification, attendants' feedback, consent events and the WhatsApp webhook (loopback by default).",
-        usage: "sigilo-tenant serve --state DIR --key-file FILE [--listen 127.0.0.1:PORT] [--tls-cert FILE --tls-key FILE] [--insecure] "
+        usage: "sigilo-tenant serve --state DIR --key-file FILE [--listen 127.0.0.1:PORT [--tls-cert FILE --tls-key FILE] [--insecure] | --socket PATH] "
             + "[--whatsapp-app-secret-file FILE --whatsapp-verify-token-file FILE] [--keep-unlabelled-days D] [--workers N]",
         options: TenantTool.storeOptions + [
             .value("listen", "HOST:PORT", "Address to listen on (default 127.0.0.1:8780; port 0 picks a free one; IPv6 as [::1]:8780)."),
+            .value("socket", "PATH", "Listen on a Unix-domain socket instead (mode 0600: callers run as this user)."),
             .value("tls-cert", "FILE", "PEM certificate chain: serve HTTPS."), .value("tls-key", "FILE", "PEM private key of --tls-cert."),
             .flag("insecure", "Allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy you trust)."),
             .value("whatsapp-app-secret-file", "FILE", "The Meta app secret that signs webhook deliveries (X-Hub-Signature-256); mode 0600."),
@@ -20,7 +21,7 @@ enum ServeCommand {
             .value("workers", "N", "Threads that answer requests (default: the number of cores)."),
         ],
         discussion: """
-        Prints 'listening on HOST:PORT' once ready. Callers send "Authorization: Bearer TOKEN" with a token from
+        Prints 'listening on HOST:PORT' (or 'listening on unix:PATH') once ready. Callers send "Authorization: Bearer TOKEN" with a token from
         'sigilo-tenant agent-token create'; the webhook is authenticated by WhatsApp's own signature instead.
           POST /v1/classify   {"text", "customer"?, "conversation"?, "message_id"?} or {"messages": [...]}: intent, confidence, top,
                               decision (answer|handoff), reason, message_id. A named customer's message is kept (redacted, sealed,
@@ -40,12 +41,19 @@ enum ServeCommand {
             settings.keepUnlabelledSeconds = days * 86_400
         }
         let webhook = try webhookSecrets(args)
+        let socketPath = args.string("socket")
+        if socketPath != nil {
+            for option in ["listen", "tls-cert", "tls-key"] where args.string(option) != nil {
+                throw CLIError.usage("serve: --socket serves local callers in plain HTTP; --\(option) goes with --listen")
+            }
+        }
         let address: SocketAddress
         do { address = try SocketAddress(parsing: args.string("listen") ?? "127.0.0.1:8780") } catch { throw CLIError.usage("serve: --listen: \(error)") }
         let cores = ProcessInfo.processInfo.activeProcessorCount
         var configuration = HTTPServer.Configuration(host: address.host, port: address.port, eventLoops: 1,
                                                      workers: try args.int("workers", range: 1...256) ?? max(2, cores))
         configuration.limits.maximumBodyBytes = TenantService.classifyBodyBytes
+        configuration.unixSocketPath = socketPath
         // An agent on the same host is one address making many requests: the per-address limits are for the open internet.
         configuration.sourceLimits.requestsPerSecond = 1_000_000
         configuration.sourceLimits.requestBurst = 2_000_000
@@ -78,7 +86,8 @@ enum ServeCommand {
         })
         let bound: UInt16
         do { bound = try server.start() } catch { throw CLIError(.failure, "serve: \(error)") }
-        OutputStream.standardOutput.write("listening on \(SocketAddress(parsingBound: address, port: bound))\(configuration.channels is TLSChannels ? " (TLS)" : "")\n")
+        let listening = socketPath.map { "unix:\($0)" } ?? "\(SocketAddress(parsingBound: address, port: bound))\(configuration.channels is TLSChannels ? " (TLS)" : "")"
+        OutputStream.standardOutput.write("listening on \(listening)\n")
         OutputStream.standardOutput.flush()
 
         // The main thread keeps up with the store until a termination signal. It decodes each new model, which on a

@@ -198,6 +198,57 @@ import SigiloSQLite
         #expect(refused.status == 77 && refused.stderr.contains("chmod 600"))
         #expect(try Binary.run("sigilo-tenant", ["serve", "--listen", "0.0.0.0:0"] + args).status == 77)
     }
+
+    /// GET `target` over a Unix-domain socket: the status line, or nil when nothing listens.
+    func unixGet(_ path: String, _ target: String) -> String? {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8)) }
+        let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        guard connected == 0 else { return nil }
+        let request = Array("GET \(target) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".utf8)
+        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        var buffer = [UInt8](repeating: 0, count: 4096), reply = [UInt8]()
+        while true { let n = recv(fd, &buffer, buffer.count, 0); if n <= 0 { break }; reply += buffer[0..<n] }
+        return String(decoding: reply, as: UTF8.self)
+    }
+
+    @Test func aUnixSocketForLocalAgentsOnlyThisUserCanOpen() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let args = ["--state", dir.appendingPathComponent("s").path, "--key-file", dir.appendingPathComponent("k").path]
+        #expect(try Binary.run("sigilo-tenant", ["init"] + args).status == 0)
+        let path = dir.appendingPathComponent("agent.sock").path
+        func start() throws -> Process {
+            let process = Process()
+            process.executableURL = Binary.directory.appendingPathComponent("sigilo-tenant")
+            process.arguments = ["serve", "--socket", path] + args
+            let out = Pipe()
+            process.standardOutput = out
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            #expect(String(decoding: out.fileHandleForReading.availableData, as: UTF8.self) == "listening on unix:\(path)\n")
+            return process
+        }
+        let first = try start()
+        #expect(unixGet(path, "/healthz")?.hasPrefix("HTTP/1.1 200") == true)
+        #expect(unixGet(path, "/metrics")?.hasPrefix("HTTP/1.1 401") == true)
+        #expect((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) == 0o600)
+        // A second server on the same socket is refused; one killed leaves a socket file the next replaces.
+        let second = try Binary.run("sigilo-tenant", ["serve", "--socket", path] + args)
+        #expect(second.status == 1 && second.stderr.contains("another server is listening on \(path)"))
+        kill(first.processIdentifier, SIGKILL)
+        first.waitUntilExit()
+        #expect(FileManager.default.fileExists(atPath: path) && unixGet(path, "/healthz") == nil)
+        let again = try start()
+        #expect(unixGet(path, "/healthz")?.hasPrefix("HTTP/1.1 200") == true)
+        again.terminate()
+        again.waitUntilExit()
+        #expect(again.terminationStatus == 0 && !FileManager.default.fileExists(atPath: path))
+        #expect(try Binary.run("sigilo-tenant", ["serve", "--socket", path, "--listen", "127.0.0.1:0"] + args).status == 64)
+    }
 }
 
 /// The store's promises as a new user meets them through the CLI alone.
