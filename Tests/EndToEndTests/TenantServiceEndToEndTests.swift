@@ -111,6 +111,10 @@ import SigiloSQLite
         let forged = try served.deliver([(consenting, "wamid.Z1", "forjada")], signature: "sha256=" + String(repeating: "ab", count: 32))
         #expect(forged.status == 401 && forged.json["error"] as? String == "bad_signature")
         #expect(try served.deliver([(consenting, "wamid.Z2", "sem assinatura")], signature: "").status == 401)
+        let malformed = Array(#"{"object":"whatsapp_business_account","entry":[{"changes":[{"value":{"messages":[{"from":"1","id":"x","type":"text"}]}}]}]}"#.utf8)
+        let signedMalformed = try served.client.send(method: "POST", target: "/v1/whatsapp/webhook", headers: [
+            ("X-Hub-Signature-256", "sha256=" + Hex.encode(HMACSHA256.authenticate(malformed, key: Array(served.appSecret.utf8))))], body: malformed)
+        #expect(signedMalformed.status == 400 && String(decoding: signedMalformed.body, as: UTF8.self).contains("messages[0].timestamp"))
         let socket = try LoopbackSocket(port: served.server.port, source: "127.0.0.1")
         socket.send("POST /v1/whatsapp/webhook HTTP/1.1\r\nHost: a\r\nContent-Length: 4000000\r\nX-Hub-Signature-256: sha256=00\r\n\r\n")
         #expect(socket.readHead().hasPrefix("HTTP/1.1 413"))
