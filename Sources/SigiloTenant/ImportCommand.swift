@@ -81,8 +81,7 @@ public enum ImportCommand {
             switch outcome {
             case .stored: imported += 1
             case .duplicate: duplicates += 1
-            case .labelled: relabelled += 1
-            case .corrected: relabelled += 1
+            case .labelled, .corrected: relabelled += 1
             case .noConsent: skippedNoConsent += 1
             case .erased: refusedErased += 1
             }
@@ -115,11 +114,7 @@ public enum ImportCommand {
             errors += try JSONLines.read(file) { object, _ in records.append(try record(object, labels: labels)) }
             parsed.append((file, records))
         }
-        for error in errors.prefix(50) { printError(error.description) }
-        if errors.count > 50 { printError("... and \(errors.count - 50) more invalid lines") }
-        if args.flag("strict"), !errors.isEmpty {
-            throw CLIError(.dataError, "\(errors.count) invalid line(s); --strict: nothing imported")
-        }
+        try report(errors, strict: args.flag("strict"))
         var summary = Summary()
         summary.invalid = errors.count
         let now = Date().timeIntervalSince1970
@@ -137,6 +132,13 @@ public enum ImportCommand {
         }
         OutputStream.standardOutput.write(summary.line)
         if !errors.isEmpty { throw CLIError(.dataError, "\(errors.count) invalid line(s) were not imported (listed above)") }
+    }
+
+    /// Lists invalid lines (the first 50) on standard error; with `strict`, any of them stops the import.
+    static func report(_ errors: [LineError], strict: Bool) throws {
+        for error in errors.prefix(50) { printError(error.description) }
+        if errors.count > 50 { printError("... and \(errors.count - 50) more invalid lines") }
+        if strict, !errors.isEmpty { throw CLIError(.dataError, "\(errors.count) invalid line(s); --strict: nothing imported") }
     }
 
     /// `--format whatsapp-export`: one customer's side of a chat, unlabelled, under the consent stated.
@@ -166,9 +168,7 @@ public enum ImportCommand {
             errors += parsed.errors
             chats.append((file, parsed))
         }
-        for error in errors.prefix(50) { printError(error.description) }
-        if errors.count > 50 { printError("... and \(errors.count - 50) more invalid lines") }
-        if args.flag("strict"), !errors.isEmpty { throw CLIError(.dataError, "\(errors.count) invalid line(s); --strict: nothing imported") }
+        try report(errors, strict: args.flag("strict"))
 
         // Which author is the customer: named, or the only one; the business's replies are not the customer's messages.
         var selected = [(file: String, messages: [WhatsAppExport.Message])]()
