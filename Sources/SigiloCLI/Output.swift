@@ -120,7 +120,11 @@ public func dispatch(program: String, summary: String, arguments: [String],
             }
             throw CLIError.usage("\(program): \"\(name)\" needs a command:\n\(listing)")
         }
-        let close = commands.map(\.spec.name).filter { editDistance($0, name) <= max(1, name.count / 3) }
+        // Whole names and group words ("tenat" is close to "tenant", not to "tenant invite").
+        var candidates = [String]()
+        for word in commands.map(\.spec.name) + commands.compactMap({ $0.spec.name.split(separator: " ").first.map(String.init) })
+        where !candidates.contains(word) { candidates.append(word) }
+        let close = candidates.filter { editDistance($0, name) <= max(1, name.count / 3) }
         let hint = close.isEmpty ? "" : " (did you mean \(close.joined(separator: ", "))?)"
         throw CLIError.usage("\(program): unknown command \"\(name)\"\(hint); commands: \(commands.map(\.spec.name).joined(separator: ", "))")
     }

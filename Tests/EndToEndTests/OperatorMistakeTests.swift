@@ -98,6 +98,8 @@ import SigiloProtocol
         let typo = try Binary.run("sigilo-coordinator", ["stauts", "--state", state.path])
         #expect(typo.status == 64 && typo.stderr.contains("did you mean status?"), "\(typo.stderr)")
         #expect(try Binary.run("sigilo-tenant", ["improt"]).stderr.contains("did you mean import?"))
+        #expect(try Binary.run("sigilo-coordinator", ["tenat", "list"]).stderr.contains("did you mean tenant?"))
+        #expect(try Binary.run("sigilo-tenant", ["agent-tokn", "list"]).stderr.contains("did you mean agent-token?"))
 
         let entries = try Binary.run("sigilo-coordinator", ["audit", "export", "--state", state.path]).stdout.split(separator: "\n").count
         let backup = try Binary.run("sigilo-coordinator", ["backup", "--to", dir.appendingPathComponent("missing/b.sgl").path, "--state", state.path])
