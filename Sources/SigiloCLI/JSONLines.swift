@@ -38,30 +38,23 @@ public enum JSONLines {
     public static func parse(_ data: Data, name path: String,
                              _ body: (_ object: [String: Any], _ line: Int) throws -> Void) rethrows -> [LineError] {
         var errors = [LineError]()
-        var lineNumber = 0
-        var start = data.startIndex
-        while start < data.endIndex {
-            lineNumber += 1
-            let newline = data[start...].firstIndex(of: 0x0a) ?? data.endIndex
-            var line = data[start..<newline]
-            start = newline < data.endIndex ? newline + 1 : newline
-            if line.last == 0x0d { line = line.dropLast() }
-            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { continue }
+        try TextLines.forEach(in: data) { lineNumber, line in
+            if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return }
             guard line.count <= maximumLineBytes else {
                 errors.append(LineError(file: path, line: lineNumber,
                                         reason: "line is \(line.count) bytes, longer than the \(maximumLineBytes)-byte limit"))
-                continue
+                return
             }
             let object: Any
             do {
                 object = try JSONSerialization.jsonObject(with: Data(line), options: [])
             } catch {
                 errors.append(LineError(file: path, line: lineNumber, reason: "not valid JSON"))
-                continue
+                return
             }
             guard let dictionary = object as? [String: Any] else {
                 errors.append(LineError(file: path, line: lineNumber, reason: "not a JSON object"))
-                continue
+                return
             }
             do {
                 try body(dictionary, lineNumber)
@@ -112,5 +105,21 @@ public struct LabeledExample: Sendable, Equatable {
         }
         guard !examples.isEmpty else { throw CLIError(.dataError, "\(path): no examples") }
         return examples
+    }
+}
+
+/// The lines of a text in memory, LF or CRLF, numbered from 1 (the last may lack its newline).
+public enum TextLines {
+    public static func forEach(in data: Data, _ body: (_ number: Int, _ line: Data.SubSequence) throws -> Void) rethrows {
+        var number = 0
+        var start = data.startIndex
+        while start < data.endIndex {
+            number += 1
+            let newline = data[start...].firstIndex(of: 0x0a) ?? data.endIndex
+            var line = data[start..<newline]
+            start = newline < data.endIndex ? newline + 1 : newline
+            if line.last == 0x0d { line = line.dropLast() }
+            try body(number, line)
+        }
     }
 }

@@ -53,32 +53,43 @@ enum ClassifyCommand {
         let out = OutputStream.standardOutput
         var scratch = [Float](repeating: 0, count: model.labelCount)
         let k2 = min(k, model.labelCount)
-        // Label strings are escaped once, not per message; lines are built as bytes.
-        let escaped = model.labels.map { label -> [UInt8] in var s = ""; JSON.escape(label, into: &s); return Array(s.utf8) }
+        let escaped = escapedLabels(model)
         var line = [UInt8]()
         var workspace = Featurizer.Workspace()
         forEachStandardInputLine { text in
             let x = featurizer.features(of: text, workspace: &workspace)
             let prediction = model.predict(x, top: k2, scratch: &scratch)
             line.removeAll(keepingCapacity: true)
-            line += #"{"intent":"#.utf8
-            line += escaped[prediction.label]
-            line += #","confidence":"#.utf8
-            appendProbability(prediction.confidence, to: &line)
-            line += #","top":["#.utf8
-            for (i, entry) in prediction.top.enumerated() {
-                if i > 0 { line.append(UInt8(ascii: ",")) }
-                line += #"{"intent":"#.utf8
-                line += escaped[entry.label]
-                line += #","probability":"#.utf8
-                appendProbability(entry.probability, to: &line)
-                line.append(UInt8(ascii: "}"))
-            }
-            line += #"],"decision":""#.utf8
-            line += prediction.decision.rawValue.utf8
-            line += "\"}\n".utf8
+            appendPrediction(prediction, decision: prediction.decision.rawValue, labels: escaped, to: &line)
+            line += "}\n".utf8
             out.write(bytes: line)
         }
+    }
+
+    /// Each label as a JSON string: escaped once, not per message (answers are built as bytes).
+    static func escapedLabels(_ model: SoftmaxModel) -> [[UInt8]] {
+        model.labels.map { label in var s = ""; JSON.escape(label, into: &s); return Array(s.utf8) }
+    }
+
+    /// `{"intent": ..., "confidence": ..., "top": [...], "decision": ...` of one prediction,
+    /// left open for the caller's further fields and closing brace.
+    static func appendPrediction(_ p: SoftmaxModel.Prediction, decision: String, labels escaped: [[UInt8]], to line: inout [UInt8]) {
+        line += #"{"intent":"#.utf8
+        line += escaped[p.label]
+        line += #","confidence":"#.utf8
+        appendProbability(p.confidence, to: &line)
+        line += #","top":["#.utf8
+        for (i, entry) in p.top.enumerated() {
+            if i > 0 { line.append(UInt8(ascii: ",")) }
+            line += #"{"intent":"#.utf8
+            line += escaped[entry.label]
+            line += #","probability":"#.utf8
+            appendProbability(entry.probability, to: &line)
+            line.append(UInt8(ascii: "}"))
+        }
+        line += #"],"decision":""#.utf8
+        line += decision.utf8
+        line.append(UInt8(ascii: "\""))
     }
 
     /// Probabilities with four decimals ("0.9978"): enough for a decision, stable in diffs.

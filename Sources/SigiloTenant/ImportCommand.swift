@@ -106,7 +106,6 @@ public enum ImportCommand {
         }
         let store = try TenantTool.openStore(args)
         let labels = try TenantTool.cachedPlan(store).map { Set($0.labels) }
-        let redactor = Redactor()
         var parsed = [(file: String, records: [ConversationRecord])]()
         var errors = [LineError]()
         for file in args.positional {
@@ -115,23 +114,43 @@ public enum ImportCommand {
             parsed.append((file, records))
         }
         try report(errors, strict: args.flag("strict"))
-        var summary = Summary()
+        let files = parsed.map { _, records in
+            records.map { r in
+                Offer(key: r.id ?? "\(r.customer)\n\(r.time ?? "")\n\(r.text)", customer: r.customer, text: r.text, intent: r.intent, consent: r.consent)
+            }
+        }
+        var summary = try admit(files, source: .export, into: store)
         summary.invalid = errors.count
+        OutputStream.standardOutput.write(summary.line)
+        if !errors.isEmpty { throw CLIError(.dataError, "\(errors.count) invalid line(s) were not imported (listed above)") }
+    }
+
+    /// A message as an export offers it to the store: `key` names it (a second label for the same key corrects the first).
+    struct Offer {
+        var key: String
+        var customer: String
+        var text: String
+        var intent: String?
+        var consent: Bool
+    }
+
+    /// Offers each file's messages, redacted, in one transaction per file: a
+    /// crash leaves each file fully imported or not at all.
+    static func admit(_ files: [[Offer]], source: MessageSource, into store: TenantStore) throws -> Summary {
+        let redactor = Redactor()
         let now = Date().timeIntervalSince1970
-        for (_, records) in parsed {
-            // One transaction per file: a crash leaves each file fully imported or not at all.
+        var summary = Summary()
+        for offers in files {
             try store.database.transaction {
-                for r in records {
-                    let key = r.id ?? "\(r.customer)\n\(r.time ?? "")\n\(r.text)"
-                    let outcome = try store.admit(key: key, customer: r.customer, redactedText: redactor.redact(r.text), intent: r.intent,
-                                                  source: .export, consentStated: r.consent, now: now)
+                for offer in offers {
+                    let outcome = try store.admit(key: offer.key, customer: offer.customer, redactedText: redactor.redact(offer.text),
+                                                  intent: offer.intent, source: source, consentStated: offer.consent, now: now)
                     summary.count(outcome)
-                    if outcome == .stored { summary.customers.insert(r.customer) }
+                    if outcome == .stored { summary.customers.insert(offer.customer) }
                 }
             }
         }
-        OutputStream.standardOutput.write(summary.line)
-        if !errors.isEmpty { throw CLIError(.dataError, "\(errors.count) invalid line(s) were not imported (listed above)") }
+        return summary
     }
 
     /// Lists invalid lines (the first 50) on standard error; with `strict`, any of them stops the import.
@@ -187,21 +206,11 @@ public enum ImportCommand {
             }
             selected.append((file, parsed.messages.filter { $0.author == author }))
         }
-        let redactor = Redactor()
-        var summary = Summary()
-        summary.invalid = errors.count
-        let now = Date().timeIntervalSince1970
-        for (_, messages) in selected {
-            try store.database.transaction {
-                for message in messages {
-                    let outcome = try store.admit(key: "whatsapp-export\n\(customer)\n\(message.time)\n\(message.text)", customer: customer,
-                                                  redactedText: redactor.redact(message.text), intent: nil, source: .chatExport,
-                                                  consentStated: consent, now: now)
-                    summary.count(outcome)
-                    if outcome == .stored { summary.customers.insert(customer) }
-                }
-            }
+        let files = selected.map { _, messages in
+            messages.map { Offer(key: "whatsapp-export\n\(customer)\n\($0.time)\n\($0.text)", customer: customer, text: $0.text, intent: nil, consent: consent) }
         }
+        var summary = try admit(files, source: .chatExport, into: store)
+        summary.invalid = errors.count
         let skipped = chats.reduce(0) { $0 + $1.parsed.skipped }
         let others = chats.reduce(0) { $0 + $1.parsed.messages.count } - selected.reduce(0) { $0 + $1.messages.count }
         OutputStream.standardOutput.write(summary.line.replacingOccurrences(of: "imported ", with: "imported (unlabelled) ", options: .anchored)

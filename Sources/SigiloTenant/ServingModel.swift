@@ -16,7 +16,7 @@ final class ServingModel: Sendable {
     let featurizer: Featurizer
     /// "global 3" or "personalised from global 3".
     let name: String
-    /// Each label as a JSON string, escaped once rather than per answer.
+    /// Each label as a JSON string (`ClassifyCommand.escapedLabels`).
     let escapedLabels: [[UInt8]]
     let labelIndex: [String: Int]
 
@@ -25,7 +25,7 @@ final class ServingModel: Sendable {
         self.identity = identity
         self.name = name
         featurizer = Featurizer(model.features)
-        escapedLabels = model.labels.map { label in var s = ""; JSON.escape(label, into: &s); return Array(s.utf8) }
+        escapedLabels = ClassifyCommand.escapedLabels(model)
         labelIndex = Dictionary(model.labels.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
@@ -35,8 +35,8 @@ final class ServingModel: Sendable {
     }
 
     /// The personalised model when there is one, else the newest global one; nil when there is neither.
-    static func load(from store: TenantStore) throws -> ServingModel? {
-        let identity = try identity(in: store)
+    /// `identity` is what the caller read of the store (a model newer than it is found at the next change).
+    static func load(from store: TenantStore, identity: Identity) throws -> ServingModel? {
         let file: [UInt8], name: String
         if let personal = try store.personalModel(), let origin = try store.personalModelOrigin() {
             (file, name) = (personal, "personalised from global \(origin.globalVersion)")
@@ -89,23 +89,8 @@ final class ServingModel: Sendable {
 
     /// One answer as a JSON object, in the fields `classify` writes plus `reason` and `message_id`.
     func render(_ answer: Answer, messageID: String, into line: inout [UInt8]) {
-        let p = answer.prediction
-        line += #"{"intent":"#.utf8
-        line += escapedLabels[p.label]
-        line += #","confidence":"#.utf8
-        ClassifyCommand.appendProbability(p.confidence, to: &line)
-        line += #","top":["#.utf8
-        for (i, entry) in p.top.enumerated() {
-            if i > 0 { line.append(UInt8(ascii: ",")) }
-            line += #"{"intent":"#.utf8
-            line += escapedLabels[entry.label]
-            line += #","probability":"#.utf8
-            ClassifyCommand.appendProbability(entry.probability, to: &line)
-            line.append(UInt8(ascii: "}"))
-        }
-        line += #"],"decision":""#.utf8
-        line += (answer.reason == nil ? "answer" : "handoff").utf8
-        line += #"","reason":"#.utf8
+        ClassifyCommand.appendPrediction(answer.prediction, decision: answer.reason == nil ? "answer" : "handoff", labels: escapedLabels, to: &line)
+        line += #","reason":"#.utf8
         if let reason = answer.reason { line += "\"\(reason.rawValue)\"".utf8 } else { line += "null".utf8 }
         line += #","message_id":"#.utf8
         var id = ""

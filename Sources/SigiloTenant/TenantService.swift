@@ -96,7 +96,7 @@ final class TenantService: @unchecked Sendable {
         guard changed else { return }
         let (identity, live, plan) = try store { (try ServingModel.identity(in: $0), try $0.liveAgentTokenDigests(), try TenantTool.cachedPlan($0)) }
         if models.current?.identity != identity {
-            if let model = try store({ try ServingModel.load(from: $0) }) {
+            if let model = try store({ try ServingModel.load(from: $0, identity: identity) }) {
                 models.swap(to: model)
                 log("serving with the \(model.name) model")
             } else if models.current != nil {

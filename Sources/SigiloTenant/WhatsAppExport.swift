@@ -46,17 +46,10 @@ public enum WhatsAppExport {
     public static func parse(_ data: Data, file: String, order: DateOrder? = nil, maximumTextBytes: Int = 4096) -> Parsed {
         var parsed = Parsed()
         var lines = [(number: Int, text: Substring, header: Header?)]()
-        var number = 0
-        var start = data.startIndex
-        while start < data.endIndex {
-            number += 1
-            let end = data[start...].firstIndex(of: 0x0a) ?? data.endIndex
-            var bytes = data[start..<end]
-            start = end == data.endIndex ? end : data.index(after: end)
-            if bytes.last == 0x0d { bytes = bytes.dropLast() }
+        TextLines.forEach(in: data) { number, bytes in
             guard let text = String(validating: bytes, as: UTF8.self) else {
                 parsed.errors.append(LineError(file: file, line: number, reason: "not valid UTF-8"))
-                continue
+                return
             }
             let cleaned = Substring(normalisedSpaces(text))
             lines.append((number, cleaned, header(cleaned)))
