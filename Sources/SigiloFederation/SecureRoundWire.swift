@@ -32,7 +32,10 @@ public enum SecureRoundWire {
 
     public static func view(_ o: [String: Any], round: UInt64, modelVersion: UInt64) throws -> SecureAggregation.RoundView {
         guard let stageName = o["stage"] as? String, let stage = SecureAggregation.RoundView.Stage(name: stageName) else { throw Malformed(field: "stage") }
+        // A Unix time in seconds: anything outside [0, 1e11) (year 5138) is
+        // not a deadline, and would not survive a render and re-parse exactly.
         let deadline = try number(o, "stage_deadline")
+        guard deadline >= 0, deadline < 1e11 else { throw Malformed(field: "stage_deadline") }
         let parameters = try SecureAggregation.RoundParameters(round: round, modelVersion: modelVersion, cohort: try strings(o, "cohort"),
                                                                threshold: try count(o, "threshold"), degree: try count(o, "degree"),
                                                                graphSeed: try hex(o, "graph_seed", bytes: 32))
