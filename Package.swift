@@ -36,6 +36,7 @@ let package = Package(
         // Pure logic.
         .target(name: "SigiloText"),
         .target(name: "SigiloModel", dependencies: ["SigiloText", "SigiloCrypto"]),
+        .target(name: "SigiloEncoder", dependencies: ["SigiloCrypto"], swiftSettings: encoderSettings),
         .target(name: "SigiloPrivacy", dependencies: ["COpenSSL"]),
         .target(name: "SigiloProtocol", dependencies: ["SigiloCrypto"]),
         .target(name: "SigiloFederation", dependencies: ["SigiloText", "SigiloModel", "SigiloPrivacy", "SigiloCrypto"]),
@@ -44,7 +45,7 @@ let package = Package(
         .target(name: "SigiloCLI"),
 
         // Command implementations (libraries, so tests reach them directly).
-        .target(name: "SigiloEval", dependencies: ["SigiloText", "SigiloModel", "SigiloPrivacy", "SigiloFederation", "SigiloProtocol", "SigiloCLI", "SigiloClient", "SigiloCrypto", "SigiloHTTP"]),
+        .target(name: "SigiloEval", dependencies: ["SigiloText", "SigiloModel", "SigiloEncoder", "SigiloPrivacy", "SigiloFederation", "SigiloProtocol", "SigiloCLI", "SigiloClient", "SigiloCrypto", "SigiloHTTP"]),
         .target(name: "SigiloClient", dependencies: ["SigiloCrypto", "SigiloProtocol", "SigiloFederation", "SigiloPrivacy", "SigiloHTTP", "SigiloTLS"]),
         .target(
             name: "SigiloTenant",
@@ -57,7 +58,7 @@ let package = Package(
         ),
 
         // Fuzz targets for every decoder of outside bytes (tools/fuzz runs them under libFuzzer).
-        .target(name: "SigiloFuzz", dependencies: ["SigiloCLI", "SigiloCoordinator", "SigiloCrypto", "SigiloFederation", "SigiloHTTP",
+        .target(name: "SigiloFuzz", dependencies: ["SigiloCLI", "SigiloCoordinator", "SigiloCrypto", "SigiloEncoder", "SigiloFederation", "SigiloHTTP",
                                                    "SigiloModel", "SigiloProtocol", "SigiloTenant", "SigiloText"]),
 
         // Thin executables.
@@ -69,6 +70,7 @@ let package = Package(
         .testTarget(name: "SigiloTextTests", dependencies: ["SigiloText"]),
         .testTarget(name: "SigiloTenantTests", dependencies: ["SigiloTenant", "SigiloCLI"]),
         .testTarget(name: "FuzzRegressionTests", dependencies: ["SigiloFuzz"]),
+        .testTarget(name: "SigiloEncoderTests", dependencies: ["SigiloEncoder"]),
         .testTarget(name: "SigiloModelTests", dependencies: ["SigiloModel", "SigiloText", "SigiloCrypto"]),
         .testTarget(name: "SigiloPrivacyTests", dependencies: ["SigiloPrivacy"]),
         .testTarget(name: "SigiloCryptoTests", dependencies: ["SigiloCrypto"]),
@@ -102,3 +104,13 @@ for target in package.targets where target.type != .system {
         .enableUpcomingFeature("ExistentialAny"),
     ]
 }
+
+// The encoder's matrix kernels are written for 8-lane fused multiply-adds:
+// on x86-64 its module is compiled for AVX2 and FMA (any server processor
+// since 2013; `CPUFeatures` refuses, with the reason, where they are
+// missing). arm64's NEON needs no flag.
+#if arch(x86_64)
+var encoderSettings: [SwiftSetting] { [.unsafeFlags(["-target-cpu", "haswell", "-O"])] }
+#else
+var encoderSettings: [SwiftSetting] { [.unsafeFlags(["-O"])] }
+#endif

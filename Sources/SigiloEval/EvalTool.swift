@@ -22,6 +22,7 @@ public enum EvalTool {
                     (BenchClientCommand.spec, BenchClientCommand.run),
                     (BenchSecureClientsCommand.spec, BenchSecureClientsCommand.run),
                     (BenchServeClientsCommand.spec, BenchServeClientsCommand.run),
+                    (BenchEncoderCommand.spec, BenchEncoderCommand.run),
                 ]
             )
         }

@@ -2,6 +2,7 @@ import Foundation
 import SigiloCLI
 import SigiloCoordinator
 import SigiloCrypto
+import SigiloEncoder
 import SigiloFederation
 import SigiloHTTP
 import SigiloModel
@@ -28,6 +29,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case secureRound = "secure-round"
     case whatsappWebhook = "whatsapp-webhook"
     case whatsappExport = "whatsapp-export"
+    case encoderFile = "encoder-file"
 
     /// A property a decoder broke: the fuzzer reports it as a crash.
     public struct Violation: Error, CustomStringConvertible {
@@ -51,6 +53,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .secureRound: try Self.secureRound(data)
         case .whatsappWebhook: try Self.whatsappWebhook(data)
         case .whatsappExport: try Self.whatsappExport(data)
+        case .encoderFile: try Self.encoderFile(data)
         }
     }
 
@@ -199,6 +202,16 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         try check(model.weights.count == model.features.bucketCount * model.labelCount, "weights do not match buckets x labels")
         try check(model.weights.allSatisfy(\.isFinite) && model.bias.allSatisfy(\.isFinite), "accepted non-finite weights")
         try check((try? ModelFile.decode(ModelFile.encode(model))) == model, "a decoded model does not round-trip")
+    }
+
+    /// An encoder file (loaded only after its digest is checked in the
+    /// programs, but the decoder must not trust that): whatever loads must
+    /// embed a text, cut to the positions, without a crash.
+    static func encoderFile(_ data: [UInt8]) throws {
+        guard let file = try? EncoderFile(bytes: data), file.architecture.hidden * file.architecture.intermediate <= 1 << 16,
+              file.architecture.layers <= 2, let encoder = try? Encoder(file: file) else { return }
+        let vectors = encoder.embed(["oi, quero falar com alguém!", String(repeating: "a", count: 100)], parallel: false)
+        try check(vectors.count == 2 && vectors.allSatisfy { $0.count == file.architecture.hidden }, "an embedding of the wrong size")
     }
 
     static func plan(_ data: [UInt8]) throws {

@@ -1,6 +1,7 @@
 import Foundation
 import SigiloCoordinator
 import SigiloCrypto
+import SigiloEncoder
 import SigiloFederation
 import SigiloModel
 import SigiloProtocol
@@ -80,6 +81,10 @@ extension FuzzTarget {
                 "12/03/2024 14:05 - Sistema sem autor\n12/03/2024 14:05 - Maria: Oi\nsegunda linha\n13/03/2024 09:00 - Maria: <Mídia oculta>\n",
                 "\u{200E}[3/12/24, 2:05:40\u{202F}PM] Maria: Hi\n[3/12/24, 2:06:01 PM] Loja: \u{200E}image omitted\r\n",
             ].map { Array($0.utf8) }
+        case .encoderFile:
+            var shorter = TinyEncoder()
+            (shorter.hidden, shorter.heads, shorter.intermediate, shorter.positions, shorter.pieces) = (32, 4, 32, 8, ["<s>", "<p>", "</s>", "<u>", "▁a"])
+            return [TinyEncoder().bytes(), shorter.bytes()]
         case .backupArchive:
             return [BackupArchive(signingKey: [UInt8](repeating: 3, count: 32), database: Array("SQLite format 3\0".utf8)).encoded()]
         }
