@@ -35,8 +35,8 @@ let package = Package(
 
         // Pure logic.
         .target(name: "SigiloText"),
-        .target(name: "SigiloModel", dependencies: ["SigiloText", "SigiloCrypto"]),
         .target(name: "SigiloEncoder", dependencies: ["SigiloCrypto"], swiftSettings: encoderSettings),
+        .target(name: "SigiloModel", dependencies: ["SigiloText", "SigiloCrypto", "SigiloEncoder"]),
         .target(name: "SigiloPrivacy", dependencies: ["COpenSSL"]),
         .target(name: "SigiloProtocol", dependencies: ["SigiloCrypto"]),
         .target(name: "SigiloFederation", dependencies: ["SigiloText", "SigiloModel", "SigiloPrivacy", "SigiloCrypto"]),

@@ -27,7 +27,7 @@ enum CentralizedCommand {
             .value("handoff-intent", "NAME", "An intent that always means hand-off (repeatable; default: oos, falar_com_humano).", repeatable: true),
             .value("save-model", "PATH", "Write the trained model here (models/FORMAT.md)."),
             .flag("json", "Print one JSON object instead of text."),
-        ],
+        ] + FeatureOptions.specs,
         discussion: "Exit codes: 0 success, 64 bad arguments, 65 invalid data (every bad line is listed), 66 missing input, 74 write error."
     )
 
@@ -48,6 +48,7 @@ enum CentralizedCommand {
         let options = try trainingOptions(args)
         let handoff = args.strings("handoff-intent").isEmpty ? IntentTraining.defaultHandoffIntents : Set(args.strings("handoff-intent"))
         let json = args.flag("json")
+        let featureOptions = try FeatureOptions(args)
 
         let train = try LabeledExample.load(trainPath)
         let test = try LabeledExample.load(testPath)
@@ -57,20 +58,23 @@ enum CentralizedCommand {
         features.wordNGrams = try orders(args, "word-ngrams", default: features.wordNGrams, limit: 4)
         features.charNGrams = try orders(args, "char-ngrams", default: features.charNGrams, limit: 8)
         features.wordWeight = try args.int("word-weight", range: FeatureConfiguration.supportedWordWeights) ?? Self.defaultWordWeight
-        let featurizer = Featurizer(features)
+        features = featureOptions.configuration(features)
+        let extractor = try featureOptions.extractor(features)
         let labels = Array(Set(train.map(\.intent))).sorted()
         // Progress goes to a person at a terminal, never into logs or pipes.
         let interactive = !json && isatty(2) != 0
         let log: (String) -> Void = { if interactive { printError("  \($0)") } }
 
+        func examples(_ set: [LabeledExample], _ name: String) -> EncodedExamples {
+            featureOptions.examples(set.map(\.text), set.map(\.intent), labels: labels, extractor: extractor, name: name, log: log)
+        }
+        // Encoder embeddings are computed (or read from the cache) before the clock starts: they are a property of the data set.
+        let (trainSet, valSet, testSet) = (examples(train, "train"), val.map { examples($0, "validation") }, examples(test, "test"))
         let start = DispatchTime.now().uptimeNanoseconds
-        let trainSet = EncodedExamples(texts: train.map(\.text), intents: train.map(\.intent), labels: labels, featurizer: featurizer)
-        let valSet = val.map { EncodedExamples(texts: $0.map(\.text), intents: $0.map(\.intent), labels: labels, featurizer: featurizer) }
         let model = IntentTraining.fit(train: trainSet, validation: valSet, labels: labels, features: features,
                                        options: options, handoffIntents: handoff, progress: log)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
 
-        let testSet = EncodedExamples(texts: test.map(\.text), intents: test.map(\.intent), labels: labels, featurizer: featurizer)
         let metrics = Metrics.evaluate(model, on: testSet)
         let fileBytes = ModelFile.encode(model)
         if let path = args.string("save-model") {
@@ -83,6 +87,7 @@ enum CentralizedCommand {
             ("train_examples", .integer(train.count)),
             ("test_examples", .integer(test.count)),
             ("labels", .integer(labels.count)),
+            ("features", .string(features.kind.rawValue)),
             ("buckets", .integer(buckets)),
             ("accuracy", .number(metrics.accuracy)),
             ("accuracy_in_scope", .number(metrics.accuracyInScope)),
@@ -106,7 +111,8 @@ enum CentralizedCommand {
             OutputStream.standardOutput.write(JSON.object(fields).rendered() + "\n")
             return
         }
-        var text = "centralized: \(train.count) train / \(test.count) test examples, \(labels.count) intents, \(buckets) buckets\n"
+        let described = features.kind == .encoder ? "encoder features" : features.kind == .both ? "\(buckets) buckets and encoder features" : "\(buckets) buckets"
+        var text = "centralized: \(train.count) train / \(test.count) test examples, \(labels.count) intents, \(described)\n"
         text += String(format: "  accuracy %.4f, in-scope %.4f, macro-F1 %.4f\n", metrics.accuracy, metrics.accuracyInScope, metrics.macroF1)
         if let oos = metrics.oosRecall, let withHandoff = metrics.oosRecallWithHandoff {
             text += String(format: "  out-of-scope recall %.4f (%.4f counting low-confidence hand-offs)\n", oos, withHandoff)

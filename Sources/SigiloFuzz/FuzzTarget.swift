@@ -199,7 +199,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
 
     static func modelFile(_ data: [UInt8]) throws {
         guard let model = try? ModelFile.decode(data) else { return }
-        try check(model.weights.count == model.features.bucketCount * model.labelCount, "weights do not match buckets x labels")
+        try check(model.weights.count == model.features.dimension * model.labelCount, "weights do not match dimension x labels")
         try check(model.weights.allSatisfy(\.isFinite) && model.bias.allSatisfy(\.isFinite), "accepted non-finite weights")
         try check((try? ModelFile.decode(ModelFile.encode(model))) == model, "a decoded model does not round-trip")
     }

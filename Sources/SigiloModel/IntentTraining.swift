@@ -14,6 +14,16 @@ public struct EncodedExamples: Sendable {
         self.labels = intents.map { index[$0] ?? -1 }
     }
 
+    /// Examples with the features `extractor` makes (`centredEmbeddings`:
+    /// the encoder's part, computed elsewhere, say a cache).
+    public init(texts: [String], intents: [String], labels: [String], extractor: FeatureExtractor, centredEmbeddings: [[Float]]? = nil) {
+        let index = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($1, Int32($0)) })
+        let vectors = centredEmbeddings == nil && extractor.configuration.kind.usesEncoder
+            ? extractor.features(texts) : extractor.features(texts, centredEmbeddings: centredEmbeddings)
+        features = FeatureMatrix(vectors)
+        self.labels = intents.map { index[$0] ?? -1 }
+    }
+
     init(features: FeatureMatrix, labels: [Int32]) {
         self.features = features
         self.labels = labels

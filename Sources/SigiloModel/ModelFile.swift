@@ -25,17 +25,19 @@ public struct ModelFileError: Error, CustomStringConvertible, Equatable {
 /// error names the first thing that is wrong.
 public enum ModelFile {
     public static let magic = Array("SGLMODEL".utf8)
-    /// Version 2 adds the word n-gram weight; a model with the plain count is
-    /// written as version 1, so such files stay readable by older builds.
-    public static let formatVersions: ClosedRange<UInt16> = 1...2
+    /// Version 2 adds the word n-gram weight, version 3 the feature kind and
+    /// the encoder's width and digest. A file is written at the lowest
+    /// version that can hold it, so hashed models stay readable by older builds.
+    public static let formatVersions: ClosedRange<UInt16> = 1...3
     static let maximumLabels = 4096
     static let maximumLabelBytes = 256
+    static let maximumEncoderDimension = 4096
 
     /// The file bytes of `model`.
     public static func encode(_ model: SoftmaxModel) -> [UInt8] {
         var w = ByteWriter()
         w.bytes(magic)
-        let version: UInt16 = model.features.wordWeight == 1 ? 1 : 2
+        let version: UInt16 = model.features.kind != .hashed ? 3 : model.features.wordWeight == 1 ? 1 : 2
         w.u16(version)
         let lengthOffset = w.buffer.count
         w.u64(0) // patched below
@@ -47,6 +49,11 @@ public enum ModelFile {
         w.u8(UInt8(model.features.wordNGrams.lowerBound)); w.u8(UInt8(model.features.wordNGrams.upperBound))
         w.u8(UInt8(model.features.charNGrams.lowerBound)); w.u8(UInt8(model.features.charNGrams.upperBound))
         if version >= 2 { w.u8(UInt8(model.features.wordWeight)) }
+        if version >= 3 {
+            w.u8(UInt8(FeatureKind.allCases.firstIndex(of: model.features.kind)!))
+            w.u32(UInt32(model.features.encoderDimension))
+            w.bytes(model.features.encoderDigest)
+        }
         w.u32(UInt32(model.labels.count))
         for label in model.labels {
             let bytes = Array(label.utf8)
@@ -142,6 +149,19 @@ public enum ModelFile {
         guard FeatureConfiguration.supportedWordWeights.contains(wordWeight) else {
             throw ModelFileError(.malformed, "word n-gram weight \(wordWeight) outside \(FeatureConfiguration.supportedWordWeights)")
         }
+        var kind = FeatureKind.hashed, encoderDimension = 0, encoderDigest = [UInt8]()
+        if version >= 3 {
+            let code = Int(try r.u8("feature kind"))
+            guard code < FeatureKind.allCases.count, FeatureKind.allCases[code] != .hashed else {
+                throw ModelFileError(.malformed, "feature kind \(code) is not 1 (encoder) or 2 (both)")
+            }
+            kind = FeatureKind.allCases[code]
+            encoderDimension = Int(try r.u32("encoder dimension"))
+            guard (1...maximumEncoderDimension).contains(encoderDimension) else {
+                throw ModelFileError(.malformed, "encoder dimension \(encoderDimension) outside 1...\(maximumEncoderDimension)")
+            }
+            encoderDigest = try r.bytes(SHA256.byteCount, "encoder digest")
+        }
         let labelCount = Int(try r.u32("label count"))
         guard (1...maximumLabels).contains(labelCount) else {
             throw ModelFileError(.malformed, "label count \(labelCount) outside 1...\(maximumLabels)")
@@ -177,12 +197,13 @@ public enum ModelFile {
         guard threshold.isFinite, (0...1).contains(threshold) else {
             throw ModelFileError(.malformed, "hand-off threshold \(threshold) outside [0, 1]")
         }
-        let features = FeatureConfiguration(bucketBits: bits, wordNGrams: wordLo...wordHi, charNGrams: charLo...charHi,
+        var features = FeatureConfiguration(bucketBits: bits, wordNGrams: wordLo...wordHi, charNGrams: charLo...charHi,
                                             wordWeight: wordWeight, textPipelineVersion: pipeline, hashVersion: hashVersion)
+        (features.kind, features.encoderDimension, features.encoderDigest) = (kind, encoderDimension, encoderDigest)
         let weightCount = try r.u64("weight count")
-        let expected = UInt64(features.bucketCount * labelCount)
+        let expected = UInt64(features.dimension * labelCount)
         guard weightCount == expected else {
-            throw ModelFileError(.malformed, "weight count \(weightCount) != buckets x labels = \(expected)")
+            throw ModelFileError(.malformed, "weight count \(weightCount) != feature dimension x labels = \(expected)")
         }
         let weights = try r.floats(Int(weightCount), "weights")
         let bias = try r.floats(labelCount, "bias")

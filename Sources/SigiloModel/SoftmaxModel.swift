@@ -22,7 +22,7 @@ public struct SoftmaxModel: Sendable, Equatable {
                 temperature: Float = 1, handoffThreshold: Float = 0, handoffLabels: [Int] = []) {
         self.features = features
         self.labels = labels
-        self.weights = weights ?? [Float](repeating: 0, count: features.bucketCount * labels.count)
+        self.weights = weights ?? [Float](repeating: 0, count: features.dimension * labels.count)
         self.bias = bias ?? [Float](repeating: 0, count: labels.count)
         self.temperature = temperature
         self.handoffThreshold = handoffThreshold

@@ -1,5 +1,7 @@
 import Foundation
 import SigiloCLI
+import SigiloCrypto
+import SigiloEncoder
 import SigiloModel
 import SigiloText
 
@@ -15,6 +17,7 @@ enum ClassifyCommand {
             .flag("global", "With --state: the latest global model even when a personalised one exists."),
             .value("key-file", "FILE", "The store key (or set SIGILO_TENANT_KEY)."),
             .value("top", "K", "How many intents to list in \"top\" (default 3)."),
+            .value("encoder", "PATH", "For a model that reads encoder features: the encoder file (default: the shipped one; its digest must be the model's)."),
         ],
         discussion: """
         Output: {"intent": ..., "confidence": ..., "top": [{"intent": ..., "probability": ...}], "decision": "answer"|"handoff"}.
@@ -49,7 +52,15 @@ enum ClassifyCommand {
         } else {
             throw CLIError.usage("classify: give --model PATH or --state DIR")
         }
-        let featurizer = Featurizer(model.features)
+        let extractor: FeatureExtractor
+        do {
+            let encoder = model.features.kind.usesEncoder
+                ? try EncoderLocation.load(path: args.string("encoder"), expectedSHA256: SHA256.hex(model.features.encoderDigest)) : nil
+            extractor = try FeatureExtractor(model.features, encoder: encoder)
+        } catch {
+            throw CLIError(.noInput, "classify: \(error)")
+        }
+        let featurizer = extractor.featurizer
         let out = OutputStream.standardOutput
         var scratch = [Float](repeating: 0, count: model.labelCount)
         let k2 = min(k, model.labelCount)
@@ -57,7 +68,7 @@ enum ClassifyCommand {
         var line = [UInt8]()
         var workspace = Featurizer.Workspace()
         forEachStandardInputLine { text in
-            let x = featurizer.features(of: text, workspace: &workspace)
+            let x = extractor.encoder == nil ? featurizer.features(of: text, workspace: &workspace) : extractor.features([text])[0]
             let prediction = model.predict(x, top: k2, scratch: &scratch)
             line.removeAll(keepingCapacity: true)
             appendPrediction(prediction, decision: prediction.decision.rawValue, labels: escaped, to: &line)

@@ -388,7 +388,8 @@ extension TenantTool {
     static func acceptModel(_ file: [UInt8], version: UInt64, plan: Plan, store: TenantStore) throws -> SoftmaxModel {
         let model: SoftmaxModel
         do { model = try ModelFile.decode(file) } catch { throw CLIError(.failure, "coordinator sent an invalid model \(version): \(error)") }
-        guard model.labels == plan.labels, model.features.bucketBits == plan.bucketBits else {
+        // Plans describe hashed features only: an encoder model from a coordinator is a mismatch, not something to featurise wrongly.
+        guard model.labels == plan.labels, model.features.bucketBits == plan.bucketBits, model.features.kind == .hashed else {
             throw CLIError(.failure, "coordinator's model \(version) does not match its plan")
         }
         try store.cacheModel(version: version, file: file)

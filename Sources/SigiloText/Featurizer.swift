@@ -19,6 +19,20 @@ public struct FeatureConfiguration: Equatable, Sendable {
     /// the plain count.
     public var wordWeight: Int
 
+    /// Which features a model reads: hashed n-grams (this module), the
+    /// frozen sentence encoder's centred embedding (SigiloEncoder), or both
+    /// side by side. The encoder's part of a feature vector follows the
+    /// hashed part: indices `hashedDimension ..< dimension`.
+    public var kind: FeatureKind = .hashed
+    /// Width of the encoder's embedding (0 for `hashed`).
+    public var encoderDimension = 0
+    /// SHA-256 of the encoder file whose embeddings the model reads (empty for `hashed`).
+    public var encoderDigest: [UInt8] = []
+
+    public var hashedDimension: Int { kind.usesHashes ? bucketCount : 0 }
+    /// Length of a feature vector: the model has this many weights per label.
+    public var dimension: Int { hashedDimension + (kind.usesEncoder ? encoderDimension : 0) }
+
     public static let supportedBucketBits = 8...24
     public static let supportedWordWeights = 1...8
 
@@ -33,6 +47,13 @@ public struct FeatureConfiguration: Equatable, Sendable {
     }
 
     public var bucketCount: Int { 1 << bucketBits }
+}
+
+public enum FeatureKind: String, CaseIterable, Sendable {
+    case hashed, encoder, both
+
+    public var usesHashes: Bool { self != .encoder }
+    public var usesEncoder: Bool { self != .hashed }
 }
 
 /// A sparse vector: distinct indices and their values.

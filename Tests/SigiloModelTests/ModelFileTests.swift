@@ -48,6 +48,21 @@ import SigiloText
         }
     }
 
+    /// A model that reads encoder features is format version 3 and carries the kind, width and digest.
+    @Test(arguments: [FeatureKind.encoder, .both])
+    func encoderFeaturesRoundTripAsVersion3(_ kind: FeatureKind) throws {
+        var features = FeatureConfiguration(bucketBits: 8)
+        (features.kind, features.encoderDimension, features.encoderDigest) = (kind, 32, [UInt8](repeating: 7, count: 32))
+        var model = SoftmaxModel(features: features, labels: ["a", "b"])
+        for i in model.weights.indices { model.weights[i] = Float(i % 5) - 2 }
+        #expect(model.weights.count == (kind == .both ? 256 + 32 : 32) * 2)
+        let bytes = ModelFile.encode(model)
+        #expect(bytes[8] == 3)
+        #expect(try ModelFile.decode(bytes) == model)
+        // A hashed model stays at version 1, readable by older builds.
+        #expect(ModelFile.encode(Self.smallModel())[8] == 1)
+    }
+
     @Test func errorsAreSpecific() {
         let bytes = ModelFile.encode(Self.smallModel())
         func code(_ b: [UInt8]) -> ModelFileError.Code? {
@@ -76,14 +91,14 @@ import SigiloText
     }
 
     @Test func futureFormatVersionIsRefusedByName() throws {
-        // Re-sign a file whose version field says 3: checksum valid, version not.
+        // Re-sign a file whose version field says 4: checksum valid, version not.
         var bytes = ModelFile.encode(Self.smallModel())
-        bytes[8] = 3
+        bytes[8] = 4
         Self.reseal(&bytes)
         #expect(throws: ModelFileError.self) { try ModelFile.decode(bytes) }
         do { _ = try ModelFile.decode(bytes) } catch let e as ModelFileError {
             #expect(e.code == .unsupportedVersion)
-            #expect(e.description.contains("version 3"))
+            #expect(e.description.contains("version 4"))
         }
     }
 

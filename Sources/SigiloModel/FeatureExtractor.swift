@@ -1,0 +1,74 @@
+import SigiloCrypto
+import SigiloEncoder
+import SigiloText
+
+/// Why features cannot be made for a model: the encoder it names is not the one at hand.
+public struct FeatureExtractorError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// Turns messages into the feature vectors a model of `configuration` reads:
+/// hashed n-grams, the encoder's centred embedding, or both side by side
+/// (FeatureConfiguration.kind). Messages are redacted first on both paths;
+/// the encoder reads the redacted text as written (its tokenizer normalises).
+public struct FeatureExtractor: Sendable {
+    public let configuration: FeatureConfiguration
+    public let featurizer: Featurizer
+    public let encoder: Encoder?
+
+    /// The encoder must be the one the configuration names (same digest and width).
+    public init(_ configuration: FeatureConfiguration, encoder: Encoder? = nil) throws {
+        self.configuration = configuration
+        featurizer = Featurizer(configuration)
+        if configuration.kind.usesEncoder {
+            guard let encoder else {
+                throw FeatureExtractorError(description: "the model reads \(configuration.kind.rawValue) features and no encoder was loaded")
+            }
+            let wanted = SHA256.hex(configuration.encoderDigest)
+            guard encoder.digest == wanted, encoder.architecture.hidden == configuration.encoderDimension else {
+                throw FeatureExtractorError(description: "the model was trained on encoder \(wanted.prefix(16))… (\(configuration.encoderDimension) wide); "
+                                                       + "the loaded encoder is \(encoder.digest.prefix(16))… (\(encoder.architecture.hidden) wide)")
+            }
+            self.encoder = encoder
+        } else {
+            self.encoder = nil
+        }
+    }
+
+    /// A configuration for `kind` that reads `encoder`'s embeddings.
+    public static func configuration(_ base: FeatureConfiguration, kind: FeatureKind, encoder: Encoder?) -> FeatureConfiguration {
+        var c = base
+        c.kind = kind
+        if kind.usesEncoder, let encoder {
+            c.encoderDimension = encoder.architecture.hidden
+            c.encoderDigest = Hex.decode(encoder.digest) ?? []
+        } else {
+            (c.encoderDimension, c.encoderDigest) = (0, [])
+        }
+        return c
+    }
+
+    /// The redacted text the encoder reads for `text`.
+    public func encoderInput(_ text: String) -> String { featurizer.redactor.redact(text) }
+
+    /// Features of `texts`, in order (the encoder's part batched over every core).
+    public func features(_ texts: [String]) -> [SparseVector] {
+        let embeddings = configuration.kind.usesEncoder ? encoder!.features(texts.map(encoderInput)) : nil
+        return features(texts, centredEmbeddings: embeddings)
+    }
+
+    /// Features of `texts` given the encoder's centred embeddings of their
+    /// redacted text (say, from a cache); ignored for `hashed`.
+    public func features(_ texts: [String], centredEmbeddings: [[Float]]?) -> [SparseVector] {
+        var workspace = Featurizer.Workspace()
+        return texts.indices.map { i in
+            var vector = configuration.kind.usesHashes ? featurizer.features(of: texts[i], workspace: &workspace) : SparseVector()
+            if configuration.kind.usesEncoder, let embedding = centredEmbeddings?[i] {
+                let base = Int32(configuration.hashedDimension)
+                vector.indices += (0..<Int32(embedding.count)).map { base + $0 }
+                vector.values += embedding
+            }
+            return vector
+        }
+    }
+}
