@@ -448,8 +448,8 @@ public final class CoordinatorService: @unchecked Sendable {
             }
             let body = String(decoding: try JSONEncoder().encode(plan), as: UTF8.self)
             try database.transaction {
-                if let old = try currentPlan(), old.labels != plan.labels || old.bucketBits != plan.bucketBits {
-                    throw CoordinatorError(409, "shape_change", "labels and bucketBits cannot change once a model exists")
+                if let old = try currentPlan(), old.labels != plan.labels || old.featureConfiguration != plan.featureConfiguration {
+                    throw CoordinatorError(409, "shape_change", "labels, bucketBits and the features (kind, encoder) cannot change once a model exists")
                 }
                 try database.run("INSERT INTO plans(body, created_at) VALUES (?, ?)", [.text(body), .real(now)])
                 try record(AuditEntry(time: now, actor: actor.id, role: actor.role.rawValue, action: "plan.set", object: "plan",
@@ -457,7 +457,7 @@ public final class CoordinatorService: @unchecked Sendable {
                 if try latestModelVersion() == nil {
                     // Hand-off intents (e.g. "falar_com_humano", "oos") always go to a human.
                     let handoff = plan.labels.indices.filter { IntentTraining.defaultHandoffIntents.contains(plan.labels[$0]) }
-                    let model = SoftmaxModel(features: FeatureConfiguration(bucketBits: plan.bucketBits), labels: plan.labels, handoffLabels: handoff)
+                    let model = SoftmaxModel(features: plan.featureConfiguration, labels: plan.labels, handoffLabels: handoff)
                     try publish(model: model, parent: nil, round: nil, epsilon: 0, now: now)
                     // Empty moments are zeros (ServerOptimizerState): nothing to store until an optimiser keeps one.
                     try database.run("INSERT OR REPLACE INTO optimizer(id, momentum, second) VALUES (1, ?, ?)", [.blob([]), .blob([])])

@@ -68,25 +68,26 @@ enum CanaryCommand {
         // One schedule for both runs (the one recommended with DP), so only the noise differs.
         settings.epsilon = epsilon
         settings = try settings.resolved(tenants: data.tenants.count)
-        let featurizer = Featurizer(data.features)
         let label = data.labels.firstIndex(of: intent)!
         let ordered = candidates.sorted()
+        // Features of every candidate and planted secret, made once for both runs.
+        let candidateVectors = data.extractor.features(ordered.map { SecretFormat.template + $0 })
+        let secretVectors = data.extractor.features(secrets.map { SecretFormat.template + $0 })
 
         var results = [(epsilon: Double?, exposures: [Double], ranks: [Double], accuracy: Double)]()
         for target in [nil, epsilon] as [Double?] {
             settings.epsilon = target
             if !json { printError(target.map { "canary: training with DP, epsilon \($0)" } ?? "canary: training without DP (clipping only)") }
             let run = try FederatedSimulation.run(data, settings) { if !json { printError("    " + $0) } }
-            var workspace = Featurizer.Workspace()
             var scratch = [Float](repeating: 0, count: data.labels.count)
-            func score(_ text: String) -> Double {
-                run.model.logits(featurizer.features(of: SecretFormat.template + text, workspace: &workspace), into: &scratch)
+            func score(_ x: SparseVector) -> Double {
+                run.model.logits(x, into: &scratch)
                 let top = scratch.max()!
                 let logSum = log(scratch.reduce(0.0) { $0 + exp(Double($1 - top)) }) + Double(top)
                 return Double(scratch[label]) - logSum
             }
-            let candidateScores = ordered.map(score)
-            let ranks = secrets.map { secret in
+            let candidateScores = candidateVectors.map(score)
+            let ranks = secretVectors.map { secret in
                 let planted = score(secret)
                 return 1 + candidateScores.reduce(0.0) { $0 + ($1 > planted ? 1 : $1 == planted ? 0.5 : 0) }
             }
@@ -96,6 +97,7 @@ enum CanaryCommand {
         let maximum = log2(Double(candidateCount + 1))
         if json {
             OutputStream.standardOutput.write(JSON.object([
+                ("features", .string(data.features.kind.rawValue)),
                 ("canaries", .integer(canaryCount)), ("copies", .integer(copies)), ("candidates", .integer(candidateCount)), ("intent", .string(intent)),
                 ("maximum_exposure", .number(maximum)), ("insecure_seeded_noise", .bool(settings.insecureSeededNoise)),
                 ("runs", .array(results.map {

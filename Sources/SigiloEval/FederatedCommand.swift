@@ -37,7 +37,7 @@ enum FederatedCommand {
         // The shared model never sees a labelled message in training; an operator's own
         // validation set is what can calibrate it (tenants calibrate when they personalise).
         let val = try args.string("val").map(LabeledExample.load).map {
-            EncodedExamples(texts: $0.map(\.text), intents: $0.map(\.intent), labels: data.labels, featurizer: Featurizer(data.features))
+            EncodedExamples(texts: $0.map(\.text), intents: $0.map(\.intent), labels: data.labels, extractor: data.extractor)
         }
         var run = try FederatedSimulation.run(data, settings, log: log)
         if let val {
@@ -89,6 +89,7 @@ enum FederatedCommand {
     static func resultJSON(data: FederatedData, settings: SimulationSettings, run: SimulationResult, tenants: [TenantOutcome]?,
                            central: Double?, partition: String) -> JSON {
         var fields: [(String, JSON)] = [
+            ("features", .string(data.features.kind.rawValue)),
             ("tenants", .integer(data.tenants.count)), ("customers", .integer(data.customerCount)), ("partition", .string(partition)),
             ("rounds", .integer(settings.rounds)), ("sample_rate", .number(settings.sampleRate)), ("delta", .number(settings.delta)),
             ("clip", .number(settings.clip)), ("placement", .string(settings.placement.rawValue)),

@@ -30,7 +30,9 @@ enum FederatedReport {
         if settings.insecureSeededNoise { md += "**WARNING: insecure seeded noise (simulation only): this run is not private.**\n\n" }
         md += "| setting | value |\n|---|---|\n"
         md += "| data | \(data.train.count) training messages, \(data.tenants.count) tenants, \(data.customerCount) customers, \(data.labels.count) intents, \(data.test.count) test messages |\n"
-        md += "| model | hashed features, 2^\(data.features.bucketBits) buckets, \(run.model.weights.count + run.model.bias.count) parameters |\n"
+        let features = [data.features.kind.usesHashes ? "hashed features, 2^\(data.features.bucketBits) buckets" : nil,
+                        data.features.kind.usesEncoder ? "encoder features, \(data.features.encoderDimension) wide" : nil].compactMap { $0 }
+        md += "| model | \(features.joined(separator: " and ")), \(run.model.weights.count + run.model.bias.count) parameters |\n"
         md += "| rounds, sampling rate q, clip C | \(settings.rounds), \(settings.sampleRate), \(settings.clip) |\n"
         md += "| noise | " + (run.noiseMultiplier.map { String(format: "z = %.4f, ", $0) + "\(settings.placement.rawValue) placement" } ?? "none (non-private reference)") + " |\n"
         md += "| server optimiser | \(settings.optimizer.rawValue), learning rate \(settings.serverLearningRate) |\n"

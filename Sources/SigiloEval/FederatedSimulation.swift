@@ -11,6 +11,8 @@ import SigiloText
 struct FederatedData {
     var labels: [String]
     var features: FeatureConfiguration
+    /// Makes the features of `features` (the encoder's part included) for any other text the command reads.
+    var extractor: FeatureExtractor
     /// Every training row (a customer's message) as features and label index.
     var train: EncodedExamples
     /// Per tenant, per customer: rows of `train`.
@@ -32,7 +34,7 @@ struct FederatedData {
         .value("partition-file", "FILE", "Read tenants and customers from a split file (../shared/reference/pfl/split.json format) instead."),
         .value("buckets", "N", "Hash buckets (default 4096)."),
         .value("seed", "S", "Seed of the split, sampling and local training (default 1)."),
-    ]
+    ] + FeatureOptions.specs
 
     /// Loads and splits the files named by `args`; `plant`, given the data's
     /// intents, returns the messages of extra customers, customer i joining
@@ -45,15 +47,17 @@ struct FederatedData {
             throw CLIError.usage("\(args.command): --buckets must be a power of two in 256...1048576")
         }
         let seed = UInt64(try args.int("seed", range: 0...Int.max) ?? 1)
+        let featureOptions = try FeatureOptions(args)
         let train = try LabeledExample.load(try args.required("train"))
         let test = try LabeledExample.load(try args.required("test"))
         let split = try args.string("partition-file").map { try SplitFile.read($0, train: train) }
         let labels = split?.intents ?? Array(Set(train.map(\.intent))).sorted()
         let plant = try plant(labels)
-        let features = FeatureConfiguration(bucketBits: buckets.trailingZeroBitCount)
-        let featurizer = Featurizer(features)
+        let features = featureOptions.configuration(FeatureConfiguration(bucketBits: buckets.trailingZeroBitCount))
+        let extractor = try featureOptions.extractor(features)
         let all = train + plant.joined()
-        let encoded = EncodedExamples(texts: all.map(\.text), intents: all.map(\.intent), labels: labels, featurizer: featurizer)
+        let log: (String) -> Void = { if isatty(2) != 0 { printError("  " + $0) } }
+        let encoded = featureOptions.examples(all.map(\.text), all.map(\.intent), labels: labels, extractor: extractor, name: "train", log: log)
         var tenants: [[[Int]]]
         if let split {
             tenants = split.tenants
@@ -72,8 +76,8 @@ struct FederatedData {
             tenants[i % tenants.count].append(Array(next..<(next + customer.count)))
             next += customer.count
         }
-        return FederatedData(labels: labels, features: features, train: encoded, tenants: tenants,
-                             test: EncodedExamples(texts: test.map(\.text), intents: test.map(\.intent), labels: labels, featurizer: featurizer))
+        let testSet = featureOptions.examples(test.map(\.text), test.map(\.intent), labels: labels, extractor: extractor, name: "test", log: log)
+        return FederatedData(labels: labels, features: features, extractor: extractor, train: encoded, tenants: tenants, test: testSet)
     }
 
     /// Row indices per tenant: IID (shuffled, dealt evenly) or label skew by Dirichlet(α) per intent.
@@ -310,6 +314,7 @@ enum FederatedSimulation {
                         delta: settings.delta, maximumEpsilon: 1e9, placement: settings.placement, minimumTenants: 1, roundSeconds: 600,
                         serverOptimizer: .init(kind: settings.optimizer, learningRate: settings.serverLearningRate, momentum: settings.serverMomentum))
         plan.minimumSurvivorFraction = settings.survivorFraction
+        plan.useFeatures(of: data.features)
         if let z = settings.noiseMultiplier {
             plan.noiseMultiplier = z
         } else if let e = settings.epsilon {

@@ -48,6 +48,7 @@ enum SweepCommand {
             rows.append(Row(epsilon: epsilon, settings: settings, run: run, tenants: TenantComparison.evaluate(data, global: run.model, seed: settings.seed)))
         }
         let result = JSON.object([
+            ("features", .string(data.features.kind.rawValue)),
             ("centralised_accuracy_in_scope", .number(central)), ("placement", .string(base.placement.rawValue)), ("insecure_seeded_noise", .bool(base.insecureSeededNoise)),
             ("runs", .array(rows.map { row in
                 let gains = TenantComparison.gains(row.tenants)

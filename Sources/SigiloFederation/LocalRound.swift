@@ -42,19 +42,8 @@ public struct LocalRound {
         return customers.filter { _ in q >= 1 || rng.next() < threshold }
     }
 
-    /// Adds one customer's clipped update into `sum`; returns its norm before clipping.
-    @discardableResult
-    public func addCustomerUpdate(messages: [(text: String, intent: String)], featurizer: Featurizer,
-                                  workspace: inout Featurizer.Workspace, into sum: inout [Float]) -> Double {
-        let index = Dictionary(uniqueKeysWithValues: model.labels.enumerated().map { ($1, $0) })
-        let examples = messages.compactMap { m -> (SparseVector, Int)? in
-            guard let y = index[m.intent] else { return nil }
-            return (featurizer.features(of: m.text, workspace: &workspace), y)
-        }
-        return addCustomerUpdate(examples: examples, into: &sum)
-    }
-
-    /// As above, for messages already featurised (the simulation featurises once).
+    /// Adds one customer's clipped update into `sum` from its featurised,
+    /// labelled messages (featurised by the caller, in batches); returns its norm before clipping.
     @discardableResult
     public func addCustomerUpdate(examples: [(SparseVector, Int)], into sum: inout [Float]) -> Double {
         let labelCount = model.labelCount

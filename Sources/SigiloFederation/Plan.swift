@@ -1,4 +1,6 @@
 import Foundation
+import SigiloCrypto
+import SigiloText
 
 /// Why a plan was refused: names the field.
 public struct PlanError: Error, CustomStringConvertible, Equatable, Sendable {
@@ -50,6 +52,39 @@ public struct Plan: Codable, Equatable, Sendable {
     /// round's threshold, which each tenant's noise share is calibrated to.
     public var minimumSurvivorFraction: Double?
 
+    /// Which features the model reads (absent: `hashed`). `encoder` and
+    /// `both` name the encoder by the SHA-256 of its file and its width: every
+    /// tenant computes the same embeddings or refuses the plan.
+    public var features: FeatureKind?
+    public var encoderSHA256: String?
+    public var encoderDimension: Int?
+
+    /// `features`, or its default.
+    public var featureKind: FeatureKind { features ?? .hashed }
+
+    /// The feature configuration of the plan's models.
+    public var featureConfiguration: FeatureConfiguration {
+        var c = FeatureConfiguration(bucketBits: bucketBits)
+        c.kind = featureKind
+        if featureKind.usesEncoder {
+            c.encoderDimension = encoderDimension ?? 0
+            c.encoderDigest = encoderSHA256.flatMap(Hex.decode) ?? []
+        }
+        return c
+    }
+
+    /// The plan's features set to those of `configuration` (kind, encoder digest and width).
+    public mutating func useFeatures(of configuration: FeatureConfiguration) {
+        bucketBits = configuration.bucketBits
+        if configuration.kind == .hashed {
+            (features, encoderSHA256, encoderDimension) = (nil, nil, nil)
+        } else {
+            features = configuration.kind
+            encoderSHA256 = Hex.encode(configuration.encoderDigest)
+            encoderDimension = configuration.encoderDimension
+        }
+    }
+
     /// `minimumSurvivorFraction`, or its default.
     public var survivorFraction: Double { minimumSurvivorFraction ?? 0.8 }
 
@@ -69,8 +104,9 @@ public struct Plan: Codable, Equatable, Sendable {
         self.serverOptimizer = serverOptimizer
     }
 
-    /// Number of model parameters: B x labels weights plus one bias per label.
-    public var dimension: Int { (1 << bucketBits) * labels.count + labels.count }
+    /// Number of model parameters: one weight per feature and label (B hashed
+    /// buckets and/or the encoder's width) plus one bias per label.
+    public var dimension: Int { featureConfiguration.dimension * labels.count + labels.count }
 
     /// Checks every field; the error names the first one that is wrong.
     public func validate() throws {
@@ -78,6 +114,16 @@ public struct Plan: Codable, Equatable, Sendable {
         guard Set(labels).count == labels.count else { throw PlanError("labels: duplicates are not allowed") }
         if let bad = labels.first(where: { $0.isEmpty || $0.utf8.count > 256 }) { throw PlanError("labels: \"\(bad)\" must be 1-256 bytes") }
         guard (8...20).contains(bucketBits) else { throw PlanError("bucketBits: must be in 8...20, got \(bucketBits)") }
+        if featureKind.usesEncoder {
+            guard let digest = encoderSHA256, digest.utf8.count == 64, digest == digest.lowercased(), Hex.decode(digest) != nil else {
+                throw PlanError("encoderSHA256: \(featureKind.rawValue) features need the encoder file's SHA-256, 64 lower-case hex digits")
+            }
+            guard let width = encoderDimension, (1...4096).contains(width) else {
+                throw PlanError("encoderDimension: \(featureKind.rawValue) features need the encoder's width, 1...4096")
+            }
+        } else if encoderSHA256 != nil || encoderDimension != nil {
+            throw PlanError("\(encoderSHA256 != nil ? "encoderSHA256" : "encoderDimension"): only for encoder or both features (features is hashed)")
+        }
         guard clipNorm.isFinite, clipNorm > 0 else { throw PlanError("clipNorm: must be a finite number > 0, got \(clipNorm)") }
         guard noiseMultiplier.isFinite, noiseMultiplier > 0 else { throw PlanError("noiseMultiplier: must be a finite number > 0, got \(noiseMultiplier)") }
         guard sampleRate.isFinite, sampleRate > 0, sampleRate <= 1 else { throw PlanError("sampleRate: must be in (0, 1], got \(sampleRate)") }

@@ -1,5 +1,6 @@
 import Foundation
 import SigiloCLI
+import SigiloEncoder
 import SigiloClient
 import SigiloCrypto
 import SigiloFederation
@@ -335,15 +336,27 @@ extension TenantTool {
                 model = try acceptModel(try client.model(version: info.modelVersion), version: info.modelVersion, plan: plan, store: store)
             } catch let e as CLIError { return Outcome(kind: .failed, message: e.description) }
 
+            // Encoder features: the plan's encoder (by digest) must be here before anything is sampled or charged.
+            let extractor: FeatureExtractor
+            do {
+                let encoder = plan.featureKind.usesEncoder ? try EncoderLocation.load(path: nil, expectedSHA256: plan.encoderSHA256) : nil
+                extractor = try FeatureExtractor(model.features, encoder: encoder)
+            } catch {
+                return Outcome(kind: .failed, message: "the plan's model reads \(plan.featureKind.rawValue) features: \(error)")
+            }
             let rng = SecureRandom()
             var generator = rng
             let sampled = LocalRound.poissonSample(consented, rate: plan.sampleRate, using: &generator)
             let round = LocalRound(model: model, plan: plan)
-            let featurizer = Featurizer(model.features)
-            var workspace = Featurizer.Workspace()
             var sum = [Float](repeating: 0, count: plan.dimension)
-            for customer in sampled {
-                _ = round.addCustomerUpdate(messages: try store.messages(of: customer), featurizer: featurizer, workspace: &workspace, into: &sum)
+            let labelIndex = Dictionary(uniqueKeysWithValues: model.labels.enumerated().map { ($1, $0) })
+            let messages = try sampled.map { try store.messages(of: $0).filter { labelIndex[$0.intent] != nil } }
+            // One batch for every sampled message: the encoder's throughput is in its batches.
+            var vectors = extractor.features(messages.flatMap { $0.map(\.text) })[...]
+            for customer in messages {
+                let examples = zip(vectors.prefix(customer.count), customer).map { ($0, labelIndex[$1.intent]!) }
+                vectors = vectors.dropFirst(customer.count)
+                round.addCustomerUpdate(examples: examples, into: &sum)
             }
             // The weight is public, tenant-level: q times the consented population rounded up to two significant digits.
             let population = Double(consented.count)
@@ -388,8 +401,8 @@ extension TenantTool {
     static func acceptModel(_ file: [UInt8], version: UInt64, plan: Plan, store: TenantStore) throws -> SoftmaxModel {
         let model: SoftmaxModel
         do { model = try ModelFile.decode(file) } catch { throw CLIError(.failure, "coordinator sent an invalid model \(version): \(error)") }
-        // Plans describe hashed features only: an encoder model from a coordinator is a mismatch, not something to featurise wrongly.
-        guard model.labels == plan.labels, model.features.bucketBits == plan.bucketBits, model.features.kind == .hashed else {
+        guard model.labels == plan.labels, model.features.dimension == plan.featureConfiguration.dimension,
+              model.features.kind == plan.featureKind, model.features.encoderDigest == plan.featureConfiguration.encoderDigest else {
             throw CLIError(.failure, "coordinator's model \(version) does not match its plan")
         }
         try store.cacheModel(version: version, file: file)

@@ -49,7 +49,7 @@ public struct FeatureConfiguration: Equatable, Sendable {
     public var bucketCount: Int { 1 << bucketBits }
 }
 
-public enum FeatureKind: String, CaseIterable, Sendable {
+public enum FeatureKind: String, CaseIterable, Codable, Sendable {
     case hashed, encoder, both
 
     public var usesHashes: Bool { self != .encoder }

@@ -1,5 +1,7 @@
 import Foundation
+import SigiloCrypto
 import SigiloEncoder
+import SigiloFederation
 import Testing
 
 /// Encoder features through the programs: `sigilo-eval centralized
@@ -36,6 +38,26 @@ import Testing
         let wrong = try Binary.run("sigilo-tenant", ["classify", "--model", model.path], input: messages)
         #expect(wrong.status == 66)
         #expect(wrong.stderr.contains("SHA-256"), "\(wrong.stderr)")
+    }
+
+    /// A plan whose model reads hashed and encoder features: a tenant takes part only with that encoder
+    /// (found through SIGILO_ENCODER here), and its update has the plan's larger dimension.
+    @Test func aRoundWithEncoderFeaturesNeedsThePlansEncoder() throws {
+        let tiny = TinyEncoder().bytes()
+        let world = try TenantWorld(features: { plan in
+            (plan.features, plan.encoderSHA256, plan.encoderDimension) = (.both, Hex.encode(SHA256.hash(tiny)), 32)
+        })
+        defer { world.close() }
+        let encoder = world.dir.appendingPathComponent("tiny.sgle")
+        try Data(tiny).write(to: encoder)
+        let args = try world.enrolledShops()[0]
+        var refused = try Binary.run("sigilo-tenant", ["round"] + args)
+        for _ in 0..<50 where refused.status == 75 { usleep(200_000); refused = try Binary.run("sigilo-tenant", ["round"] + args) }
+        #expect(refused.status != 0 && refused.stdout.contains("SHA-256"), "\(refused.stdout) \(refused.stderr)")
+        let status = try #require(jsonObject(Substring(try Binary.run("sigilo-tenant", ["status", "--json"] + args).stdout)))
+        #expect(status["last_round"] is NSNull, "no round joined, nothing charged: \(status)")
+        let taken = try Binary.run("sigilo-tenant", ["round"] + args, environment: ["SIGILO_ENCODER": encoder.path])
+        #expect(taken.status == 0 && taken.stdout.hasPrefix("submitted"), "\(taken.stdout) \(taken.stderr)")
     }
 
     @Test func anUnknownFeatureKindIsABadCommandLine() throws {

@@ -2,6 +2,7 @@ import Foundation
 #if canImport(FoundationXML)
 import FoundationXML
 #endif
+import SigiloEncoder
 import Testing
 
 /// `sigilo-eval federated` on synthetic data, small enough for the test suite.
@@ -73,6 +74,24 @@ import Testing
     }
 
     static let small = ["--tenants", "4", "--buckets", "1024", "--rounds", "6", "--eval-every", "3", "--sample-rate", "0.5", "--server-learning-rate", "30"]
+
+    /// Encoder features (a small random encoder made here) through the DP simulation and the canary audit: both say which features they used.
+    @Test func encoderFeaturesTrainPrivatelyAndAreReported() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        _ = try synthetic(dir, customers: 60, holdout: 100)
+        let encoder = dir.appendingPathComponent("tiny.sgle")
+        try Data(TinyEncoder().bytes()).write(to: encoder)
+        let options = ["--features", "both", "--encoder", encoder.path, "--embedding-cache", dir.appendingPathComponent("cache").path]
+        let federated = try run(["--epsilon", "8"] + options, data: dir)
+        #expect(federated["features"] as? String == "both")
+        #expect((federated["epsilon"] as? Double).map { $0 <= 8 } == true)
+        let canary = try Binary.run("sigilo-eval", ["canary", "--train", dir.appendingPathComponent("train.jsonl").path, "--test",
+                                                    dir.appendingPathComponent("holdout.jsonl").path, "--json", "--candidates", "50"]
+                                                   + Self.small + options)
+        #expect(canary.status == 0, "\(canary.stderr)")
+        #expect(try #require(jsonObject(Substring(canary.stdout)))["features"] as? String == "both")
+    }
 
     @Test func perTenantComparisonAndReport() throws {
         let dir = try temporaryDirectory()

@@ -16,7 +16,7 @@ enum Binary {
 
     /// Runs `name` with `arguments`, feeding `input` on stdin. Standard input
     /// and error go through files, so no pipe can fill up and deadlock.
-    static func run(_ name: String, _ arguments: [String], input: String = "") throws -> Result {
+    static func run(_ name: String, _ arguments: [String], input: String = "", environment: [String: String] = [:]) throws -> Result {
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("sigilo-run-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: scratch) }
@@ -26,6 +26,7 @@ enum Binary {
         let process = Process()
         process.executableURL = directory.appendingPathComponent(name)
         process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let stdout = Pipe()
         process.standardInput = try FileHandle(forReadingFrom: inputURL)
         process.standardOutput = stdout

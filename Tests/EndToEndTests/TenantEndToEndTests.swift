@@ -89,7 +89,7 @@ struct TenantWorld {
     let data: URL
 
     init(sampleRate: Double = 1.0, maximumEpsilon: Double = 100, placement: Plan.Placement = .tenant, minimumTenants: Int = 1, delta: Double = 1e-5,
-         tenants: Int = 2, survivorFraction: Double? = nil) throws {
+         tenants: Int = 2, survivorFraction: Double? = nil, features: (inout Plan) -> Void = { _ in }) throws {
         dir = try temporaryDirectory()
         data = dir.appendingPathComponent("data")
         _ = try Binary.run("sigilo-eval", ["synth", "--tenants", String(tenants), "--seed", "9", "--out", data.path, "--holdout", "50"])
@@ -101,6 +101,7 @@ struct TenantWorld {
         var plan = Plan(labels: labels, bucketBits: 10, clipNorm: 1, noiseMultiplier: 1, sampleRate: sampleRate, delta: delta,
                         maximumEpsilon: maximumEpsilon, placement: placement, minimumTenants: minimumTenants, roundSeconds: 30)
         plan.minimumSurvivorFraction = survivorFraction
+        features(&plan)
         try JSONEncoder().encode(plan).write(to: dir.appendingPathComponent("plan.json"))
         _ = try Binary.run("sigilo-coordinator", ["plan", "set", dir.appendingPathComponent("plan.json").path, "--state", state.path])
         coordinator = try RunningCoordinator(state: state, log: dir.appendingPathComponent("coordinator.log"))

@@ -141,6 +141,33 @@ import SigiloCrypto
         #expect(throws: PlanError.self) { try Plan(labels: ["a"], noiseMultiplier: .nan).validate() }
     }
 
+    /// Issue 22: encoder features in a plan name the encoder by digest and width, and size the model.
+    @Test func encoderFeaturesNeedTheEncodersDigestAndWidth() throws {
+        var plan = Plan(labels: ["a", "b", "c"], bucketBits: 10)
+        #expect(plan.dimension == 1024 * 3 + 3)
+        plan.features = .both
+        #expect(throws: PlanError.self) { try plan.validate() }
+        plan.encoderSHA256 = String(repeating: "ab", count: 32)
+        #expect((try? plan.validate()) == nil) // the width is still missing
+        plan.encoderDimension = 384
+        try plan.validate()
+        #expect(plan.dimension == (1024 + 384) * 3 + 3)
+        #expect(plan.featureConfiguration.encoderDigest == [UInt8](repeating: 0xab, count: 32))
+        plan.features = .encoder
+        #expect(plan.dimension == 384 * 3 + 3)
+        #expect(try Plan.decodeOperatorFile(JSONEncoder().encode(plan)) == plan)
+        var copy = Plan(labels: ["a"])
+        copy.useFeatures(of: plan.featureConfiguration)
+        #expect(copy.features == .encoder && copy.encoderSHA256 == plan.encoderSHA256 && copy.encoderDimension == 384)
+        for (field, edit) in [("encoderSHA256", { (p: inout Plan) in p.encoderSHA256 = String(repeating: "AB", count: 32) }),
+                              ("encoderDimension", { (p: inout Plan) in p.encoderDimension = 0 }),
+                              ("encoderSHA256", { (p: inout Plan) in p.features = .hashed })] {
+            var bad = plan
+            edit(&bad)
+            do { try bad.validate(); Issue.record("\(field) accepted") } catch { #expect("\(error)".contains(field), "\(error)") }
+        }
+    }
+
     /// Issue 23: a typo or an invented field in an operator's plan is named, not dropped.
     @Test func anOperatorsPlanWithAnUnknownFieldIsRefusedByName() throws {
         var plan = Plan(labels: ["a", "b"])
