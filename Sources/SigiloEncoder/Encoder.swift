@@ -114,9 +114,12 @@ public final class Encoder: Sendable {
     /// core when `parallel`.
     public func embed(_ texts: [String], parallel: Bool = true, batchTokens: Int = 2048) -> [[Float]] {
         let ids = texts.map(tokens)
+        // Small work is cut finer, so that every core gets a share (results do not depend on the cut).
+        let cores = parallel ? ProcessInfo.processInfo.activeProcessorCount : 1
+        let limit = max(64, min(batchTokens, ids.reduce(0) { $0 + $1.count } / cores + 1))
         var batches = [Range<Int>](), start = 0, budget = 0
         for (i, t) in ids.enumerated() {
-            if i > start, budget + t.count > batchTokens { batches.append(start..<i); (start, budget) = (i, 0) }
+            if i > start, budget + t.count > limit { batches.append(start..<i); (start, budget) = (i, 0) }
             budget += t.count
         }
         if start < ids.count { batches.append(start..<ids.count) }
