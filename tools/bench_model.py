@@ -11,7 +11,8 @@ import baselines  # the team's anchor implementations (fastText, scikit-learn)
 import numpy as np
 
 def sigilo_train(d):
-    args = [f"{bin_dir}/sigilo-eval", "centralized", "--train", f"{d}/train.jsonl", "--test", f"{d}/test.jsonl", "--json"]
+    args = [f"{bin_dir}/sigilo-eval", "centralized", "--train", f"{d}/train.jsonl", "--test", f"{d}/test.jsonl", "--json",
+            "--features", os.environ.get("FEATURES", "hashed")]
     if os.path.exists(f"{d}/val.jsonl"):
         args += ["--val", f"{d}/val.jsonl"]
     reports = []
