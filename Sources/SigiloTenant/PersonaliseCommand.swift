@@ -1,5 +1,7 @@
 import Foundation
 import SigiloCLI
+import SigiloCrypto
+import SigiloEncoder
 import SigiloModel
 import SigiloText
 
@@ -60,7 +62,15 @@ enum PersonaliseCommand {
                 intents.append(message.intent)
             }
         }
-        let all = EncodedExamples(texts: texts, intents: intents, labels: global.labels, featurizer: Featurizer(global.features))
+        let extractor: FeatureExtractor
+        do {
+            let encoder = global.features.kind.usesEncoder
+                ? try EncoderLocation.load(path: nil, expectedSHA256: SHA256.hex(global.features.encoderDigest)) : nil
+            extractor = try FeatureExtractor(global.features, encoder: encoder)
+        } catch {
+            throw CLIError(.noInput, "personalise: the global model reads \(global.features.kind.rawValue) features: \(error)")
+        }
+        let all = EncodedExamples(texts: texts, intents: intents, labels: global.labels, extractor: extractor)
         let known = all.labels.indices.filter { all.labels[$0] >= 0 }
         guard known.count >= minimumMessages else {
             throw CLIError(.noInput, "personalise: \(known.count) messages of consented customers have an intent the global model knows; at least \(minimumMessages) are needed")

@@ -45,9 +45,16 @@ final class ServingModel: Sendable {
         } else {
             return nil
         }
-        do { return ServingModel(model: try ModelFile.decode(file), identity: identity, name: name) } catch let error as ModelFileError {
+        let model: SoftmaxModel
+        do { model = try ModelFile.decode(file) } catch let error as ModelFileError {
             throw CLIError(.dataError, "the stored model (\(name)): \(error.description)")
         }
+        // Per-request encoder features (and the embeddings stored with messages) are not built yet (issue 22):
+        // serving such a model with hashed features alone would answer wrongly, so it is refused by name.
+        guard model.features.kind == .hashed else {
+            throw CLIError(.dataError, "the stored model (\(name)) reads \(model.features.kind.rawValue) features; the live service serves hashed models only")
+        }
+        return ServingModel(model: model, identity: identity, name: name)
     }
 
     /// Why a message goes to a human, strongest first.

@@ -58,6 +58,11 @@ import Testing
         #expect(status["last_round"] is NSNull, "no round joined, nothing charged: \(status)")
         let taken = try Binary.run("sigilo-tenant", ["round"] + args, environment: ["SIGILO_ENCODER": encoder.path])
         #expect(taken.status == 0 && taken.stdout.hasPrefix("submitted"), "\(taken.stdout) \(taken.stderr)")
+        // Personalising the cached global model needs the same encoder too.
+        let personalised = try Binary.run("sigilo-tenant", ["personalise", "--json"] + args, environment: ["SIGILO_ENCODER": encoder.path])
+        #expect(personalised.status == 0, "\(personalised.stderr)")
+        let withoutEncoder = try Binary.run("sigilo-tenant", ["personalise"] + args)
+        #expect(withoutEncoder.status == 66 && withoutEncoder.stderr.contains("SHA-256"), "\(withoutEncoder.stderr)")
     }
 
     @Test func anUnknownFeatureKindIsABadCommandLine() throws {
