@@ -350,14 +350,24 @@ extension TenantTool {
             let round = LocalRound(model: model, plan: plan)
             var sum = [Float](repeating: 0, count: plan.dimension)
             let labelIndex = Dictionary(uniqueKeysWithValues: model.labels.enumerated().map { ($1, $0) })
-            let messages = try sampled.map { try store.messages(of: $0).filter { labelIndex[$0.intent] != nil } }
-            // One batch for every sampled message: the encoder's throughput is in its batches.
-            var vectors = extractor.features(messages.flatMap { $0.map(\.text) })[...]
-            for customer in messages {
-                let examples = zip(vectors.prefix(customer.count), customer).map { ($0, labelIndex[$1.intent]!) }
-                vectors = vectors.dropFirst(customer.count)
-                round.addCustomerUpdate(examples: examples, into: &sum)
+            // Customers in groups of about 2,000 messages: the encoder's throughput is in its batches,
+            // and memory stays bounded however many customers are sampled.
+            var group = [[(text: String, intent: String)]](), groupMessages = 0
+            func addGroup() {
+                var vectors = extractor.features(group.flatMap { $0.map(\.text) })[...]
+                for customer in group {
+                    let examples = zip(vectors.prefix(customer.count), customer).map { ($0, labelIndex[$1.intent]!) }
+                    vectors = vectors.dropFirst(customer.count)
+                    round.addCustomerUpdate(examples: examples, into: &sum)
+                }
+                (group, groupMessages) = ([], 0)
             }
+            for customer in sampled {
+                group.append(try store.messages(of: customer).filter { labelIndex[$0.intent] != nil })
+                groupMessages += group.last!.count
+                if groupMessages >= 2000 { addGroup() }
+            }
+            addGroup()
             // The weight is public, tenant-level: q times the consented population rounded up to two significant digits.
             let population = Double(consented.count)
             let magnitude = population < 100 ? 1.0 : pow(10, (log10(population)).rounded(.down) - 1)
