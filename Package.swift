@@ -49,7 +49,7 @@ let package = Package(
         .target(name: "SigiloClient", dependencies: ["SigiloCrypto", "SigiloProtocol", "SigiloFederation", "SigiloPrivacy", "SigiloHTTP", "SigiloTLS"]),
         .target(
             name: "SigiloTenant",
-            dependencies: ["SigiloText", "SigiloEncoder", "SigiloModel", "SigiloCLI", "SigiloSQLite", "SigiloCrypto", "SigiloPrivacy",
+            dependencies: ["SigiloText", "SigiloModel", "SigiloCLI", "SigiloSQLite", "SigiloCrypto", "SigiloPrivacy",
                            "SigiloProtocol", "SigiloFederation", "SigiloClient", "SigiloHTTP", "SigiloTLS"]
         ),
         .target(

@@ -75,7 +75,6 @@ public struct Plan: Codable, Equatable, Sendable {
 
     /// The plan's features set to those of `configuration` (kind, encoder digest and width).
     public mutating func useFeatures(of configuration: FeatureConfiguration) {
-        bucketBits = configuration.bucketBits
         if configuration.kind == .hashed {
             (features, encoderSHA256, encoderDimension) = (nil, nil, nil)
         } else {

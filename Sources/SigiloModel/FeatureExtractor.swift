@@ -35,6 +35,15 @@ public struct FeatureExtractor: Sendable {
         }
     }
 
+    /// The extractor for a model or plan of `configuration`: when it reads
+    /// encoder features, the encoder at `encoderPath` (default: located as
+    /// `EncoderLocation` says) is loaded and must have the configuration's digest.
+    public static func loading(_ configuration: FeatureConfiguration, encoderPath: String? = nil) throws -> FeatureExtractor {
+        let encoder = configuration.kind.usesEncoder
+            ? try EncoderLocation.load(path: encoderPath, expectedSHA256: SHA256.hex(configuration.encoderDigest)) : nil
+        return try FeatureExtractor(configuration, encoder: encoder)
+    }
+
     /// A configuration for `kind` that reads `encoder`'s embeddings.
     public static func configuration(_ base: FeatureConfiguration, kind: FeatureKind, encoder: Encoder?) -> FeatureConfiguration {
         var c = base
@@ -51,15 +60,11 @@ public struct FeatureExtractor: Sendable {
     /// The redacted text the encoder reads for `text`.
     public func encoderInput(_ text: String) -> String { featurizer.redactor.redact(text) }
 
-    /// Features of `texts`, in order (the encoder's part batched over every core).
-    public func features(_ texts: [String]) -> [SparseVector] {
-        let embeddings = configuration.kind.usesEncoder ? encoder!.features(texts.map(encoderInput)) : nil
-        return features(texts, centredEmbeddings: embeddings)
-    }
-
-    /// Features of `texts` given the encoder's centred embeddings of their
-    /// redacted text (say, from a cache); ignored for `hashed`.
-    public func features(_ texts: [String], centredEmbeddings: [[Float]]?) -> [SparseVector] {
+    /// Features of `texts`, in order. The encoder's part is `centredEmbeddings`
+    /// when given (the encoder's centred embeddings of the redacted texts, say
+    /// from a cache), else computed here, batched over every core.
+    public func features(_ texts: [String], centredEmbeddings: [[Float]]? = nil) -> [SparseVector] {
+        let centredEmbeddings = configuration.kind.usesEncoder ? centredEmbeddings ?? encoder!.features(texts.map(encoderInput)) : nil
         var workspace = Featurizer.Workspace()
         return texts.indices.map { i in
             var vector = configuration.kind.usesHashes ? featurizer.features(of: texts[i], workspace: &workspace) : SparseVector()

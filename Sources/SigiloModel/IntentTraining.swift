@@ -18,9 +18,7 @@ public struct EncodedExamples: Sendable {
     /// the encoder's part, computed elsewhere, say a cache).
     public init(texts: [String], intents: [String], labels: [String], extractor: FeatureExtractor, centredEmbeddings: [[Float]]? = nil) {
         let index = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($1, Int32($0)) })
-        let vectors = centredEmbeddings == nil && extractor.configuration.kind.usesEncoder
-            ? extractor.features(texts) : extractor.features(texts, centredEmbeddings: centredEmbeddings)
-        features = FeatureMatrix(vectors)
+        features = FeatureMatrix(extractor.features(texts, centredEmbeddings: centredEmbeddings))
         self.labels = intents.map { index[$0] ?? -1 }
     }
 

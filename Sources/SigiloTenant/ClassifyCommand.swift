@@ -1,7 +1,5 @@
 import Foundation
 import SigiloCLI
-import SigiloCrypto
-import SigiloEncoder
 import SigiloModel
 import SigiloText
 
@@ -53,11 +51,7 @@ enum ClassifyCommand {
             throw CLIError.usage("classify: give --model PATH or --state DIR")
         }
         let extractor: FeatureExtractor
-        do {
-            let encoder = model.features.kind.usesEncoder
-                ? try EncoderLocation.load(path: args.string("encoder"), expectedSHA256: SHA256.hex(model.features.encoderDigest)) : nil
-            extractor = try FeatureExtractor(model.features, encoder: encoder)
-        } catch {
+        do { extractor = try FeatureExtractor.loading(model.features, encoderPath: args.string("encoder")) } catch {
             throw CLIError(.noInput, "classify: \(error)")
         }
         let featurizer = extractor.featurizer

@@ -1,7 +1,5 @@
 import Foundation
 import SigiloCLI
-import SigiloCrypto
-import SigiloEncoder
 import SigiloModel
 import SigiloText
 
@@ -63,11 +61,7 @@ enum PersonaliseCommand {
             }
         }
         let extractor: FeatureExtractor
-        do {
-            let encoder = global.features.kind.usesEncoder
-                ? try EncoderLocation.load(path: nil, expectedSHA256: SHA256.hex(global.features.encoderDigest)) : nil
-            extractor = try FeatureExtractor(global.features, encoder: encoder)
-        } catch {
+        do { extractor = try FeatureExtractor.loading(global.features) } catch {
             throw CLIError(.noInput, "personalise: the global model reads \(global.features.kind.rawValue) features: \(error)")
         }
         let all = EncodedExamples(texts: texts, intents: intents, labels: global.labels, extractor: extractor)

@@ -1,6 +1,5 @@
 import Foundation
 import SigiloCLI
-import SigiloEncoder
 import SigiloClient
 import SigiloCrypto
 import SigiloFederation
@@ -338,10 +337,7 @@ extension TenantTool {
 
             // Encoder features: the plan's encoder (by digest) must be here before anything is sampled or charged.
             let extractor: FeatureExtractor
-            do {
-                let encoder = plan.featureKind.usesEncoder ? try EncoderLocation.load(path: nil, expectedSHA256: plan.encoderSHA256) : nil
-                extractor = try FeatureExtractor(model.features, encoder: encoder)
-            } catch {
+            do { extractor = try FeatureExtractor.loading(model.features) } catch { // the plan's features: acceptModel checked them
                 return Outcome(kind: .failed, message: "the plan's model reads \(plan.featureKind.rawValue) features: \(error)")
             }
             let rng = SecureRandom()
