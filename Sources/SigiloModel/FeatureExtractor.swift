@@ -68,12 +68,15 @@ public struct FeatureExtractor: Sendable {
         var workspace = Featurizer.Workspace()
         return texts.indices.map { i in
             var vector = configuration.kind.usesHashes ? featurizer.features(of: texts[i], workspace: &workspace) : SparseVector()
-            if configuration.kind.usesEncoder, let embedding = centredEmbeddings?[i] {
-                let base = Int32(configuration.hashedDimension)
-                vector.indices += (0..<Int32(embedding.count)).map { base + $0 }
-                vector.values += embedding
-            }
+            if let embedding = centredEmbeddings?[i] { append(embedding, to: &vector) }
             return vector
         }
+    }
+
+    /// Puts a centred embedding after the hashed part of `vector` (which is empty for `encoder` features).
+    public func append(_ embedding: [Float], to vector: inout SparseVector) {
+        let base = Int32(configuration.hashedDimension)
+        vector.indices += (0..<Int32(embedding.count)).map { base + $0 }
+        vector.values += embedding
     }
 }

@@ -17,8 +17,13 @@ public struct EncodedExamples: Sendable {
     /// Examples with the features `extractor` makes (`centredEmbeddings`:
     /// the encoder's part, computed elsewhere, say a cache).
     public init(texts: [String], intents: [String], labels: [String], extractor: FeatureExtractor, centredEmbeddings: [[Float]]? = nil) {
+        self.init(vectors: extractor.features(texts, centredEmbeddings: centredEmbeddings), intents: intents, labels: labels)
+    }
+
+    /// Examples of feature vectors made elsewhere (say from embeddings kept in a store).
+    public init(vectors: [SparseVector], intents: [String], labels: [String]) {
         let index = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($1, Int32($0)) })
-        features = FeatureMatrix(extractor.features(texts, centredEmbeddings: centredEmbeddings))
+        features = FeatureMatrix(vectors)
         self.labels = intents.map { index[$0] ?? -1 }
     }
 

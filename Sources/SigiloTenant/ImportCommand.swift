@@ -122,6 +122,7 @@ public enum ImportCommand {
         var summary = try admit(files, source: .export, into: store)
         summary.invalid = errors.count
         OutputStream.standardOutput.write(summary.line)
+        EmbedCommand.afterImport(store)
         if !errors.isEmpty { throw CLIError(.dataError, "\(errors.count) invalid line(s) were not imported (listed above)") }
     }
 
@@ -215,6 +216,7 @@ public enum ImportCommand {
         let others = chats.reduce(0) { $0 + $1.parsed.messages.count } - selected.reduce(0) { $0 + $1.messages.count }
         OutputStream.standardOutput.write(summary.line.replacingOccurrences(of: "imported ", with: "imported (unlabelled) ", options: .anchored)
                                           + "skipped \(skipped) media, deleted and system lines and \(others) messages by other authors\n")
+        EmbedCommand.afterImport(store)
         if !errors.isEmpty { throw CLIError(.dataError, "\(errors.count) invalid line(s) were not imported (listed above)") }
     }
 }

@@ -12,6 +12,8 @@ final class MessageWriter: @unchecked Sendable {
         var customer: String
         var redacted: String
         var source: MessageSource
+        /// The encoder's embedding of `redacted` (by the encoder's digest), when the model that answered reads one.
+        var embedding: (encoder: [UInt8], values: [Float])?
     }
 
     private let condition = NSCondition()

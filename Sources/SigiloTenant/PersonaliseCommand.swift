@@ -52,19 +52,14 @@ enum PersonaliseCommand {
         do { global = try ModelFile.decode(cached.file) } catch let error as ModelFileError {
             throw CLIError(.dataError, "cached model \(cached.version): \(error.description)")
         }
-        var texts = [String](), intents = [String]()
         let customers = try store.consentedCustomers()
-        for customer in customers {
-            for message in try store.messages(of: customer) {
-                texts.append(message.text)
-                intents.append(message.intent)
-            }
-        }
+        let messages = try customers.flatMap { try store.messages(of: $0) }
         let extractor: FeatureExtractor
         do { extractor = try FeatureExtractor.loading(global.features) } catch {
             throw CLIError(.noInput, "personalise: the global model reads \(global.features.kind.rawValue) features: \(error)")
         }
-        let all = EncodedExamples(texts: texts, intents: intents, labels: global.labels, extractor: extractor)
+        let vectors = try StoredFeatures(extractor: extractor, store: store).features(messages)
+        let all = EncodedExamples(vectors: vectors, intents: messages.map(\.intent), labels: global.labels)
         let known = all.labels.indices.filter { all.labels[$0] >= 0 }
         guard known.count >= minimumMessages else {
             throw CLIError(.noInput, "personalise: \(known.count) messages of consented customers have an intent the global model knows; at least \(minimumMessages) are needed")

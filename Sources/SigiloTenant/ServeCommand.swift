@@ -19,6 +19,7 @@ enum ServeCommand {
             .value("whatsapp-verify-token-file", "FILE", "The verify token of the webhook's GET handshake; mode 0600."),
             .value("keep-unlabelled-days", "D", "Delete messages no attendant labelled after D days (default 30)."),
             .value("workers", "N", "Threads that answer requests (default: the number of cores)."),
+            .value("encoder", "PATH", "For models that read encoder features: the encoder file (default: the shipped one; its digest must be the model's)."),
         ],
         discussion: """
         Prints 'listening on HOST:PORT' (or 'listening on unix:PATH') once ready. Callers send "Authorization: Bearer TOKEN" with a token from
@@ -40,6 +41,7 @@ enum ServeCommand {
         if let days = try args.double("keep-unlabelled-days", where: { $0 > 0 && $0 <= 3650 }, expectation: "a number of days in (0, 3650]") {
             settings.keepUnlabelledSeconds = days * 86_400
         }
+        settings.encoderPath = args.string("encoder")
         let webhook = try webhookSecrets(args)
         let socketPath = args.string("socket")
         if socketPath != nil {

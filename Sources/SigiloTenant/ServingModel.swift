@@ -13,18 +13,20 @@ final class ServingModel: Sendable {
 
     let identity: Identity
     let model: SoftmaxModel
-    let featurizer: Featurizer
+    /// Hashed n-grams, or the model's encoder (loaded once and shared by the models that read it).
+    let extractor: FeatureExtractor
+    var featurizer: Featurizer { extractor.featurizer }
     /// "global 3" or "personalised from global 3".
     let name: String
     /// Each label as a JSON string (`ClassifyCommand.escapedLabels`).
     let escapedLabels: [[UInt8]]
     let labelIndex: [String: Int]
 
-    init(model: SoftmaxModel, identity: Identity, name: String) {
+    init(model: SoftmaxModel, extractor: FeatureExtractor, identity: Identity, name: String) {
         self.model = model
+        self.extractor = extractor
         self.identity = identity
         self.name = name
-        featurizer = Featurizer(model.features)
         escapedLabels = ClassifyCommand.escapedLabels(model)
         labelIndex = Dictionary(model.labels.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
     }
@@ -34,27 +36,30 @@ final class ServingModel: Sendable {
         Identity(globalVersion: try store.latestModelVersion(), personalCreatedAt: try store.personalModelOrigin()?.createdAt)
     }
 
-    /// The personalised model when there is one, else the newest global one; nil when there is neither.
-    /// `identity` is what the caller read of the store (a model newer than it is found at the next change).
-    static func load(from store: TenantStore, identity: Identity) throws -> ServingModel? {
-        let file: [UInt8], name: String
+    /// The personalised model's file when there is one, else the newest global one's; nil when there is neither.
+    static func storedFile(in store: TenantStore) throws -> (file: [UInt8], name: String)? {
         if let personal = try store.personalModel(), let origin = try store.personalModelOrigin() {
-            (file, name) = (personal, "personalised from global \(origin.globalVersion)")
-        } else if let cached = try store.latestModel() {
-            (file, name) = (cached.file, "global \(cached.version)")
-        } else {
-            return nil
+            return (personal, "personalised from global \(origin.globalVersion)")
         }
+        return try store.latestModel().map { ($0.file, "global \($0.version)") }
+    }
+
+    /// Decodes a stored model file. `identity` is what the caller read of the store (a model newer than it
+    /// is found at the next change). A model that reads encoder features takes `previous`'s encoder when it
+    /// is the same one (by digest), else loads its own (`encoderPath`, default the shipped one), digest checked.
+    convenience init(file: [UInt8], name: String, identity: Identity, previous: ServingModel?, encoderPath: String?) throws {
         let model: SoftmaxModel
         do { model = try ModelFile.decode(file) } catch let error as ModelFileError {
             throw CLIError(.dataError, "the stored model (\(name)): \(error.description)")
         }
-        // Per-request encoder features (and the embeddings stored with messages) are not built yet (issue 22):
-        // serving such a model with hashed features alone would answer wrongly, so it is refused by name.
-        guard model.features.kind == .hashed else {
-            throw CLIError(.dataError, "the stored model (\(name)) reads \(model.features.kind.rawValue) features; the live service serves hashed models only")
+        let extractor: FeatureExtractor
+        do {
+            let shared = previous?.extractor.encoder.flatMap { try? FeatureExtractor(model.features, encoder: $0) }
+            extractor = try shared ?? FeatureExtractor.loading(model.features, encoderPath: encoderPath)
+        } catch {
+            throw CLIError(.noInput, "the stored model (\(name)) reads \(model.features.kind.rawValue) features: \(error)")
         }
-        return ServingModel(model: model, identity: identity, name: name)
+        self.init(model: model, extractor: extractor, identity: identity, name: name)
     }
 
     /// Why a message goes to a human, strongest first.
@@ -72,6 +77,8 @@ final class ServingModel: Sendable {
         var reason: HandoffReason?
         /// The text as stored: redacted.
         var redacted: String
+        /// The encoder's centred embedding of `redacted`, kept with the message (encoder features only).
+        var embedding: [Float]?
     }
 
     /// Per-thread scratch space, so answering allocates only what it returns.
@@ -80,18 +87,26 @@ final class ServingModel: Sendable {
         var scores = [Float]()
     }
 
-    /// Classifies one raw message: redacted first, then featurised.
-    func answer(_ text: String, top k: Int, scratch: inout Scratch) -> Answer {
-        let (redacted, found) = featurizer.redactor.redactWithCounts(text)
-        let x = featurizer.featuresOfNormalized(featurizer.normalizer.normalizedUTF8(redacted), workspace: &scratch.workspace)
+    /// Classifies raw messages, in order: each is redacted first, then featurised.
+    /// The encoder, when the model reads it, embeds them in one call (several
+    /// messages spread over every core; one stays on the caller's thread).
+    func answers(_ texts: [String], top k: Int, scratch: inout Scratch) -> [Answer] {
+        let redactions = texts.map { featurizer.redactor.redactWithCounts($0) }
+        let embeddings = extractor.encoder?.features(redactions.map(\.0), parallel: texts.count > 1)
         if scratch.scores.count != model.labelCount { scratch.scores = [Float](repeating: 0, count: model.labelCount) }
-        let prediction = model.predict(x, top: min(k, model.labelCount), scratch: &scratch.scores)
-        let reason: HandoffReason? =
-            model.handoffLabels.contains(prediction.label) ? .askedForHuman
-            : found.keys.contains(where: Self.sensitiveKinds.contains) ? .sensitiveData
-            : prediction.confidence < model.handoffThreshold ? .lowConfidence
-            : nil
-        return Answer(prediction: prediction, reason: reason, redacted: redacted)
+        return redactions.indices.map { i in
+            let (redacted, found) = redactions[i]
+            var x = model.features.kind.usesHashes
+                ? featurizer.featuresOfNormalized(featurizer.normalizer.normalizedUTF8(redacted), workspace: &scratch.workspace) : SparseVector()
+            if let embedding = embeddings?[i] { extractor.append(embedding, to: &x) }
+            let prediction = model.predict(x, top: min(k, model.labelCount), scratch: &scratch.scores)
+            let reason: HandoffReason? =
+                model.handoffLabels.contains(prediction.label) ? .askedForHuman
+                : found.keys.contains(where: Self.sensitiveKinds.contains) ? .sensitiveData
+                : prediction.confidence < model.handoffThreshold ? .lowConfidence
+                : nil
+            return Answer(prediction: prediction, reason: reason, redacted: redacted, embedding: embeddings?[i])
+        }
     }
 
     /// One answer as a JSON object, in the fields `classify` writes plus `reason` and `message_id`.

@@ -348,9 +348,10 @@ extension TenantTool {
             let labelIndex = Dictionary(uniqueKeysWithValues: model.labels.enumerated().map { ($1, $0) })
             // Customers in groups of about 2,000 messages: the encoder's throughput is in its batches,
             // and memory stays bounded however many customers are sampled.
-            var group = [[(text: String, intent: String)]](), groupMessages = 0
-            func addGroup() {
-                var vectors = extractor.features(group.flatMap { $0.map(\.text) })[...]
+            let stored = StoredFeatures(extractor: extractor, store: store)
+            var group = [[TenantStore.StoredMessage]](), groupMessages = 0
+            func addGroup() throws {
+                var vectors = try stored.features(group.flatMap { $0 })[...]
                 for customer in group {
                     let examples = zip(vectors.prefix(customer.count), customer).map { ($0, labelIndex[$1.intent]!) }
                     vectors = vectors.dropFirst(customer.count)
@@ -361,9 +362,9 @@ extension TenantTool {
             for customer in sampled {
                 group.append(try store.messages(of: customer).filter { labelIndex[$0.intent] != nil })
                 groupMessages += group.last!.count
-                if groupMessages >= 2000 { addGroup() }
+                if groupMessages >= 2000 { try addGroup() }
             }
-            addGroup()
+            try addGroup()
             // The weight is public, tenant-level: q times the consented population rounded up to two significant digits.
             let population = Double(consented.count)
             let magnitude = population < 100 ? 1.0 : pow(10, (log10(population)).rounded(.down) - 1)

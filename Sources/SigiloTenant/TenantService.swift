@@ -32,6 +32,8 @@ final class TenantService: @unchecked Sendable {
         var keepUnlabelledSeconds: Double = 30 * 86_400
         var top = 3
         var maximumBatch = 10_000
+        /// The encoder file for models that read encoder features (nil: `EncoderLocation`'s default).
+        var encoderPath: String?
     }
 
     static let smallBodyBytes = 16 << 10
@@ -62,8 +64,15 @@ final class TenantService: @unchecked Sendable {
                 let now = Date().timeIntervalSince1970
                 let outcomes = try locked { store in
                     try store.database.transaction {
-                        try group.map { try store.admit(key: $0.key, customer: $0.customer, redactedText: $0.redacted, intent: nil,
-                                                         source: $0.source, consentStated: nil, now: now) }
+                        try group.map { message in
+                            let outcome = try store.admit(key: message.key, customer: message.customer, redactedText: message.redacted, intent: nil,
+                                                          source: message.source, consentStated: nil, now: now)
+                            // The embedding that answered the message is kept with it, so its feedback trains without the encoder.
+                            if let embedding = message.embedding, outcome == .stored {
+                                try store.saveEmbeddings([(store.handle(message: message.key), embedding.values)], encoder: embedding.encoder)
+                            }
+                            return outcome
+                        }
                     }
                 }
                 for outcome in outcomes { metrics.stored(Self.name(of: outcome)) }
@@ -96,7 +105,10 @@ final class TenantService: @unchecked Sendable {
         guard changed else { return }
         let (identity, live, plan) = try store { (try ServingModel.identity(in: $0), try $0.liveAgentTokenDigests(), try TenantTool.cachedPlan($0)) }
         if models.current?.identity != identity {
-            if let model = try store({ try ServingModel.load(from: $0, identity: identity) }) {
+            // Read under the store's lock, decoded (and any new encoder loaded) outside it.
+            if let stored = try store({ try ServingModel.storedFile(in: $0) }) {
+                let model = try ServingModel(file: stored.file, name: stored.name, identity: identity, previous: models.current,
+                                             encoderPath: settings.encoderPath)
                 models.swap(to: model)
                 log("serving with the \(model.name) model")
             } else if models.current != nil {
@@ -254,18 +266,17 @@ final class TenantService: @unchecked Sendable {
     func answer(_ messages: [Incoming], with model: ServingModel, source: MessageSource, into body: inout [UInt8]) -> [MessageWriter.Pending] {
         var scratch = ServingModel.Scratch()
         var pending = [MessageWriter.Pending]()
-        var reasons = [ServingModel.HandoffReason?]()
-        reasons.reserveCapacity(messages.count)
-        for (i, message) in messages.enumerated() {
-            let answer = model.answer(message.text, top: settings.top, scratch: &scratch)
+        let answers = model.answers(messages.map(\.text), top: settings.top, scratch: &scratch)
+        let encoder = model.extractor.encoder == nil ? nil : model.extractor.configuration.encoderDigest
+        for (i, (message, answer)) in zip(messages, answers).enumerated() {
             if i > 0 { body.append(UInt8(ascii: ",")) }
             model.render(answer, messageID: message.messageID, into: &body)
-            reasons.append(answer.reason)
             if let customer = message.customer {
-                pending.append(.init(key: message.messageID, customer: customer, redacted: answer.redacted, source: source))
+                pending.append(.init(key: message.messageID, customer: customer, redacted: answer.redacted, source: source,
+                                     embedding: encoder.flatMap { e in answer.embedding.map { (encoder: e, values: $0) } }))
             }
         }
-        metrics.decisions(reasons)
+        metrics.decisions(answers.map(\.reason))
         return pending
     }
 

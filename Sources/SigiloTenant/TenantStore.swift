@@ -18,7 +18,7 @@ import SigiloSQLite
 public final class TenantStore {
     public static let databaseName = "tenant.sqlite"
     public static let identityName = "identity.key"
-    static let schemaVersion = 6
+    static let schemaVersion = 7
     static let keyCheckPlaintext = Array("sigilo-tenant-key-check-v1".utf8)
 
     let directory: URL
@@ -149,6 +149,18 @@ public final class TenantStore {
                 CREATE TABLE agent_tokens(name TEXT PRIMARY KEY, digest BLOB NOT NULL UNIQUE, created_at REAL NOT NULL, revoked_at REAL);
                 CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
                 PRAGMA user_version = 6;
+                """)
+            }
+        }
+        if version < 7 {
+            // Encoder features: each message's embedding, computed once and sealed like its text. It is derived
+            // from the message, so it goes with it: the trigger covers every way a message is deleted.
+            try database.transaction {
+                try database.execute("""
+                CREATE TABLE embeddings(message BLOB NOT NULL, encoder BLOB NOT NULL, sealed BLOB NOT NULL, PRIMARY KEY(message, encoder));
+                CREATE TRIGGER messages_take_their_embeddings AFTER DELETE ON messages
+                    BEGIN DELETE FROM embeddings WHERE message = old.handle; END;
+                PRAGMA user_version = 7;
                 """)
             }
         }
@@ -367,22 +379,29 @@ public final class TenantStore {
         return out
     }
 
+    /// A stored message, decrypted. `handle` finds it (and its embedding) again.
+    public struct StoredMessage: Sendable {
+        public var handle: [UInt8]
+        public var text: String
+        public var intent: String
+    }
+
     /// A customer's labelled messages (redacted text, intent), decrypted:
     /// what trains. Messages still waiting for an attendant's label do not.
-    public func messages(of customer: [UInt8]) throws -> [(text: String, intent: String)] {
-        var out = [(String, String)]()
-        var sealed = [([UInt8], String)]()
-        try database.run("SELECT sealed_text, intent FROM messages WHERE customer = ? AND intent IS NOT NULL", [.blob(customer)]) {
-            sealed.append(($0.blob(0), $0.text(1)))
+    public func messages(of customer: [UInt8]) throws -> [StoredMessage] {
+        var sealed = [([UInt8], [UInt8], String)]()
+        try database.run("SELECT handle, sealed_text, intent FROM messages WHERE customer = ? AND intent IS NOT NULL", [.blob(customer)]) {
+            sealed.append(($0.blob(0), $0.blob(1), $0.text(2)))
         }
-        for (blob, intent) in sealed {
-            let plain: [UInt8]
-            do { plain = try cipher.open(blob, context: customer) } catch {
-                throw CLIError(.dataError, "a stored message failed authentication: the store is corrupted or was tampered with")
-            }
-            out.append((String(decoding: plain, as: UTF8.self), intent))
+        return try sealed.map { handle, blob, intent in
+            StoredMessage(handle: handle, text: try openText(blob, customer: customer), intent: intent)
         }
-        return out
+    }
+
+    func openText(_ sealed: [UInt8], customer: [UInt8]) throws -> String {
+        do { return String(decoding: try cipher.open(sealed, context: customer), as: UTF8.self) } catch {
+            throw CLIError(.dataError, "a stored message failed authentication: the store is corrupted or was tampered with")
+        }
     }
 
     public struct Counts: Equatable, Sendable {

@@ -14,7 +14,7 @@ public enum TenantTool {
                     (privacySpec, runPrivacy), (statusSpec, runStatus), (rotateKeySpec, runRotateKey),
                     (RedactCommand.spec, RedactCommand.run),
                     (PersonaliseCommand.spec, PersonaliseCommand.run), (ClassifyCommand.spec, ClassifyCommand.run),
-                    (ServeCommand.spec, ServeCommand.run), (AgentTokenCommand.spec, AgentTokenCommand.run),
+                    (ServeCommand.spec, ServeCommand.run), (AgentTokenCommand.spec, AgentTokenCommand.run), (EmbedCommand.spec, EmbedCommand.run),
                 ]
             )
         }

@@ -2,6 +2,8 @@ import Foundation
 import SigiloCrypto
 import SigiloEncoder
 import SigiloFederation
+import SigiloHTTP
+import SigiloSQLite
 import Testing
 
 /// Encoder features through the programs: `sigilo-eval centralized
@@ -63,6 +65,82 @@ import Testing
         #expect(personalised.status == 0, "\(personalised.stderr)")
         let withoutEncoder = try Binary.run("sigilo-tenant", ["personalise"] + args)
         #expect(withoutEncoder.status == 66 && withoutEncoder.stderr.contains("SHA-256"), "\(withoutEncoder.stderr)")
+    }
+
+    /// Each message goes through the encoder once: a round embeds the messages it samples, `import` the messages it
+    /// stores, the live service the messages it answers; the embeddings are sealed, bound to their message, and go
+    /// with it on erasure.
+    @Test func embeddingsAreKeptSealedUsedByTheServiceAndErasedWithTheirMessages() throws {
+        let tiny = TinyEncoder().bytes()
+        let world = try TenantWorld(features: { plan in
+            (plan.features, plan.encoderSHA256, plan.encoderDimension) = (.encoder, Hex.encode(SHA256.hash(tiny)), 32)
+        })
+        defer { world.close() }
+        let encoder = world.dir.appendingPathComponent("tiny.sgle")
+        try Data(tiny).write(to: encoder)
+        let environment = ["SIGILO_ENCODER": encoder.path]
+        let args = try world.tenant("loja")
+        let files = try FileManager.default.contentsOfDirectory(atPath: world.data.path).filter { $0.hasPrefix("tenant-") }.sorted()
+        #expect(try Binary.run("sigilo-tenant", ["import", world.data.appendingPathComponent(files[0]).path] + args, environment: environment).status == 0)
+        let database = try Database(path: world.dir.appendingPathComponent("loja/tenant.sqlite").path)
+        func count(_ sql: String) throws -> Int {
+            var n = 0
+            try database.run(sql) { n = Int($0.integer(0)) }
+            return n
+        }
+        let messages = try count("SELECT COUNT(*) FROM messages")
+        let before = try count("SELECT COUNT(*) FROM embeddings")
+        #expect(messages > 0 && before == 0, "no model or plan yet: no encoder to embed with")
+        #expect(try Binary.run("sigilo-tenant", ["enroll", "--coordinator", world.url, "--token", try world.invite()] + args).status == 0)
+
+        // The round (sample rate 1) embeds every consented customer's labelled messages.
+        var round = try Binary.run("sigilo-tenant", ["round"] + args, environment: environment)
+        for _ in 0..<50 where round.status == 75 { usleep(200_000); round = try Binary.run("sigilo-tenant", ["round"] + args, environment: environment) }
+        #expect(round.status == 0, "\(round.stdout) \(round.stderr)")
+        let sampled = try count("SELECT COUNT(*) FROM messages m JOIN customers c ON c.handle = m.customer WHERE c.consent = 1 AND m.intent IS NOT NULL")
+        #expect(try count("SELECT COUNT(*) FROM embeddings") == sampled)
+        #expect(try count("SELECT COUNT(*) FROM embeddings WHERE length(sealed) = 32 * 4 + 28") == sampled, "sealed float32s: nonce, ciphertext, tag")
+
+        // An import now embeds what it stored; `embed` finds nothing left; without the encoder it says so and keeps the messages.
+        let imported = try Binary.run("sigilo-tenant", ["import", world.data.appendingPathComponent(files[1]).path] + args, environment: environment)
+        #expect(imported.status == 0 && imported.stderr.contains("embedded"), "\(imported.stderr)")
+        let all = try count("SELECT COUNT(*) FROM messages")
+        let embedded = try count("SELECT COUNT(*) FROM embeddings")
+        #expect(all > messages && embedded == all)
+        let embed = try Binary.run("sigilo-tenant", ["embed"] + args, environment: environment)
+        #expect(embed.status == 0 && embed.stdout.hasPrefix("embedded 0 messages; \(all) of \(all)"), "\(embed.stdout) \(embed.stderr)")
+        let wrongEncoder = try Binary.run("sigilo-tenant", ["embed"] + args)
+        #expect(wrongEncoder.status == 66 && wrongEncoder.stderr.contains("SHA-256"), "\(wrongEncoder.stderr)")
+
+        // The live service answers with the model's encoder and keeps the embedding with the message it stores.
+        let token = try Binary.run("sigilo-tenant", ["agent-token", "create", "agent"] + args).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let server = try RunningCoordinator(program: "sigilo-tenant", arguments: ["serve", "--listen", "127.0.0.1:0", "--encoder", encoder.path] + args,
+                                            log: world.dir.appendingPathComponent("serve.log"))
+        defer { _ = server.stop() }
+        let client = HTTPClient(host: "127.0.0.1", port: server.port, timeout: 10)
+        func call(_ target: String, _ body: String) throws -> [String: Any] {
+            let response = try client.send(method: "POST", target: target, headers: [("Authorization", "Bearer \(token)")], body: Array(body.utf8))
+            #expect(response.status == 200, "\(String(decoding: response.body, as: UTF8.self))")
+            return (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any] ?? [:]
+        }
+        #expect(try call("/v1/consent", #"{"customer":"5511900000009","consent":true}"#)["customer_was_known"] as? Bool == false)
+        let answer = try call("/v1/classify", #"{"text":"quando chega meu pedido","customer":"5511900000009","message_id":"wamid.E1"}"#)
+        #expect(answer["intent"] is String && answer["message_id"] as? String == "wamid.E1", "\(answer)")
+        let batch = try call("/v1/classify", #"{"messages":[{"text":"oi"},{"text":"quero cancelar"},{"text":"qual o horário"}]}"#)
+        #expect((batch["results"] as? [Any])?.count == 3, "\(batch)")
+        #expect(try call("/v1/feedback", #"{"message_id":"wamid.E1","intent":"prazo_entrega"}"#)["kept"] as? Bool == true)
+        #expect(try count("SELECT COUNT(*) FROM embeddings") == all + 1)
+
+        // Erasure takes the embeddings with the messages; none is left without its message.
+        let customer = "5511900000009"
+        #expect(try Binary.run("sigilo-tenant", ["forget", customer] + args).status == 0)
+        #expect(try count("SELECT COUNT(*) FROM embeddings") == all)
+        #expect(try count("SELECT COUNT(*) FROM embeddings WHERE message NOT IN (SELECT handle FROM messages)") == 0)
+
+        // A sealed embedding moved to another message fails authentication instead of training on the wrong vector.
+        try database.execute("UPDATE embeddings SET sealed = (SELECT sealed FROM embeddings ORDER BY message DESC LIMIT 1) WHERE rowid = (SELECT MIN(rowid) FROM embeddings)")
+        let tampered = try Binary.run("sigilo-tenant", ["personalise"] + args, environment: environment)
+        #expect(tampered.status == 65 && tampered.stderr.contains("embedding failed authentication"), "\(tampered.stderr)")
     }
 
     @Test func anUnknownFeatureKindIsABadCommandLine() throws {
