@@ -13,8 +13,12 @@ enum BenchEncoderCommand {
             .value("encoder", "PATH", "An encoder file (default: the shipped one, its digest checked)."),
             .flag("serial", "One thread (default: every core)."),
             .value("runs", "N", "Timed passes over the messages; the median is printed (default 3)."),
+            .flag("one-by-one", "Embed each message alone on one thread, as a live service does, and print per-message latency instead."),
         ],
-        discussion: "Prints {\"messages\",\"tokens\",\"threads\",\"seconds\",\"messages_per_second\",\"tokens_per_second\",\"load_seconds\"}."
+        discussion: """
+        Prints {"messages","tokens","threads","seconds","messages_per_second","tokens_per_second","load_seconds"}; with --one-by-one
+        {"messages","p50_ms","p90_ms","p99_ms","max_ms","mean_ms"} over every pass (the centred feature vector, as a model reads it).
+        """
     )
 
     static func run(_ args: ParsedArguments) throws {
@@ -34,6 +38,22 @@ enum BenchEncoderCommand {
         let encoder: Encoder
         do { encoder = try EncoderLocation.load(path: args.string("encoder")) } catch { throw CLIError(.dataError, "bench-encoder: \(error)") }
         let loadSeconds = Date().timeIntervalSince(loadStart)
+        if args.flag("one-by-one") {
+            var latencies = [Double]()
+            for run in 1...runs {
+                for message in messages {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    _ = encoder.features([message], parallel: false)
+                    latencies.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+                }
+                printError("bench-encoder: one-by-one pass \(run) of \(runs) done")
+            }
+            latencies.sort()
+            func quantile(_ q: Double) -> Double { latencies[min(latencies.count - 1, Int(q * Double(latencies.count)))] }
+            print(String(format: "{\"messages\":%d,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"mean_ms\":%.3f}",
+                         messages.count, quantile(0.5), quantile(0.9), quantile(0.99), latencies.last!, latencies.reduce(0, +) / Double(latencies.count)))
+            return
+        }
         let parallel = !args.flag("serial")
         let tokens = messages.reduce(0) { $0 + encoder.tokens($1).count }
         var times = [Double]()

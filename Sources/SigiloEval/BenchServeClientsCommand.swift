@@ -120,6 +120,7 @@ enum BenchServeClientsCommand {
             ("requests", .integer(sorted.count)), ("failed", .integer(results.failures.count)),
             ("p50_ms", .number(percentile(sorted, 0.5))), ("p99_ms", .number(percentile(sorted, 0.99))),
             ("p999_ms", .number(percentile(sorted, 0.999))), ("max_ms", .number(sorted.last ?? 0)),
+            ("mean_ms", .number(sorted.isEmpty ? 0 : sorted.reduce(0, +) / Double(sorted.count))),
             ("over_10ms", .integer(sorted.filter { $0 > 10 }.count)),
             ("late_p99_ms", .number(percentile(late, 0.99))),
             ("achieved_rps", .number(Double(sorted.count) / elapsed)), ("messages_per_s", .number(Double(results.messages) / elapsed)),

@@ -61,14 +61,25 @@ enum ClassifyCommand {
         let escaped = escapedLabels(model)
         var line = [UInt8]()
         var workspace = Featurizer.Workspace()
-        forEachStandardInputLine { text in
-            let x = extractor.encoder == nil ? featurizer.features(of: text, workspace: &workspace) : extractor.features([text])[0]
+        func write(_ x: SparseVector) {
             let prediction = model.predict(x, top: k2, scratch: &scratch)
             line.removeAll(keepingCapacity: true)
             appendPrediction(prediction, decision: prediction.decision.rawValue, labels: escaped, to: &line)
             line += "}\n".utf8
             out.write(bytes: line)
         }
+        guard extractor.encoder != nil else {
+            forEachStandardInputLine { write(featurizer.features(of: $0, workspace: &workspace)) }
+            return
+        }
+        // The encoder's throughput is in batches over every core; typed lines are answered one by one.
+        let batch = isatty(0) != 0 ? 1 : 256
+        var pending = [String]()
+        forEachStandardInputLine { text in
+            pending.append(text)
+            if pending.count == batch { extractor.features(pending).forEach(write); pending.removeAll() }
+        }
+        extractor.features(pending).forEach(write)
     }
 
     /// Each label as a JSON string: escaped once, not per message (answers are built as bytes).

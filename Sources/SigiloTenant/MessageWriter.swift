@@ -1,8 +1,9 @@
 import Foundation
 
 /// Live messages reach the store in groups: whatever arrived while the last
-/// transaction was committing goes into the next one (one fsync for all),
-/// off the path of the request that classified them. `flush` waits for what
+/// transaction was committing, or in the short linger before this one, goes
+/// into the next one (one fsync for all), off the path of the request that
+/// classified them, and after its answer has left. `flush` waits for what
 /// was handed over before it; the webhook and feedback call it, because the
 /// first must not acknowledge what is not durable and the second must find
 /// the message it labels.
@@ -22,6 +23,11 @@ final class MessageWriter: @unchecked Sendable {
     private var committed = 0
     private var stopping = false
     private var running = false
+    /// Callers waiting in `flush`: the group is then committed without lingering.
+    private var flushing = 0
+    /// How long the writer lingers after the first message of a group arrives before it commits: the
+    /// answer that handed the message over leaves first, and messages arriving meanwhile join the group.
+    static let linger = 0.002
     private let commit: @Sendable ([Pending]) -> Void
 
     /// `commit` stores a group in one transaction (and reports its own failures).
@@ -47,7 +53,10 @@ final class MessageWriter: @unchecked Sendable {
     func flush() {
         condition.withLock {
             let target = handedOver
+            flushing += 1
+            condition.broadcast()
             while committed < target, running { condition.wait() }
+            flushing -= 1
         }
     }
 
@@ -69,6 +78,8 @@ final class MessageWriter: @unchecked Sendable {
         while true {
             while queue.isEmpty, !stopping { condition.wait() }
             if queue.isEmpty { break }
+            let deadline = Date(timeIntervalSinceNow: Self.linger)
+            while flushing == 0, !stopping, condition.wait(until: deadline) {}
             let group = queue, upTo = handedOver
             queue.removeAll(keepingCapacity: true)
             condition.unlock()

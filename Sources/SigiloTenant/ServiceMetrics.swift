@@ -13,6 +13,8 @@ final class ServiceMetrics: @unchecked Sendable {
     private var webhookRefused = [String: Int]() // by reason
     private var latencyCounts = [Int](repeating: 0, count: latencyBounds.count + 1)
     private var latencySum = 0.0
+    private var encoderMessages = 0
+    private var encoderSeconds = 0.0
 
     func request(route: String, status: Int, seconds: Double) {
         lock.withLock {
@@ -25,6 +27,14 @@ final class ServiceMetrics: @unchecked Sendable {
 
     func decisions(_ reasons: [ServingModel.HandoffReason?]) {
         lock.withLock { for reason in reasons { decisions[reason?.rawValue ?? "none", default: 0] += 1 } }
+    }
+
+    /// Messages through the encoder's forward pass, and the time it took (a share of the request time above).
+    func encoded(messages: Int, seconds: Double) {
+        lock.withLock {
+            encoderMessages += messages
+            encoderSeconds += seconds
+        }
     }
 
     func feedback(_ outcome: String) { lock.withLock { feedback[outcome, default: 0] += 1 } }
@@ -68,6 +78,10 @@ final class ServiceMetrics: @unchecked Sendable {
             cumulative += latencyCounts[Self.latencyBounds.count]
             out += "sigilo_tenant_request_seconds_bucket{le=\"+Inf\"} \(cumulative)\n"
             out += "sigilo_tenant_request_seconds_sum \(latencySum)\nsigilo_tenant_request_seconds_count \(cumulative)\n"
+            out += "# HELP sigilo_tenant_encoder_messages_total Messages embedded by the sentence encoder (models that read encoder features).\n"
+            out += "# TYPE sigilo_tenant_encoder_messages_total counter\nsigilo_tenant_encoder_messages_total \(encoderMessages)\n"
+            out += "# HELP sigilo_tenant_encoder_seconds_total Time spent in the encoder's forward pass, part of the request time.\n"
+            out += "# TYPE sigilo_tenant_encoder_seconds_total counter\nsigilo_tenant_encoder_seconds_total \(encoderSeconds)\n"
             return out
         }
     }

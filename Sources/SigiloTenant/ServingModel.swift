@@ -85,6 +85,8 @@ final class ServingModel: Sendable {
     struct Scratch {
         var workspace = Featurizer.Workspace()
         var scores = [Float]()
+        /// Time spent in the encoder's forward pass (encoder features only), added up across calls.
+        var encoderNanoseconds: UInt64 = 0
     }
 
     /// Classifies raw messages, in order: each is redacted first, then featurised.
@@ -92,7 +94,9 @@ final class ServingModel: Sendable {
     /// messages spread over every core; one stays on the caller's thread).
     func answers(_ texts: [String], top k: Int, scratch: inout Scratch) -> [Answer] {
         let redactions = texts.map { featurizer.redactor.redactWithCounts($0) }
+        let started = DispatchTime.now().uptimeNanoseconds
         let embeddings = extractor.encoder?.features(redactions.map(\.0), parallel: texts.count > 1)
+        if embeddings != nil { scratch.encoderNanoseconds += DispatchTime.now().uptimeNanoseconds - started }
         if scratch.scores.count != model.labelCount { scratch.scores = [Float](repeating: 0, count: model.labelCount) }
         return redactions.indices.map { i in
             let (redacted, found) = redactions[i]

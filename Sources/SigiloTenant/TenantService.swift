@@ -277,6 +277,7 @@ final class TenantService: @unchecked Sendable {
             }
         }
         metrics.decisions(answers.map(\.reason))
+        if model.extractor.encoder != nil { metrics.encoded(messages: messages.count, seconds: Double(scratch.encoderNanoseconds) / 1e9) }
         return pending
     }
 
