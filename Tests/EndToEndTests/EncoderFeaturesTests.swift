@@ -4,6 +4,7 @@ import SigiloEncoder
 import SigiloFederation
 import SigiloHTTP
 import SigiloSQLite
+import SigiloText
 import Testing
 
 /// Encoder features through the programs: `sigilo-eval centralized
@@ -45,13 +46,8 @@ import Testing
     /// A plan whose model reads hashed and encoder features: a tenant takes part only with that encoder
     /// (found through SIGILO_ENCODER here), and its update has the plan's larger dimension.
     @Test func aRoundWithEncoderFeaturesNeedsThePlansEncoder() throws {
-        let tiny = TinyEncoder().bytes()
-        let world = try TenantWorld(features: { plan in
-            (plan.features, plan.encoderSHA256, plan.encoderDimension) = (.both, Hex.encode(SHA256.hash(tiny)), 32)
-        })
+        let (world, encoder) = try worldWithTinyEncoder(.both)
         defer { world.close() }
-        let encoder = world.dir.appendingPathComponent("tiny.sgle")
-        try Data(tiny).write(to: encoder)
         let args = try world.enrolledShops()[0]
         var refused = try Binary.run("sigilo-tenant", ["round"] + args)
         for _ in 0..<50 where refused.status == 75 { usleep(200_000); refused = try Binary.run("sigilo-tenant", ["round"] + args) }
@@ -71,13 +67,8 @@ import Testing
     /// stores, the live service the messages it answers; the embeddings are sealed, bound to their message, and go
     /// with it on erasure.
     @Test func embeddingsAreKeptSealedUsedByTheServiceAndErasedWithTheirMessages() throws {
-        let tiny = TinyEncoder().bytes()
-        let world = try TenantWorld(features: { plan in
-            (plan.features, plan.encoderSHA256, plan.encoderDimension) = (.encoder, Hex.encode(SHA256.hash(tiny)), 32)
-        })
+        let (world, encoder) = try worldWithTinyEncoder(.encoder)
         defer { world.close() }
-        let encoder = world.dir.appendingPathComponent("tiny.sgle")
-        try Data(tiny).write(to: encoder)
         let environment = ["SIGILO_ENCODER": encoder.path]
         let args = try world.tenant("loja")
         let files = try FileManager.default.contentsOfDirectory(atPath: world.data.path).filter { $0.hasPrefix("tenant-") }.sorted()
@@ -141,6 +132,17 @@ import Testing
         try database.execute("UPDATE embeddings SET sealed = (SELECT sealed FROM embeddings ORDER BY message DESC LIMIT 1) WHERE rowid = (SELECT MIN(rowid) FROM embeddings)")
         let tampered = try Binary.run("sigilo-tenant", ["personalise"] + args, environment: environment)
         #expect(tampered.status == 65 && tampered.stderr.contains("embedding failed authentication"), "\(tampered.stderr)")
+    }
+
+    /// A coordinator whose plan reads `kind` features of a tiny random encoder, and that encoder's file.
+    func worldWithTinyEncoder(_ kind: FeatureKind) throws -> (TenantWorld, URL) {
+        let tiny = TinyEncoder().bytes()
+        let world = try TenantWorld(features: { plan in
+            (plan.features, plan.encoderSHA256, plan.encoderDimension) = (kind, Hex.encode(SHA256.hash(tiny)), 32)
+        })
+        let encoder = world.dir.appendingPathComponent("tiny.sgle")
+        try Data(tiny).write(to: encoder)
+        return (world, encoder)
     }
 
     @Test func anUnknownFeatureKindIsABadCommandLine() throws {
