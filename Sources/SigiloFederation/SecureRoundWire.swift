@@ -16,7 +16,7 @@ public enum SecureRoundWire {
     public static func render(_ view: SecureAggregation.RoundView) -> String {
         let p = view.parameters
         return object([
-            ("stage", string(view.stage.name)), ("stage_deadline", JSONNumber.format(view.stageDeadline)),
+            ("stage", string(view.stage.name)), ("stage_deadline", JSONNumber.format(Self.milliseconds(view.stageDeadline))),
             ("threshold", String(p.threshold)), ("degree", String(p.degree)), ("graph_seed", string(Hex.encode(p.graphSeed))),
             ("cohort", array(p.cohort.map(string))),
             ("neighbours", array(view.neighbours.map { ad in
@@ -33,8 +33,11 @@ public enum SecureRoundWire {
     public static func view(_ o: [String: Any], round: UInt64, modelVersion: UInt64) throws -> SecureAggregation.RoundView {
         guard let stageName = o["stage"] as? String, let stage = SecureAggregation.RoundView.Stage(name: stageName) else { throw Malformed(field: "stage") }
         // A Unix time in seconds: anything outside [0, 1e11) (year 5138) is
-        // not a deadline, and would not survive a render and re-parse exactly.
-        let deadline = try number(o, "stage_deadline")
+        // not a deadline. It is kept to the millisecond, on both sides of the
+        // wire: Foundation's JSON parser is not correctly rounded, so a value
+        // with more digits need not come back from a render and re-parse as
+        // the same double (found by fuzzing: 1800000000.8080808085).
+        let deadline = Self.milliseconds(try number(o, "stage_deadline"))
         guard deadline >= 0, deadline < 1e11 else { throw Malformed(field: "stage_deadline") }
         let parameters = try SecureAggregation.RoundParameters(round: round, modelVersion: modelVersion, cohort: try strings(o, "cohort"),
                                                                threshold: try count(o, "threshold"), degree: try count(o, "degree"),
@@ -113,6 +116,9 @@ public enum SecureRoundWire {
         }
         return value
     }
+
+    /// `seconds` rounded to the millisecond.
+    static func milliseconds(_ seconds: Double) -> Double { (seconds * 1000).rounded() / 1000 }
 
     static func number(_ o: [String: Any], _ name: String, at prefix: String = "") throws -> Double {
         guard let value = jsonNumber(o[name]) else { throw Malformed(field: prefix + name) }
