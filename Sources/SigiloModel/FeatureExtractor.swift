@@ -57,6 +57,9 @@ public struct FeatureExtractor: Sendable {
         return c
     }
 
+    /// The digest of the encoder this extractor reads (as stores key embeddings); nil for hashed features.
+    public var encoderDigest: [UInt8]? { encoder == nil ? nil : configuration.encoderDigest }
+
     /// The redacted text the encoder reads for `text`.
     public func encoderInput(_ text: String) -> String { featurizer.redactor.redact(text) }
 

@@ -15,7 +15,7 @@ enum ClassifyCommand {
             .flag("global", "With --state: the latest global model even when a personalised one exists."),
             .value("key-file", "FILE", "The store key (or set SIGILO_TENANT_KEY)."),
             .value("top", "K", "How many intents to list in \"top\" (default 3)."),
-            .value("encoder", "PATH", "For a model that reads encoder features: the encoder file (default: the shipped one; its digest must be the model's)."),
+            TenantTool.encoderOption,
         ],
         discussion: """
         Output: {"intent": ..., "confidence": ..., "top": [{"intent": ..., "probability": ...}], "decision": "answer"|"handoff"}.

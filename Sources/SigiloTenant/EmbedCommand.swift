@@ -13,7 +13,7 @@ enum EmbedCommand {
         summary: "Compute and keep (sealed) the encoder embedding of every stored message that has none yet.",
         usage: "sigilo-tenant embed --state DIR --key-file FILE [--encoder PATH]",
         options: TenantTool.storeOptions + [
-            .value("encoder", "PATH", "The encoder file (default: the shipped one; its digest must be the model's)."),
+            TenantTool.encoderOption,
         ],
         discussion: """
         Only for a tenant whose model (its newest cached global model, else its plan) reads encoder or both features; the encoder is

@@ -19,7 +19,7 @@ enum ServeCommand {
             .value("whatsapp-verify-token-file", "FILE", "The verify token of the webhook's GET handshake; mode 0600."),
             .value("keep-unlabelled-days", "D", "Delete messages no attendant labelled after D days (default 30)."),
             .value("workers", "N", "Threads that answer requests (default: the number of cores)."),
-            .value("encoder", "PATH", "For models that read encoder features: the encoder file (default: the shipped one; its digest must be the model's)."),
+            TenantTool.encoderOption,
         ],
         discussion: """
         Prints 'listening on HOST:PORT' (or 'listening on unix:PATH') once ready. Callers send "Authorization: Bearer TOKEN" with a token from

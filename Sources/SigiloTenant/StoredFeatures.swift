@@ -12,22 +12,26 @@ struct StoredFeatures {
     let extractor: FeatureExtractor
     let store: TenantStore
 
-    /// The encoder's digest, as the store keys embeddings; nil for hashed features.
-    var encoderDigest: [UInt8]? { extractor.encoder == nil ? nil : extractor.configuration.encoderDigest }
-
     func features(_ messages: [TenantStore.StoredMessage]) throws -> [SparseVector] {
         let texts = messages.map(\.text)
-        guard let digest = encoderDigest, let encoder = extractor.encoder else { return extractor.features(texts) }
+        guard let digest = extractor.encoderDigest else { return extractor.features(texts) }
         var embeddings = try store.embeddings(of: messages.map(\.handle), encoder: digest)
         let missing = embeddings.indices.filter { embeddings[$0] == nil }
-        if !missing.isEmpty {
-            let computed = encoder.features(missing.map { extractor.encoderInput(texts[$0]) })
-            for (i, embedding) in zip(missing, computed) { embeddings[i] = embedding }
-            try store.database.transaction {
-                try store.saveEmbeddings(zip(missing, computed).map { (messages[$0].handle, $1) }, encoder: digest)
-            }
-        }
+        let computed = try embedAndKeep(missing.map { (messages[$0].handle, texts[$0]) }, encoder: digest)
+        for (i, embedding) in zip(missing, computed) { embeddings[i] = embedding }
         return extractor.features(texts, centredEmbeddings: embeddings.map { $0! })
+    }
+
+    /// Embeds stored messages (handle, redacted text), batched over every core, and keeps the
+    /// embeddings in one transaction; returns them in order.
+    @discardableResult
+    private func embedAndKeep(_ messages: [(handle: [UInt8], text: String)], encoder digest: [UInt8]) throws -> [[Float]] {
+        guard !messages.isEmpty, let encoder = extractor.encoder else { return [] }
+        let computed = encoder.features(messages.map { extractor.encoderInput($0.text) })
+        try store.database.transaction {
+            try store.saveEmbeddings(zip(messages, computed).map { ($0.handle, $1) }, encoder: digest)
+        }
+        return computed
     }
 
     /// Embeds every stored message that has no embedding of this encoder yet,
@@ -36,7 +40,7 @@ struct StoredFeatures {
     /// other encoder are deleted first. Returns how many were embedded.
     @discardableResult
     func embedMissing(batch: Int = 512, progress: (_ done: Int, _ total: Int) -> Void = { _, _ in }) throws -> Int {
-        guard let digest = encoderDigest, let encoder = extractor.encoder else { return 0 }
+        guard let digest = extractor.encoderDigest else { return 0 }
         try store.deleteEmbeddings(notOf: digest)
         let coverage = try store.embeddingCoverage(encoder: digest)
         let total = coverage.messages - coverage.embedded
@@ -44,10 +48,7 @@ struct StoredFeatures {
         while true {
             let pending = try store.messagesWithoutEmbedding(encoder: digest, limit: batch)
             if pending.isEmpty { break }
-            let computed = encoder.features(pending.map { extractor.encoderInput($0.text) })
-            try store.database.transaction {
-                try store.saveEmbeddings(zip(pending, computed).map { ($0.message, $1) }, encoder: digest)
-            }
+            try embedAndKeep(pending.map { ($0.message, $0.text) }, encoder: digest)
             done += pending.count
             progress(done, max(total, done))
         }

@@ -9,6 +9,10 @@ import SigiloProtocol
 import SigiloText
 
 extension TenantTool {
+    /// `--encoder`, for the commands that run a model reading encoder features.
+    static let encoderOption = OptionSpec.value("encoder", "PATH",
+        "For a model that reads encoder features: the encoder file (default: the shipped one; its digest must be the model's).")
+
     static let storeOptions: [OptionSpec] = [
         .value("state", "DIR", "Tenant state directory (created by init)."),
         .value("key-file", "FILE", "File holding the store's 32-byte key as 64 hex digits (or set SIGILO_TENANT_KEY)."),

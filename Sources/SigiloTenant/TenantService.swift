@@ -267,7 +267,7 @@ final class TenantService: @unchecked Sendable {
         var scratch = ServingModel.Scratch()
         var pending = [MessageWriter.Pending]()
         let answers = model.answers(messages.map(\.text), top: settings.top, scratch: &scratch)
-        let encoder = model.extractor.encoder == nil ? nil : model.extractor.configuration.encoderDigest
+        let encoder = model.extractor.encoderDigest
         for (i, (message, answer)) in zip(messages, answers).enumerated() {
             if i > 0 { body.append(UInt8(ascii: ",")) }
             model.render(answer, messageID: message.messageID, into: &body)
