@@ -79,7 +79,7 @@ let package = Package(
         .testTarget(name: "SigiloProtocolTests", dependencies: ["SigiloProtocol", "SigiloCrypto", "SigiloFederation"]),
         .testTarget(
             name: "SigiloCoordinatorTests",
-            dependencies: ["SigiloCoordinator", "SigiloCrypto", "SigiloProtocol", "SigiloSQLite", "SigiloFederation", "SigiloPrivacy", "SigiloHTTP"]
+            dependencies: ["SigiloCoordinator", "SigiloCrypto", "SigiloProtocol", "SigiloSQLite", "SigiloFederation", "SigiloPrivacy", "SigiloHTTP", "SigiloCLI"]
         ),
         .testTarget(
             name: "EndToEndTests",

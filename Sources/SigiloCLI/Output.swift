@@ -150,3 +150,13 @@ func editDistance(_ a: String, _ b: String) -> Int {
     }
     return row[b.count]
 }
+
+/// An epsilon for people: three decimals at most, no trailing zeros
+/// (7.784663219099718 reads 7.785, a budget of 8 reads 8). JSON keeps every digit.
+public func formatEpsilon(_ epsilon: Double) -> String {
+    guard epsilon.isFinite else { return "\(epsilon)" }
+    var text = String(format: "%.3f", epsilon)
+    while text.hasSuffix("0") { text.removeLast() }
+    if text.hasSuffix(".") { text.removeLast() }
+    return text
+}

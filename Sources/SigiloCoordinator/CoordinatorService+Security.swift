@@ -309,9 +309,14 @@ extension CoordinatorService {
         guard !pendingNonces.isEmpty else { return }
         let oldest = pendingNonces.values.min()!
         try database.run("DELETE FROM nonces WHERE seen_at < ?", [.real(oldest - 2 * Double(RequestSigning.defaultSkewWindow))])
+        var lastSeen: [String: Double] = [:]
         for (joined, seen) in pendingNonces {
             let parts = joined.split(separator: "\n", maxSplits: 1).map(String.init)
             try database.run("INSERT OR REPLACE INTO nonces(key_id, nonce, seen_at) VALUES (?, ?, ?)", [.text(parts[0]), .text(parts[1]), .real(seen)])
+            lastSeen[parts[0]] = max(lastSeen[parts[0]] ?? 0, seen)
+        }
+        for (tenant, seen) in lastSeen {
+            try database.run("UPDATE tenants SET last_seen = MAX(COALESCE(last_seen, 0), ?) WHERE id = ?", [.real(seen), .text(tenant)])
         }
         pendingNonces = [:]
     }
@@ -333,9 +338,12 @@ extension CoordinatorService {
         case repeatedValidationFailures = "repeated_validation_failures"
         case newAddress = "new_address"
         case weightAboveCap = "weight_above_cap"
+        /// The plan's privacy budget cannot pay for another round.
+        case budgetExhausted = "budget_exhausted"
     }
 
-    /// Counted in metrics and written to the audit log.
+    /// Counted in metrics, written to the audit log and logged by serve as a warning.
+    /// `tenant` is the object the alert is about (a tenant's id, or "plan").
     func alert(_ kind: AlertKind, tenant: String, now: Double, detail: String) throws {
         metrics.add("sigilo_alerts_total{kind=\"\(kind.rawValue)\"}")
         try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "alert.\(kind.rawValue)",

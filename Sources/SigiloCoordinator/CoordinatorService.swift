@@ -1,4 +1,5 @@
 import Foundation
+import SigiloCLI
 import SigiloCrypto
 import SigiloFederation
 import SigiloModel
@@ -36,7 +37,7 @@ public struct CoordinatorError: Error, CustomStringConvertible, Equatable, Senda
 /// updates are never stored: only the sum and a digest for de-duplication.
 /// One lock serialises all access (SQLite is used single-threaded).
 public final class CoordinatorService: @unchecked Sendable {
-    static let schemaVersion = 9
+    static let schemaVersion = 10
     public static let databaseName = "coordinator.sqlite"
 
     let database: Database
@@ -84,7 +85,7 @@ public final class CoordinatorService: @unchecked Sendable {
     let maximumDimension: Int
     let audit: AuditStore
     /// Where `serve` writes the events an operator should see as they happen (nil: nowhere).
-    public var eventLog: (@Sendable (String) -> Void)?
+    public var eventLog: Log?
     /// Events recorded in the current locked section, announced once committed.
     var pendingEvents: [(AuditEntry, [UInt8])] = []
     /// Why the last maintenance tick opened no round (no plan, budget spent, waiting for tenants).
@@ -256,6 +257,17 @@ public final class CoordinatorService: @unchecked Sendable {
             // Dropout-robust secure rounds: their parameters and stage, and what tenants relay through the coordinator.
             try database.transaction { try database.execute(Self.secureSchema + " PRAGMA user_version = 9;") }
         }
+        if version < 10 {
+            // When each tenant last made a signed request and the last round that took its update, for `status`
+            // (last_seen is written with the request's audit batch).
+            try database.transaction {
+                try database.execute("""
+                    ALTER TABLE tenants ADD COLUMN last_seen REAL;
+                    CREATE INDEX submissions_by_tenant ON submissions(tenant_id, round_id);
+                    PRAGMA user_version = 10;
+                    """)
+            }
+        }
     }
 
     /// After a restart, the open round continues with exactly the committed updates.
@@ -387,14 +399,25 @@ public final class CoordinatorService: @unchecked Sendable {
         public var name: String
         public var status: String
         public var enrolledAt: Double
+        /// Its last signed request that was answered (nil: none yet).
+        public var lastSeen: Double?
+        /// The last round that accepted its update.
+        public var lastRound: UInt64?
+        /// Rounds in a row it was expected in and did not answer.
+        public var missedRounds: Int = 0
     }
 
     /// Every tenant, without secrets.
     public func tenants() throws -> [TenantInfo] {
         try locked {
             var out = [TenantInfo]()
-            try database.run("SELECT id, name, status, enrolled_at FROM tenants ORDER BY enrolled_at") {
-                out.append(TenantInfo(id: $0.text(0), name: $0.text(1), status: $0.text(2), enrolledAt: $0.real(3)))
+            try database.run("""
+                SELECT t.id, t.name, t.status, t.enrolled_at, t.last_seen, (SELECT MAX(round_id) FROM submissions WHERE tenant_id = t.id), t.missed_rounds
+                FROM tenants t ORDER BY t.enrolled_at
+                """) {
+                out.append(TenantInfo(id: $0.text(0), name: $0.text(1), status: $0.text(2), enrolledAt: $0.real(3),
+                                      lastSeen: $0.isNull(4) ? nil : $0.real(4), lastRound: $0.isNull(5) ? nil : UInt64($0.integer(5)),
+                                      missedRounds: Int($0.integer(6))))
             }
             return out
         }
@@ -592,7 +615,13 @@ public final class CoordinatorService: @unchecked Sendable {
             }
             let round = try charge(of: plan)
             guard try epsilons.epsilon(try ledger(plan), adding: round) <= plan.maximumEpsilon else {
-                return "privacy budget exhausted: another round would exceed epsilon \(plan.maximumEpsilon)"
+                let reason = "privacy budget exhausted: another round would exceed epsilon \(formatEpsilon(plan.maximumEpsilon))"
+                // Said once when it happens (and once more after a restart), not at every tick.
+                if idleReason != reason {
+                    try alert(.budgetExhausted, tenant: "plan", now: now, detail: "epsilon \(formatEpsilon(try epsilons.epsilon(try ledger(plan)))) spent of "
+                              + "\(formatEpsilon(plan.maximumEpsilon)); no round opens until a plan with a larger maximumEpsilon is set (what was spent stays spent)")
+                }
+                return reason
             }
             var next: UInt64 = 1
             try database.run("SELECT MAX(id) FROM rounds") { if !$0.isNull(0) { next = UInt64($0.integer(0)) + 1 } }
@@ -1098,10 +1127,14 @@ public final class CoordinatorService: @unchecked Sendable {
         let events = pendingEvents
         pendingEvents = []
         guard let eventLog, !database.inTransaction else { return }
-        let format = ISO8601DateFormatter()
         for (entry, hash) in events where (try? audit.recordedHash(of: entry.sequence)) == hash {
-            eventLog("\(format.string(from: Date(timeIntervalSince1970: entry.time))) \(entry.action) \(entry.object)\(entry.detail.isEmpty ? "" : ": \(entry.detail)")")
+            eventLog(Self.level(of: entry.action), entry.action, entry.object + (entry.detail.isEmpty ? "" : ": \(entry.detail)"))
         }
+    }
+
+    /// What an operator must look at is a warning: alerts, rounds abandoned, tenants gone quiet, lock-outs.
+    static func level(of action: String) -> Log.Level {
+        action.hasPrefix("alert.") || ["round.abandon", "tenant.dormant", "auth.lockout"].contains(action) ? .warning : .info
     }
 
     static func bytes(_ values: [Float]) -> [UInt8] {

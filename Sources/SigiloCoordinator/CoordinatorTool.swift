@@ -122,9 +122,12 @@ public enum CoordinatorTool {
                   .flag("insecure", "Allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy you trust)."),
                   .value("connections-per-address", "N", "Connections one source address may hold at once (default 256); more get 429."),
                   .value("requests-per-second", "N", "Requests per second one source address may make, in bursts of twice that (default 100); more get 429 with Retry-After."),
-                  .flag("verify-audit", "Verify the whole audit chain before serving (by default: its signatures, ends and unsigned tail).")],
+                  .flag("verify-audit", "Verify the whole audit chain before serving (by default: its signatures, ends and unsigned tail).")]
+            + Log.options,
         discussion: """
-        Prints 'listening on HOST:PORT' once ready. On SIGTERM/SIGINT it stops accepting, finishes in-flight requests and exits 0.
+        Prints 'listening on HOST:PORT' once ready, then logs on standard error what an operator should watch: rounds opened,
+        closed and abandoned (naming the tenants that did not answer), alerts, tenants gone dormant, the privacy budget running
+        out; warnings are what needs a person. On SIGTERM/SIGINT it stops accepting, finishes in-flight requests and exits 0.
         Plain HTTP is served only on loopback unless --insecure is given. Refuses to start when the audit log fails verification.
         Connections are served by two event-loop threads and four workers, so thousands of tenants may wait for a round at once
         (each connection is a file descriptor: serve raises its soft limit to the hard one, see 'ulimit -Hn').
@@ -150,14 +153,14 @@ public enum CoordinatorTool {
     /// The secrets key for `serve`: read from the key file; for a state from
     /// before sealing (its TOTP secret stored plain) and no key file yet, a new
     /// key, with which opening the state seals the secret.
-    static func secretsKeyForServing(_ args: ParsedArguments, state: URL) throws -> [UInt8] {
+    static func secretsKeyForServing(_ args: ParsedArguments, state: URL, log: Log) throws -> [UInt8] {
         let url = try SecretsKey.location(args, state: state)
         if FileManager.default.fileExists(atPath: url.path) { return try SecretsKey.read(url) }
         guard try openService(args).sealedSecretCount() == 0 else {
             throw CLIError(.noInput, "serve: the TOTP secrets of this state are sealed with a key that is not at \(url.path): give --key-file FILE")
         }
         let key = try SecretsKey.create(url)
-        printError("serve: sealing the TOTP secret stored plain with a new secrets key in \(url.path) (mode 0600): back it up apart from the state")
+        log.warning("secrets.seal", "sealing the TOTP secret stored plain with a new secrets key in \(url.path) (mode 0600): back it up apart from the state")
         return key
     }
 
@@ -167,8 +170,9 @@ public enum CoordinatorTool {
         if let exposure = StateDirectory.exposure(stateURL) {
             throw CLIError(.refused, "serve: refusing to serve state others can read (it holds the signing key and the TOTP secret): \(exposure)")
         }
-        let service = try openService(args, secretsKey: try secretsKeyForServing(args, state: stateURL))
-        service.eventLog = { printError($0) }
+        let log = try Log(args)
+        let service = try openService(args, secretsKey: try secretsKeyForServing(args, state: stateURL, log: log))
+        service.eventLog = log
         // Held until exit: a second serve, or a command that would change what this one holds in memory, is refused.
         do { _ = try StateDirectory.lockForServing(stateURL) } catch let e as StateLocked { throw CLIError(.refused, "serve: \(e)") }
         let listen = args.string("listen") ?? "127.0.0.1:8443"
@@ -217,7 +221,7 @@ public enum CoordinatorTool {
         OutputStream.standardOutput.write("listening on \(SocketAddress(parsingBound: address, port: bound))\(configuration.channels is TLSChannels ? " (TLS)" : "")\n")
         OutputStream.standardOutput.flush()
         let capacity = server.statistics()
-        printError("serving up to \(capacity.connectionCap) connections (file descriptors: soft limit \(capacity.descriptorLimit.before == capacity.descriptorLimit.after ? "\(capacity.descriptorLimit.after)" : "raised from \(capacity.descriptorLimit.before) to \(capacity.descriptorLimit.after)"), 'ulimit -Hn' bounds it)")
+        log.info("serve.start", "serving up to \(capacity.connectionCap) connections (file descriptors: soft limit \(capacity.descriptorLimit.before == capacity.descriptorLimit.after ? "\(capacity.descriptorLimit.after)" : "raised from \(capacity.descriptorLimit.before) to \(capacity.descriptorLimit.after)"), 'ulimit -Hn' bounds it)")
 
         // Rounds open, close at their deadline and expire on a 0.2 s tick; a
         // round that closes on its last update wakes the tick, so the next opens at once.
@@ -225,16 +229,16 @@ public enum CoordinatorTool {
         let ticking = Thread {
             while stop.wait(timeout: .now()) == .timedOut {
                 _ = service.roundFinished.wait(timeout: .now() + 0.2)
-                do { try service.maintain(now: now()) } catch { printError("maintenance: \(error)") }
+                do { try service.maintain(now: now()) } catch { log.error("serve.maintenance", "\(error)") }
             }
         }
         ticking.start()
         TerminationSignals.wait()
-        printError("shutting down: finishing in-flight requests")
+        log.info("serve.stop", "shutting down: finishing in-flight requests")
         server.shutdown(draining: { routes.stopWaiting() })
         stop.signal()
         while ticking.isExecuting { usleep(10_000) }
-        printError("stopped")
+        log.info("serve.stop", "stopped")
     }
 
     /// The HTTP server's counters in Prometheus' text format.
@@ -341,7 +345,7 @@ public enum CoordinatorTool {
         do { plan = try Plan.decodeOperatorFile(data) } catch let e as PlanError { throw CLIError(.dataError, "\(args.positional[0]): \(e.description)") }
         let service = try openService(args)
         do { try service.setPlan(plan, now: now()) } catch let e as CoordinatorError { throw CLIError(.dataError, e.message) }
-        OutputStream.standardOutput.write("plan installed: \(plan.labels.count) labels, \(plan.dimension) parameters, q \(plan.sampleRate), z \(plan.noiseMultiplier), budget epsilon \(plan.maximumEpsilon) at delta \(plan.delta)\n")
+        OutputStream.standardOutput.write("plan installed: \(plan.labels.count) labels, \(plan.dimension) parameters, q \(plan.sampleRate), z \(plan.noiseMultiplier), budget epsilon \(formatEpsilon(plan.maximumEpsilon)) at delta \(plan.delta)\n")
     }
 
     // MARK: models
@@ -361,7 +365,7 @@ public enum CoordinatorTool {
             throw CLIError(.ioError, "cannot write \(path): \(error.localizedDescription)")
         }
         let provenance = try service.modelProvenance(version: version)
-        let origin = provenance?.round.map { "from round \($0), epsilon \(provenance!.epsilon) at publication" } ?? "initial model"
+        let origin = provenance?.round.map { "from round \($0), epsilon \(formatEpsilon(provenance!.epsilon)) at publication" } ?? "initial model"
         OutputStream.standardOutput.write("model version \(version) (sha256 \(model.sha256); \(origin)) written to \(path)\n")
     }
 
@@ -372,7 +376,9 @@ public enum CoordinatorTool {
 
     static func runStatus(_ args: ParsedArguments) throws {
         try args.rejectPositional()
-        let s = try openService(args).status()
+        let service = try openService(args)
+        let s = try service.status()
+        let tenants = try service.tenants().filter { $0.status == "active" }
         if args.flag("json") {
             OutputStream.standardOutput.write(JSON.object([
                 ("tenants_active", .integer(s.tenantsActive)), ("tenants_revoked", .integer(s.tenantsRevoked)),
@@ -381,15 +387,28 @@ public enum CoordinatorTool {
                 ("rounds_abandoned", .integer(s.roundsAbandoned)), ("open_round", s.openRound.map { .integer(Int($0)) } ?? .null),
                 ("epsilon", .number(s.epsilon)), ("delta", s.delta.map { .number($0) } ?? .null),
                 ("maximum_epsilon", s.maximumEpsilon.map { .number($0) } ?? .null),
+                ("tenants", .array(tenants.map { t in .object([
+                    ("id", .string(t.id)), ("name", .string(t.name)), ("last_seen", t.lastSeen.map { .string(Log.timestamp($0)) } ?? .null),
+                    ("last_round", t.lastRound.map { .integer(Int($0)) } ?? .null), ("missed_rounds", .integer(t.missedRounds)),
+                    ("dormant", .bool(s.tenantsDormant.contains(t.id))),
+                ]) })),
             ]).rendered() + "\n")
         } else {
-            OutputStream.standardOutput.write("""
+            var out = """
             tenants: \(s.tenantsActive) active, \(s.tenantsRevoked) revoked\(s.tenantsDormant.isEmpty ? "" : "; dormant (missed \(CoordinatorService.dormantAfterMissedRounds) rounds in a row, not waited for until they poll): \(s.tenantsDormant.joined(separator: ", "))")
             model version: \(s.modelVersion.map(String.init) ?? "none")
             rounds: \(s.roundsClosed) closed, \(s.roundsAbandoned) abandoned\(s.openRound.map { ", round \($0) open" } ?? "")
-            privacy: epsilon \(s.epsilon) of \(s.maximumEpsilon.map { String($0) } ?? "-") at delta \(s.delta.map { String($0) } ?? "-")
+            privacy: epsilon \(formatEpsilon(s.epsilon)) of \(s.maximumEpsilon.map(formatEpsilon) ?? "-") at delta \(s.delta.map { String($0) } ?? "-")
 
-            """)
+            """
+            if !tenants.isEmpty {
+                out += "\nactive tenant\tlast seen\tlast round\tmissed in a row\tname\n"
+                for t in tenants {
+                    out += "\(t.id)\t\(t.lastSeen.map(Log.timestamp) ?? "never")\t\(t.lastRound.map(String.init) ?? "none")\t"
+                        + "\(t.missedRounds)\(s.tenantsDormant.contains(t.id) ? " (dormant)" : "")\t\(t.name)\n"
+                }
+            }
+            OutputStream.standardOutput.write(out)
         }
     }
 
@@ -645,7 +664,7 @@ public enum CoordinatorTool {
             let archive = try BackupArchive.decode(bytes)
             let service = try CoordinatorService.restore(from: archive, into: URL(fileURLWithPath: path), now: now())
             let status = try service.status()
-            OutputStream.standardOutput.write("restored \(from) into \(path): model version \(status.modelVersion.map(String.init) ?? "none"), \(status.roundsClosed) rounds closed, epsilon \(status.epsilon); audit log verified\n")
+            OutputStream.standardOutput.write("restored \(from) into \(path): model version \(status.modelVersion.map(String.init) ?? "none"), \(status.roundsClosed) rounds closed, epsilon \(formatEpsilon(status.epsilon)); audit log verified\n")
             OutputStream.standardOutput.write("the TOTP secret stays sealed: serve it with the original state's secrets key (--key-file FILE)\n")
         } catch let e as CoordinatorError {
             throw CLIError(e.code == "not_empty" ? .refused : .dataError, "restore: \(e.message)")

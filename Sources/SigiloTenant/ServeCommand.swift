@@ -20,7 +20,7 @@ enum ServeCommand {
             .value("keep-unlabelled-days", "D", "Delete messages no attendant labelled after D days (default 30)."),
             .value("workers", "N", "Threads that answer requests (default: the number of cores)."),
             TenantTool.encoderOption,
-        ],
+        ] + Log.options,
         discussion: """
         Prints 'listening on HOST:PORT' (or 'listening on unix:PATH') once ready. Callers send "Authorization: Bearer TOKEN" with a token from
         'sigilo-tenant agent-token create'; the webhook is authenticated by WhatsApp's own signature instead.
@@ -36,6 +36,7 @@ enum ServeCommand {
 
     static func run(_ args: ParsedArguments) throws {
         try args.rejectPositional()
+        let log = try Log(args)
         let store = try TenantTool.openStore(args)
         var settings = TenantService.Settings()
         if let days = try args.double("keep-unlabelled-days", where: { $0 > 0 && $0 <= 3650 }, expectation: "a number of days in (0, 3650]") {
@@ -74,13 +75,13 @@ enum ServeCommand {
         }
 
         TerminationSignals.block() // before any thread exists
-        let service = TenantService(store: store, webhook: webhook, settings: settings, log: { printError($0) })
+        let service = TenantService(store: store, webhook: webhook, settings: settings, log: log)
         try service.refresh(force: true)
         if service.models.current == nil {
-            printError("no model yet: classify answers 503 until 'sigilo-tenant run' or 'pull' brings one (taken up without a restart)")
+            log.warning("model.none", "no model yet: classify answers 503 until 'sigilo-tenant run' or 'pull' brings one (taken up without a restart)")
         }
         let expired = try service.expireUnlabelled(now: Date().timeIntervalSince1970)
-        if expired > 0 { printError("deleted \(expired) unlabelled messages older than \(settings.keepUnlabelledSeconds / 86_400) days") }
+        if expired > 0 { log.info("messages.expire", "deleted \(expired) unlabelled messages older than \(settings.keepUnlabelledSeconds / 86_400) days") }
         service.writer.start()
         let server = HTTPServer(configuration: configuration, headCheck: { head, length, _ in service.checkHead(head, bodyLength: length) },
                                 immediate: { service.immediate($0) }, deferredHandler: { request, _, responder in
@@ -100,17 +101,20 @@ enum ServeCommand {
         #endif
         var lastExpiry = Date().timeIntervalSince1970
         while TerminationSignals.wait(timeout: 0.2) == nil {
-            do { try service.refresh() } catch { printError("refresh: \(error)") }
+            do { try service.refresh() } catch { log.error("model.refresh", "\(error)") }
             let now = Date().timeIntervalSince1970
             if now - lastExpiry > 3600 {
                 lastExpiry = now
-                do { _ = try service.expireUnlabelled(now: now) } catch { printError("expiry: \(error)") }
+                do {
+                    let expired = try service.expireUnlabelled(now: now)
+                    if expired > 0 { log.info("messages.expire", "deleted \(expired) unlabelled messages older than \(settings.keepUnlabelledSeconds / 86_400) days") }
+                } catch { log.error("messages.expire", "\(error)") }
             }
         }
-        printError("shutting down: finishing in-flight requests")
+        log.info("serve.stop", "shutting down: finishing in-flight requests")
         server.shutdown()
         service.writer.stop()
-        printError("stopped")
+        log.info("serve.stop", "stopped")
     }
 
     /// Both webhook secrets from files only the operator can read, or neither.

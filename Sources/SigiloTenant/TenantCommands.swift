@@ -297,7 +297,7 @@ extension TenantTool {
             let limit = try limit(store: store, plan: cached, requested: requestedLimit)
             let epsilon = try epsilons.epsilon(try store.ledger(delta: cached.delta), adding: try chargedMechanism(cached))
             if epsilon > limit {
-                return Outcome(kind: .refused, message: "refused: another round would take this tenant's customers past epsilon \(limit)")
+                return Outcome(kind: .refused, message: "refused: another round would take this tenant's customers past epsilon \(formatEpsilon(limit))")
             }
             projected = epsilon
         }
@@ -332,7 +332,7 @@ extension TenantTool {
                 projected = try epsilons.epsilon(try store.ledger(delta: plan.delta), adding: mechanism)
             }
             if projected! > limit {
-                return Outcome(kind: .refused, message: "refused: round \(info.round) would take this tenant's customers past epsilon \(limit)")
+                return Outcome(kind: .refused, message: "refused: round \(info.round) would take this tenant's customers past epsilon \(formatEpsilon(limit))")
             }
             let model: SoftmaxModel
             do {
@@ -400,7 +400,7 @@ extension TenantTool {
             let duplicate = try client.submit(encoded: bytes, round: info.round)
             try store.updateAcknowledged()
             let cohort = info.secure.map { " masked, in a secure cohort of \($0.parameters.cohort.count) tenants (threshold \($0.parameters.threshold))" } ?? ""
-            return Outcome(kind: .sent, message: "submitted round \(info.round)\(duplicate ? " (already counted)" : "")\(cohort): \(sampled.count) customers sampled; epsilon spent \(String(format: "%.3f", projected!)) of \(limit) at delta \(plan.delta)",
+            return Outcome(kind: .sent, message: "submitted round \(info.round)\(duplicate ? " (already counted)" : "")\(cohort): \(sampled.count) customers sampled; epsilon spent \(formatEpsilon(projected!)) of \(formatEpsilon(limit)) at delta \(plan.delta)",
                            continues: info.secure != nil, round: info.round)
         } catch let e as ClientError {
             return Outcome(kind: .failed, message: "coordinator: \(e)")
@@ -422,54 +422,63 @@ extension TenantTool {
 
     static let runSpec = CommandSpec(
         name: "run", summary: "Keep taking part as rounds open, with backoff, until SIGINT or SIGTERM.",
-        usage: "sigilo-tenant run --state DIR --key-file FILE [--max-epsilon E] [--poll SECONDS]",
-        options: storeOptions + [.value("max-epsilon", "E", "As for 'round'."), .value("poll", "SECONDS", "Wait between polls (default 1; doubles up to 30 while no round is open).")],
+        usage: "sigilo-tenant run --state DIR --key-file FILE [--max-epsilon E] [--poll SECONDS] [--log-format human|json]",
+        options: storeOptions + [.value("max-epsilon", "E", "As for 'round'."), .value("poll", "SECONDS", "Wait between polls (default 1; doubles up to 30 while no round is open).")]
+            + Log.options,
         discussion: """
-        Once this tenant's own policy refuses a round (its budget is spent, say), run waits for the last round it joined
-        to close, pulls the model that round published (as 'pull' does) and exits 0.
+        Logs on standard error, one timestamped line per event: updates sent, why no round is open (when that changes),
+        refusals and failures (warnings), the model pulled. Once this tenant's own policy refuses a round (its budget is
+        spent, say), run waits for the last round it joined to close, pulls the model that round published (as 'pull'
+        does) and exits 0.
         """)
 
     static func runRun(_ args: ParsedArguments) throws {
         TerminationSignals.block() // before any other thread exists
         try args.rejectPositional()
+        let log = try Log(args)
         let store = try openStore(args)
         let limit = try args.double("max-epsilon", where: { $0 > 0 }, expectation: "a number > 0")
         let initial = try args.double("poll", where: { $0 > 0 && $0 <= 3600 }, expectation: "seconds in (0, 3600]") ?? 1
         var wait = initial
         let epsilons = EpsilonMemo() // the projection is asked before every poll and changes only with the ledger
         var continuing = false
+        var lastIdle: String? // why no round was open, logged when it changes rather than at every poll
         while true {
             // In a secure round with more to come, the coordinator holds the poll until the next stage (a few seconds at most, so a stop is not kept waiting).
             let outcome = try participate(store: store, requestedLimit: limit, epsilons: epsilons, wait: continuing ? 5 : 0)
             continuing = outcome.continues && outcome.exitCode == .success
+            if outcome.kind != .noRound { lastIdle = nil }
             switch outcome.kind {
             case .sent:
-                OutputStream.standardOutput.write(outcome.message + "\n"); OutputStream.standardOutput.flush()
+                log.info("round.sent", outcome.message)
                 wait = initial
             case .waiting:
                 // Our update is in and the round waits for others (a secure round for
                 // every member): the next round opens the moment it closes, so keep
                 // the initial pace instead of backing off into a 30 s sleep.
+                log.debug("round.waiting", outcome.message)
                 wait = initial
             case .refused:
-                OutputStream.standardOutput.write(outcome.message + "\n")
+                log.warning("round.refused", outcome.message)
                 // Our own policy will not change its mind (a spent budget does not come back): leave, with
                 // the newest model. The last round we joined may still wait for others; the model it
                 // publishes is the one worth having, so wait for it to close first.
                 if let coordinator = try? client(store) {
                     while let open = try? coordinator.currentRound(), open.submitted {
-                        if TerminationSignals.wait(timeout: initial) != nil { printError("stopping"); return }
+                        if TerminationSignals.wait(timeout: initial) != nil { log.info("run.stop", "stopping"); return }
                     }
                 }
-                do { OutputStream.standardOutput.write(try PullCommand.pull(store).message + "\n") } catch { printError("pull: \(error)") }
+                do { log.info("model.pull", try PullCommand.pull(store).message) } catch { log.error("model.pull", "\(error)") }
                 return
             case .failed:
-                printError(outcome.message)
+                log.warning("round.failed", outcome.message)
                 wait = min(30, wait * 2)
             case .noRound:
+                log(outcome.message == lastIdle ? .debug : .info, "round.none", outcome.message)
+                lastIdle = outcome.message
                 wait = min(30, wait * 2)
             }
-            if TerminationSignals.wait(timeout: continuing ? 0.01 : wait) != nil { printError("stopping"); return }
+            if TerminationSignals.wait(timeout: continuing ? 0.01 : wait) != nil { log.info("run.stop", "stopping"); return }
         }
     }
 

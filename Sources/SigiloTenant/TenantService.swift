@@ -50,9 +50,9 @@ final class TenantService: @unchecked Sendable {
     private var tokens = [[UInt8]: String]()
     private var knownLabels: Set<String>?
     private var seenDataVersion: Int?
-    private let log: @Sendable (String) -> Void
+    private let log: Log
 
-    init(store: TenantStore, webhook: WebhookSecrets?, settings: Settings, log: @escaping @Sendable (String) -> Void) {
+    init(store: TenantStore, webhook: WebhookSecrets?, settings: Settings, log: Log) {
         let locked = LockedStore(store)
         let metrics = metrics
         self.store = locked
@@ -78,7 +78,7 @@ final class TenantService: @unchecked Sendable {
                 for outcome in outcomes { metrics.stored(Self.name(of: outcome)) }
             } catch {
                 metrics.stored("failed", count: group.count)
-                log("storing \(group.count) messages failed: \(error)")
+                log.error("messages.store", "storing \(group.count) messages failed: \(error)")
             }
         }
     }
@@ -110,10 +110,10 @@ final class TenantService: @unchecked Sendable {
                 let model = try ServingModel(file: stored.file, name: stored.name, identity: identity, previous: models.current,
                                              encoderPath: settings.encoderPath)
                 models.swap(to: model)
-                log("serving with the \(model.name) model")
+                log.info("model.swap", "serving with the \(model.name) model")
             } else if models.current != nil {
                 models.swap(to: nil)
-                log("no model left to serve with")
+                log.warning("model.swap", "no model left to serve with")
             }
         }
         let labels = models.current.map { Set($0.model.labels) } ?? plan.map { Set($0.labels) }
@@ -320,7 +320,7 @@ final class TenantService: @unchecked Sendable {
                 }
             }
         } catch {
-            log("feedback failed: \(error)")
+            log.error("feedback", "feedback failed: \(error)")
             return .error(500, code: "store_failed", message: "the label could not be stored; try again")
         }
         var fields: [(String, JSON)] = [("message_id", .string(id)), ("intent", .string(intent))]
@@ -359,7 +359,7 @@ final class TenantService: @unchecked Sendable {
             change = try store { try $0.setConsent(customer: customer, granted: granted, now: Date().timeIntervalSince1970) }
             if change.personalModelDeleted { try refresh(force: true) }
         } catch {
-            log("consent failed: \(error)")
+            log.error("consent", "consent failed: \(error)")
             return .error(500, code: "store_failed", message: "the consent could not be recorded; try again")
         }
         return .json(200, JSON.object([

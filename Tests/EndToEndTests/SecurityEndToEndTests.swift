@@ -115,7 +115,7 @@ func http(_ method: String, _ url: URL, headers: [(String, String)] = [], body: 
         // The operator sees the rounds as they happen, timestamped, on serve's standard error (issue 23).
         let events = try String(contentsOf: log, encoding: .utf8)
         for event in ["round.open round 1: ", "round.close round 1: "] {
-            #expect(events.range(of: "(?m)^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}Z \(event)", options: .regularExpression) != nil, "\(events)")
+            #expect(events.range(of: "(?m)^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}\\.\\d{3}Z info \(event)", options: .regularExpression) != nil, "\(events)")
         }
 
         let verify = try Binary.run("sigilo-coordinator", ["audit", "verify", "--state", state.path])

@@ -89,7 +89,7 @@ struct TenantWorld {
     let data: URL
 
     init(sampleRate: Double = 1.0, maximumEpsilon: Double = 100, placement: Plan.Placement = .tenant, minimumTenants: Int = 1, delta: Double = 1e-5,
-         tenants: Int = 2, survivorFraction: Double? = nil, features: (inout Plan) -> Void = { _ in }) throws {
+         tenants: Int = 2, survivorFraction: Double? = nil, serveArguments: [String] = [], features: (inout Plan) -> Void = { _ in }) throws {
         dir = try temporaryDirectory()
         data = dir.appendingPathComponent("data")
         _ = try Binary.run("sigilo-eval", ["synth", "--tenants", String(tenants), "--seed", "9", "--out", data.path, "--holdout", "50"])
@@ -104,7 +104,7 @@ struct TenantWorld {
         features(&plan)
         try JSONEncoder().encode(plan).write(to: dir.appendingPathComponent("plan.json"))
         _ = try Binary.run("sigilo-coordinator", ["plan", "set", dir.appendingPathComponent("plan.json").path, "--state", state.path])
-        coordinator = try RunningCoordinator(state: state, log: dir.appendingPathComponent("coordinator.log"))
+        coordinator = try RunningCoordinator(state: state, arguments: ["--listen", "127.0.0.1:0"] + serveArguments, log: dir.appendingPathComponent("coordinator.log"))
         proxy = try RecordingProxy(to: coordinator.port)
     }
 
@@ -445,7 +445,8 @@ struct TenantWorld {
         #expect(done.wait(timeout: .now() + 30) == .success)
         let run = try #require(box.result)
         #expect(run.status == 0, "\(run.stderr)")
-        #expect(run.stdout.contains("refused") && run.stdout.contains("cached global model version 2 (had 1)"), "\(run.stdout) \(run.stderr)")
+        // Its log: timestamped lines, the refusal a warning.
+        #expect(run.stderr.contains(" warning round.refused ") && run.stderr.contains(" info model.pull cached global model version 2 (had 1)"), "\(run.stdout) \(run.stderr)")
 
         let again = try Binary.run("sigilo-tenant", ["pull", "--json"] + shop)
         let report = try #require(jsonObject(Substring(again.stdout)))

@@ -1,4 +1,5 @@
 import Foundation
+import SigiloCLI
 import Testing
 @testable import SigiloCoordinator
 import SigiloFederation
@@ -75,14 +76,14 @@ import SigiloProtocol
         final class Lines: @unchecked Sendable { let lock = NSLock(); var all: [String] = [] }
         let lines = Lines()
         let h = try Harness()
-        h.service.eventLog = { line in lines.lock.withLock { lines.all.append(line) } }
+        h.service.eventLog = Log(format: .human, clock: { 0 }, write: { line in lines.lock.withLock { lines.all.append(line) } })
         _ = try h.enrollTenant("a")
         _ = try h.enrollTenant("b")
         try h.service.maintain(now: h.now)
         h.now += 601
         try h.service.maintain(now: h.now)
         let text = lines.lock.withLock { lines.all.joined(separator: "\n") }
-        #expect(text.contains("round.open round 1: "), "\(text)")
-        #expect(text.contains("round.abandon round 1: ") && text.contains("missing: "), "\(text)")
+        #expect(text.contains("1970-01-01T00:00:00.000Z info round.open round 1: "), "\(text)")
+        #expect(text.contains("warning round.abandon round 1: ") && text.contains("missing: "), "\(text)")
     }
 }

@@ -1,0 +1,114 @@
+import Foundation
+import Testing
+
+/// Issue 23, as an operator meets it on day 30: what the long-running
+/// programs log, what `status` says about each tenant, and the budget running out.
+@Suite(.serialized) struct OperationsEndToEndTests {
+    /// A program left running with its standard error in a file, stopped with SIGTERM.
+    final class Background {
+        let process = Process()
+        let log: URL
+
+        init(_ program: String, _ arguments: [String], log: URL) throws {
+            self.log = log
+            FileManager.default.createFile(atPath: log.path, contents: nil)
+            process.executableURL = Binary.directory.appendingPathComponent(program)
+            process.arguments = arguments
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = try FileHandle(forWritingTo: log)
+            try process.run()
+        }
+
+        var text: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+
+        /// Its exit status once it exits by itself within `seconds` (nil: still running, then stopped).
+        func waitForExit(seconds: Double) -> Int32? {
+            let end = Date().addingTimeInterval(seconds)
+            while process.isRunning, Date() < end { usleep(50_000) }
+            if process.isRunning { _ = stop(); return nil }
+            return process.terminationStatus
+        }
+
+        func stop() -> Int32 {
+            process.terminate()
+            process.waitUntilExit()
+            return process.terminationStatus
+        }
+    }
+
+    /// Every line a JSON object with time, level, event and message, in order of time.
+    static func jsonLines(_ text: String) -> [[String: String]]? {
+        var out = [[String: String]]()
+        for line in text.split(separator: "\n") {
+            guard let object = jsonObject(line) as? [String: String], object.keys.sorted() == ["event", "level", "message", "time"],
+                  object["time"]!.range(of: #"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"#, options: .regularExpression) != nil
+            else { return nil }
+            out.append(object)
+        }
+        return out
+    }
+
+    /// A tenant takes part through `run` until the plan's budget pays for no more
+    /// rounds: both programs log JSON lines, the tenant is told why no round is
+    /// open, the coordinator raises one alert for the budget, and `status` shows
+    /// when the tenant was last seen and which round last took its update.
+    @Test func logsAlertsAndTenantStatusAsTheBudgetRunsOut() throws {
+        // One round at z = 1, q = 1 costs about epsilon 4.7 at delta 1e-5; a second would pass 6.
+        let world = try TenantWorld(maximumEpsilon: 6, tenants: 1, serveArguments: ["--log-format", "json"])
+        defer { world.close() }
+        let shop = try world.enrolledShops()[0]
+        // Once its own projection refuses the next round, run pulls the newest model and leaves by itself.
+        let run = try Background("sigilo-tenant", ["run", "--poll", "0.1", "--log-format", "json"] + shop,
+                                 log: world.dir.appendingPathComponent("run.log"))
+        #expect(run.waitForExit(seconds: 60) == 0, "\(run.text)")
+
+        let tenantLines = try #require(Self.jsonLines(run.text), "\(run.text)")
+        let events = tenantLines.map { "\($0["level"]!) \($0["event"]!)" }
+        #expect(events.filter { $0 != "debug round.waiting" } == ["info round.none", "info round.sent", "warning round.refused", "info model.pull"], "\(run.text)")
+        // Why no round opened was said (once, not at every poll).
+        #expect(tenantLines[0]["message"] == "no round is open: waiting for tenants (0 of 1)", "\(run.text)")
+        #expect(tenantLines[1]["message"]!.hasPrefix("submitted round 1") && tenantLines[1]["message"]!.contains("of 6 at delta 1e-05"), "\(run.text)")
+
+        // The coordinator finds the budget spent at its next tick and says so once.
+        let coordinatorLogURL = world.dir.appendingPathComponent("coordinator.log")
+        let end = Date().addingTimeInterval(10)
+        while Date() < end, !((try? String(contentsOf: coordinatorLogURL, encoding: .utf8)) ?? "").contains("budget_exhausted") { usleep(50_000) }
+        usleep(500_000) // a few more ticks: the alert is not repeated
+        #expect(try Binary.run("sigilo-tenant", ["round"] + shop).status == 77) // the tenant's own policy refuses first
+        let coordinatorLog = try String(contentsOf: coordinatorLogURL, encoding: .utf8)
+        let lines = try #require(Self.jsonLines(coordinatorLog), "\(coordinatorLog)")
+        #expect(lines.contains { $0["event"] == "round.close" && $0["message"]!.hasPrefix("round 1") }, "\(coordinatorLog)")
+        let alerts = lines.filter { $0["event"] == "alert.budget_exhausted" }
+        #expect(alerts.count == 1 && alerts[0]["level"] == "warning" && alerts[0]["message"]!.contains("of 6; no round opens until"), "\(coordinatorLog)")
+
+        // The tenant's last signed request is written with its audit batch; status lists it.
+        let state = world.dir.appendingPathComponent("coord").path
+        let status = try Binary.run("sigilo-coordinator", ["status", "--state", state, "--json"])
+        let report = try #require(jsonObject(Substring(status.stdout)), "\(status.stdout)\(status.stderr)")
+        let tenants = try #require(report["tenants"] as? [[String: Any]])
+        #expect(tenants.count == 1 && tenants[0]["last_round"] as? Int == 1 && tenants[0]["missed_rounds"] as? Int == 0, "\(status.stdout)")
+        let seen = try #require(tenants[0]["last_seen"] as? String)
+        let seenAt = try #require(ISO8601DateFormatter.withFractionalSeconds.date(from: seen))
+        #expect(abs(seenAt.timeIntervalSinceNow) < 120, "\(seen)")
+        let text = try Binary.run("sigilo-coordinator", ["status", "--state", state]).stdout
+        #expect(text.contains("privacy: epsilon ") && text.contains(" of 6 at delta 1e-05"), "\(text)")
+        #expect(text.contains("\t\(seen)\t1\t0\t"), "\(text)")
+        // The audit log keeps the alert.
+        #expect(try Binary.run("sigilo-coordinator", ["audit", "export", "--state", state]).stdout.contains("alert.budget_exhausted"))
+    }
+
+    @Test func logOptionsAreCheckedByName() throws {
+        let bad = try Binary.run("sigilo-tenant", ["run", "--state", "/nonexistent", "--key-file", "/nonexistent", "--log-format", "xml"])
+        #expect(bad.status == 64 && bad.stderr.contains("--log-format expects human or json, got \"xml\""), "\(bad.stderr)")
+        let level = try Binary.run("sigilo-coordinator", ["serve", "--state", "/nonexistent", "--log-level", "loud"])
+        #expect(level.status == 64 && level.stderr.contains("--log-level expects debug, info, warning or error"), "\(level.stderr)")
+    }
+}
+
+extension ISO8601DateFormatter {
+    static var withFractionalSeconds: ISO8601DateFormatter {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f
+    }
+}
