@@ -443,11 +443,17 @@ extension TenantTool {
         let epsilons = EpsilonMemo() // the projection is asked before every poll and changes only with the ledger
         var continuing = false
         var lastIdle: String? // why no round was open, logged when it changes rather than at every poll
+        var joined: UInt64? // the last round this tenant sent to, until its outcome is known
         while true {
             // In a secure round with more to come, the coordinator holds the poll until the next stage (a few seconds at most, so a stop is not kept waiting).
             let outcome = try participate(store: store, requestedLimit: limit, epsilons: epsilons, wait: continuing ? 5 : 0)
             continuing = outcome.continues && outcome.exitCode == .success
             if outcome.kind != .noRound { lastIdle = nil }
+            if let round = joined, outcome.round != round, outcome.kind != .failed {
+                joined = nil
+                reportOutcome(of: round, store: store, log: log)
+            }
+            if outcome.kind == .sent || outcome.kind == .waiting { joined = outcome.round }
             switch outcome.kind {
             case .sent:
                 log.info("round.sent", outcome.message)
@@ -479,6 +485,21 @@ extension TenantTool {
                 wait = min(30, wait * 2)
             }
             if TerminationSignals.wait(timeout: continuing ? 0.01 : wait) != nil { log.info("run.stop", "stopping"); return }
+        }
+    }
+
+    /// Once a round this tenant sent to is over: an abandoned round is a warning
+    /// saying its update was not used and what its ledger did about the charge.
+    static func reportOutcome(of round: UInt64, store: TenantStore, log: Log) {
+        do {
+            let coordinator = try client(store)
+            let outcome = try coordinator.roundOutcome(round)
+            guard outcome.state == "abandoned" else { return log.debug("round.\(outcome.state)", "round \(round) is \(outcome.state)") }
+            let ledger = try store.chargeState(round: "\(coordinator.baseURL.absoluteString)#\(round)")
+            log.warning("round.abandoned", "round \(round) was abandoned\(outcome.stage.map { " at its \($0) stage" } ?? ""): "
+                        + "this tenant's update was not used; its ledger \(ledger)")
+        } catch {
+            log.debug("round.outcome", "the outcome of round \(round) is not known yet: \(error)")
         }
     }
 

@@ -294,6 +294,16 @@ public final class TenantStore {
         }
     }
 
+    /// What this tenant's ledger says of a round it sent to, in words: charged, withdrawn (why), or pending a secure round's outcome.
+    func chargeState(round: String) throws -> String {
+        var state = "holds no charge for it"
+        try database.run("SELECT secure_pending, withdrawn_why FROM ledger WHERE round = ?", [.text(round)]) {
+            state = !$0.isNull(1) ? "withdrew its charge (\($0.text(1)))"
+                : $0.integer(0) != 0 ? "holds its charge until the round's outcome is settled" : "keeps its charge: the update had left this tenant"
+        }
+        return state
+    }
+
     /// Charges withdrawn, oldest first: which round, when, and why.
     func withdrawnCharges() throws -> [(round: String, at: Double, why: String)] {
         var rows = [(String, Double, String)]()

@@ -97,6 +97,24 @@ import Testing
         #expect(try Binary.run("sigilo-coordinator", ["audit", "export", "--state", state]).stdout.contains("alert.budget_exhausted"))
     }
 
+    /// A round abandoned because another tenant never answered: the coordinator's
+    /// warning names who did not submit; the tenant that did is told its update
+    /// was not used and what its ledger did with the charge.
+    @Test func anAbandonedRoundIsExplainedOnBothSides() throws {
+        let world = try TenantWorld(minimumTenants: 2, tenants: 2, roundSeconds: 2)
+        defer { world.close() }
+        let shops = try world.enrolledShops()
+        let silent = try #require(jsonObject(Substring(try Binary.run("sigilo-tenant", ["status", "--json"] + shops[1]).stdout))?["tenant_id"] as? String)
+        let run = try Background("sigilo-tenant", ["run", "--poll", "0.2"] + shops[0], log: world.dir.appendingPathComponent("run.log"))
+        let end = Date().addingTimeInterval(30)
+        while Date() < end, !run.text.contains("round.abandoned") { usleep(100_000) }
+        #expect(run.stop() == 0)
+        #expect(run.text.range(of: #"(?m)^\S+Z warning round\.abandoned round 1 was abandoned: this tenant's update was not used; its ledger keeps its charge"#,
+                               options: .regularExpression) != nil, "\(run.text)")
+        let coordinatorLog = try String(contentsOf: world.dir.appendingPathComponent("coordinator.log"), encoding: .utf8)
+        #expect(coordinatorLog.contains("warning round.abandon round 1: ") && coordinatorLog.contains("missing: \(silent)"), "\(coordinatorLog)")
+    }
+
     @Test func logOptionsAreCheckedByName() throws {
         let bad = try Binary.run("sigilo-tenant", ["run", "--state", "/nonexistent", "--key-file", "/nonexistent", "--log-format", "xml"])
         #expect(bad.status == 64 && bad.stderr.contains("--log-format expects human or json, got \"xml\""), "\(bad.stderr)")

@@ -89,7 +89,8 @@ struct TenantWorld {
     let data: URL
 
     init(sampleRate: Double = 1.0, maximumEpsilon: Double = 100, placement: Plan.Placement = .tenant, minimumTenants: Int = 1, delta: Double = 1e-5,
-         tenants: Int = 2, survivorFraction: Double? = nil, serveArguments: [String] = [], features: (inout Plan) -> Void = { _ in }) throws {
+         tenants: Int = 2, survivorFraction: Double? = nil, roundSeconds: Double = 30, serveArguments: [String] = [],
+         features: (inout Plan) -> Void = { _ in }) throws {
         dir = try temporaryDirectory()
         data = dir.appendingPathComponent("data")
         _ = try Binary.run("sigilo-eval", ["synth", "--tenants", String(tenants), "--seed", "9", "--out", data.path, "--holdout", "50"])
@@ -99,7 +100,7 @@ struct TenantWorld {
                       "forma_pagamento", "horario_funcionamento", "prazo_entrega", "reclamacao", "remarcar_consulta", "resultado_exame",
                       "saudacao", "segunda_via", "status_pedido", "troca_devolucao"]
         var plan = Plan(labels: labels, bucketBits: 10, clipNorm: 1, noiseMultiplier: 1, sampleRate: sampleRate, delta: delta,
-                        maximumEpsilon: maximumEpsilon, placement: placement, minimumTenants: minimumTenants, roundSeconds: 30)
+                        maximumEpsilon: maximumEpsilon, placement: placement, minimumTenants: minimumTenants, roundSeconds: roundSeconds)
         plan.minimumSurvivorFraction = survivorFraction
         features(&plan)
         try JSONEncoder().encode(plan).write(to: dir.appendingPathComponent("plan.json"))
