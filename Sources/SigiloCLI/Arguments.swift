@@ -37,12 +37,12 @@ public struct CommandSpec: Sendable {
         if !options.isEmpty {
             out += "\nOptions:\n"
             let rows = options.map { o in ("--\(o.name)" + (o.valueName.map { " \($0)" } ?? ""), o.help) }
+                + [("--config FILE", "Read these options from FILE (name = value lines); the command line wins."), ("--help", "Show this help.")]
             let width = min(34, rows.map(\.0.count).max() ?? 0)
             for (left, right) in rows {
                 let pad = left.count < width ? String(repeating: " ", count: width - left.count) : ""
                 out += "  \(left)\(pad)  \(right)\n"
             }
-            out += "  --help" + String(repeating: " ", count: max(0, width - 6)) + "  Show this help.\n"
         }
         if !discussion.isEmpty { out += "\n\(discussion)\n" }
         return out

@@ -96,7 +96,7 @@ public func dispatch(program: String, summary: String, arguments: [String],
             out += "  \(command.spec.name)" + String(repeating: " ", count: width - command.spec.name.count)
                 + "  \(command.spec.summary)\n"
         }
-        out += "\nRun '\(program) <command> --help' for a command's options.\n"
+        out += "\nRun '\(program) <command> --help' for a command's options, '\(program) config' for a configuration file to start from.\n"
         return out
     }
     guard let name = arguments.first else {
@@ -105,6 +105,10 @@ public func dispatch(program: String, summary: String, arguments: [String],
     }
     if name == "--help" || name == "-h" || name == "help" {
         OutputStream.standardOutput.write(overview())
+        return
+    }
+    if name == "config", !commands.contains(where: { $0.spec.name == "config" }) {
+        OutputStream.standardOutput.write(ConfigFile.template(program: program, commands: commands.map(\.spec)))
         return
     }
     guard let command = commands.first(where: { $0.spec.name == name }) else {
@@ -128,9 +132,23 @@ public func dispatch(program: String, summary: String, arguments: [String],
         let hint = close.isEmpty ? "" : " (did you mean \(close.joined(separator: ", "))?)"
         throw CLIError.usage("\(program): unknown command \"\(name)\"\(hint); commands: \(commands.map(\.spec.name).joined(separator: ", "))")
     }
-    guard let parsed = try command.spec.parse(Array(arguments.dropFirst())) else {
+    var rest = Array(arguments.dropFirst()), configPath: String?
+    if let at = rest.firstIndex(where: { $0 == "--config" || $0.hasPrefix("--config=") }) {
+        if rest[at] == "--config" {
+            guard at + 1 < rest.count else { throw CLIError.usage("\(name): --config needs a value FILE") }
+            configPath = rest[at + 1]
+            rest.removeSubrange(at...(at + 1))
+        } else {
+            configPath = String(rest[at].dropFirst("--config=".count))
+            rest.remove(at: at)
+        }
+    }
+    guard var parsed = try command.spec.parse(rest) else {
         OutputStream.standardOutput.write(command.spec.help)
         return
+    }
+    if let configPath {
+        try ConfigFile(path: configPath).apply(to: &parsed, spec: command.spec, known: Set(commands.flatMap { $0.spec.options.map(\.name) }))
     }
     try command.run(parsed)
 }

@@ -34,10 +34,15 @@ import Testing
         #expect(text.contains("\"decision\":\"handoff\""))
         #expect(text.contains("privacy spent on this tenant's customers"))
         #expect(text.contains("audit log intact"))
+        // Driven by configuration files; it shows what an operator watches.
+        #expect(text.contains("every command reading \(work.path)/coordinator.conf"))
+        #expect(text.contains("what an operator watches"))
+        // Each tenant's last contact, the vanished one's included (killed in round 1 or 2, depending on timing).
+        #expect(text.range(of: #"tenant-\d\t\S+Z\t[12]\t[01]\ttenant-05-telecom"#, options: .regularExpression) != nil, "\(text.suffix(3000))")
         // Everything was stopped: no coordinator or tenant of this run is left.
         let ps = Process()
         ps.executableURL = URL(fileURLWithPath: "/bin/sh")
-        ps.arguments = ["-c", "ps aux | grep -c '[s]tate \(work.path)' || true"]
+        ps.arguments = ["-c", "ps aux | grep -E '[s]igilo-(coordinator|tenant) ' | grep -c '\(work.path)' || true"]
         let psOut = Pipe()
         ps.standardOutput = psOut
         try ps.run()

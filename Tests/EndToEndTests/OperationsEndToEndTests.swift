@@ -130,3 +130,59 @@ extension ISO8601DateFormatter {
         return f
     }
 }
+
+/// Issue 23: `--config FILE` for both programs.
+@Suite struct ConfigFileTests {
+    @Test func aConfigurationFileStandsForOptionsAndTheCommandLineWins() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let state = dir.appendingPathComponent("coord").path, other = dir.appendingPathComponent("other").path
+        let config = dir.appendingPathComponent("coordinator.conf")
+        try "# the coordinator's options\nstate = \(state)\n\nlisten = 127.0.0.1:0\n--log-format = json\n".write(to: config, atomically: true, encoding: .utf8)
+        #expect(try Binary.run("sigilo-coordinator", ["init", "--config", config.path]).status == 0)
+        #expect(FileManager.default.fileExists(atPath: state))
+        // A command takes the options it has (status has no --listen) and the command line replaces the file's.
+        #expect(try Binary.run("sigilo-coordinator", ["status", "--config", config.path]).stdout.contains("model version: none"))
+        let elsewhere = try Binary.run("sigilo-coordinator", ["status", "--config=\(config.path)", "--state", other])
+        #expect(elsewhere.status == 66 && elsewhere.stderr.contains("\(other) holds no coordinator state"), "\(elsewhere.stderr)")
+
+        // A name no command has is refused with its line; so is a flag that is not true or false.
+        try "state = \(state)\nverify-audti = true\n".write(to: config, atomically: true, encoding: .utf8)
+        let typo = try Binary.run("sigilo-coordinator", ["status", "--config", config.path])
+        #expect(typo.status == 64 && typo.stderr.contains("\(config.path):2: no command takes an option \"verify-audti\" (did you mean verify-audit?)"), "\(typo.stderr)")
+        try "state = \(state)\njson = sometimes\n".write(to: config, atomically: true, encoding: .utf8)
+        let flag = try Binary.run("sigilo-coordinator", ["status", "--config", config.path])
+        #expect(flag.status == 64 && flag.stderr.contains(":2: json is a flag: true or false, got \"sometimes\""), "\(flag.stderr)")
+        try "state = \(state)\njson = true\n".write(to: config, atomically: true, encoding: .utf8)
+        #expect(try Binary.run("sigilo-coordinator", ["status", "--config", config.path]).stdout.hasPrefix("{"))
+        try "state \(state)\n".write(to: config, atomically: true, encoding: .utf8)
+        #expect(try Binary.run("sigilo-coordinator", ["status", "--config", config.path]).stderr.contains(":1: expected \"name = value\""))
+
+        // A file anyone may write decides nothing; a missing one is named.
+        try "state = \(state)\n".write(to: config, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o666], ofItemAtPath: config.path)
+        let open = try Binary.run("sigilo-coordinator", ["status", "--config", config.path])
+        #expect(open.status == 77 && open.stderr.contains("anyone on this machine may write it"), "\(open.stderr)")
+        let missing = try Binary.run("sigilo-tenant", ["status", "--config", dir.appendingPathComponent("nope.conf").path])
+        #expect(missing.status == 66 && missing.stderr.contains("cannot read --config"), "\(missing.stderr)")
+    }
+
+    @Test func theTemplateListsEveryOptionOnceAndReadsBackAsAConfiguration() throws {
+        for program in ["sigilo-coordinator", "sigilo-tenant"] {
+            let template = try Binary.run(program, ["config"])
+            #expect(template.status == 0)
+            for option in ["state", "log-format"] { #expect(template.stdout.contains("\n# \(option) = "), "\(program): \(option)") }
+            // Uncommented, the template is a valid file (each command keeps its own options).
+            let dir = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let file = dir.appendingPathComponent("all.conf")
+            let assignments = template.stdout.split(separator: "\n").filter { $0.range(of: #"^# [a-z0-9-]+ = "#, options: .regularExpression) != nil }
+            let uncommented = assignments.map { String($0.dropFirst(2)) }
+            #expect(Set(uncommented.map { $0.split(separator: " ")[0] }).count == uncommented.count, "an option listed twice")
+            try uncommented.joined(separator: "\n").write(to: file, atomically: true, encoding: .utf8)
+            // status takes its options from it (the placeholder DIR is no state) and leaves every other command's.
+            let status = try Binary.run(program, ["status", "--config", file.path])
+            #expect(status.status == 66 && (status.stderr.contains("DIR") || status.stderr.contains("FILE")), "\(program): \(status.stderr)")
+        }
+    }
+}
