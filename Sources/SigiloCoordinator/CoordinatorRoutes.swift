@@ -33,6 +33,7 @@ final class Metrics: @unchecked Sendable {
         out += "# TYPE sigilo_rounds_closed_total counter\nsigilo_rounds_closed_total \(status.roundsClosed)\n"
         out += "# TYPE sigilo_rounds_abandoned_total counter\nsigilo_rounds_abandoned_total \(status.roundsAbandoned)\n"
         out += "# TYPE sigilo_epsilon_spent gauge\nsigilo_epsilon_spent \(status.epsilon)\n"
+        if let budget = status.maximumEpsilon { out += "# TYPE sigilo_epsilon_budget gauge\nsigilo_epsilon_budget \(budget)\n" }
         out += "# TYPE sigilo_tenants_active gauge\nsigilo_tenants_active \(status.tenantsActive)\n"
         out += "# TYPE sigilo_tenants_dormant gauge\nsigilo_tenants_dormant \(status.tenantsDormant.count)\n"
         out += "# TYPE sigilo_model_version gauge\nsigilo_model_version \(status.modelVersion ?? 0)\n"
@@ -282,11 +283,17 @@ public struct CoordinatorRoutes: Sendable {
         // Anonymous health probes and requests for no endpoint are counted, not written one by one to the
         // audit log (which an unauthenticated client could otherwise grow without bound).
         var audited = false
+        let poll = request.method == "GET" && request.path == "/v1/rounds/current"
         let finish: @Sendable (HTTPResponse, Principal?, Bool) -> Void = { [service] response, principal, audited in
             service.metrics.add("sigilo_requests_total{status=\"\(response.status)\"}")
             service.metrics.add("sigilo_request_seconds_sum", Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
             service.metrics.add("sigilo_request_seconds_count")
-            if audited || principal != nil {
+            // A tenant's answered poll for the current round is counted, not audited: thousands of tenants poll
+            // all day, and the poll changes nothing (its nonce and the tenant's last contact are still written).
+            if poll, principal != nil, response.status < 400 {
+                service.metrics.add("sigilo_polls_total")
+                respond(response)
+            } else if audited || principal != nil {
                 service.recordRequest(actor: principal?.id ?? presented.claimedIdentity ?? "anonymous", role: principal?.role.rawValue ?? "unauthenticated",
                                       method: request.method, path: String(request.path.prefix(256)), status: response.status,
                                       code: response.status >= 400 ? Self.errorCode(response) : nil, address: address, now: now) { respond(response) }

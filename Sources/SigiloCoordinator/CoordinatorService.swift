@@ -90,6 +90,8 @@ public final class CoordinatorService: @unchecked Sendable {
     var pendingEvents: [(AuditEntry, [UInt8])] = []
     /// Why the last maintenance tick opened no round (no plan, budget spent, waiting for tenants).
     var idleReason: String?
+    /// When `maintain` last checkpointed the WAL (0: not yet in this process).
+    var lastCheckpoint: Double = 0
     /// Tenants that missed `dormantAfterMissedRounds` rounds in a row (mirrors the database, for the poll path).
     var dormant = Set<String>()
     /// Seals the TOTP secrets in the database (AES-256-GCM) with a key kept
@@ -97,7 +99,8 @@ public final class CoordinatorService: @unchecked Sendable {
     /// them. Nil in commands that never read a secret.
     let secrets: AES256GCM?
     /// Nonces of signed requests accepted since the last audit batch ("key\nnonce": time seen);
-    /// written with that batch, which every answer to such a request waits for.
+    /// written with that batch, which every answer to such a request waits for, except a poll's
+    /// (not audited; its nonce is written by the next batch or maintenance tick, and held here till then).
     var pendingNonces: [String: Double] = [:]
     /// Request records on their way to the audit log, in batches.
     let requestRecords = AuditBatcher()
@@ -581,8 +584,28 @@ public final class CoordinatorService: @unchecked Sendable {
         // request waits on the accountant; the locked part finds it remembered.
         if let (ledger, round) = try locked({ try nextRoundCharge() }) { _ = try epsilons.epsilon(ledger, adding: round) }
         let reason = try openNextRound(now: now)
-        locked { idleReason = reason }
+        try locked {
+            idleReason = reason
+            // Nonces of requests no audit batch carried (polls) are written here, with their tenants' last contact.
+            if !pendingNonces.isEmpty { try database.transaction { try writePendingNonces() } }
+            if now - lastCheckpoint >= Self.checkpointInterval || now < lastCheckpoint { try checkpoint(now: now) }
+        }
         return reason
+    }
+
+    /// How often a running server folds the WAL back into the database and empties it.
+    static let checkpointInterval: Double = 60
+
+    /// SQLite's automatic checkpoints (every 64 MB) copy the WAL into the
+    /// database but leave the file at its largest; a TRUNCATE checkpoint on the
+    /// maintenance tick keeps it small while serving, not only after a stop
+    /// (caller holds the lock). A reader holding an old snapshot (a backup)
+    /// makes it partial; the next tick finishes it.
+    func checkpoint(now: Double) throws {
+        lastCheckpoint = now
+        var complete = false
+        try database.run("PRAGMA wal_checkpoint(TRUNCATE)") { complete = $0.integer(0) == 0 }
+        metrics.add(complete ? "sigilo_wal_checkpoints_total" : "sigilo_wal_checkpoints_partial_total")
     }
 
     /// Why no round is open for `tenant`, in words a tenant's operator can act on.

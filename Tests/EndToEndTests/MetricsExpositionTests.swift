@@ -54,4 +54,24 @@ import Testing
         #expect(text.contains("sigilo_request_seconds_count"))
         #expect(Self.problems(text) == [], "\(text)")
     }
+
+    /// The Grafana dashboard (tools/deploy) queries only series the programs export,
+    /// and the coordinator exports its budget beside the epsilon spent.
+    @Test func theDashboardQueriesSeriesThatExist() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let dashboard = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: root.appendingPathComponent("tools/deploy/grafana-dashboard.json"))) as? [String: Any])
+        let panels = try #require(dashboard["panels"] as? [[String: Any]])
+        let expressions = panels.flatMap { ($0["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String } }
+        #expect(panels.count >= 8 && expressions.count >= panels.count)
+        var exported = ""
+        for module in ["SigiloCoordinator", "SigiloTenant", "SigiloHTTP"] {
+            let folder = root.appendingPathComponent("Sources/\(module)")
+            for file in try FileManager.default.contentsOfDirectory(atPath: folder.path) where file.hasSuffix(".swift") {
+                exported += try String(contentsOf: folder.appendingPathComponent(file), encoding: .utf8)
+            }
+        }
+        let names = Set(exported.matches(of: /sigilo_[a-z_]+/).map { String($0.output) })
+        let missing = expressions.flatMap { e in e.matches(of: /sigilo_[a-z_]+/).map { String($0.output) }.filter { !names.contains($0) }.map { "\($0) in \(e)" } }
+        #expect(missing.isEmpty, "queried but not exported: \(missing)")
+    }
 }
