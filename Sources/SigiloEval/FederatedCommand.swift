@@ -30,10 +30,15 @@ enum FederatedCommand {
     static func run(_ args: ParsedArguments) throws {
         try args.rejectPositional()
         let json = args.flag("json")
+        let started = Date()
+        // Progress on standard error for people (not with --json): each phase says what it starts and how long it has run.
+        let log: (String) -> Void = { if !json { printError(String(format: "  [%5.1f s] ", Date().timeIntervalSince(started)) + $0) } }
         let parsed = try SimulationSettings.parse(args)
+        log("loading and featurising the data")
         let data = try FederatedData.load(args)
         let settings = try parsed.resolved(tenants: data.tenants.count)
-        let log: (String) -> Void = { if !json { printError("  " + $0) } }
+        log("\(data.train.count) training messages in \(data.tenants.count) tenants, \(data.test.count) test messages; "
+            + "training \(settings.rounds) rounds (\(settings.dp ? "\(settings.placement.rawValue) noise" : "no DP"))")
         // The shared model never sees a labelled message in training; an operator's own
         // validation set is what can calibrate it (tenants calibrate when they personalise).
         let val = try args.string("val").map(LabeledExample.load).map {
@@ -49,10 +54,16 @@ enum FederatedCommand {
                 throw CLIError(.ioError, "cannot write model to \(path): \(error.localizedDescription)")
             }
         }
-        let tenants = args.flag("no-tenants") ? nil : TenantComparison.evaluate(data, global: run.model, seed: settings.seed)
-        let central = args.flag("no-tenants") ? nil : centralisedReference(data, seed: settings.seed)
+        var tenants: [TenantOutcome]?, central: Double?
+        if !args.flag("no-tenants") {
+            log("comparing each tenant's local-only, global and personalised models (\(data.tenants.count) tenants)")
+            tenants = TenantComparison.evaluate(data, global: run.model, seed: settings.seed)
+            log("training the centralised non-private reference")
+            central = centralisedReference(data, seed: settings.seed)
+        }
+        let wall = Date().timeIntervalSince(started)
         let result = resultJSON(data: data, settings: settings, run: run, tenants: tenants, central: central,
-                                partition: args.string("partition-file") ?? args.string("partition") ?? "dirichlet:0.5")
+                                partition: args.string("partition-file") ?? args.string("partition") ?? "dirichlet:0.5", wallSeconds: wall)
         if let dir = args.string("report") {
             try FederatedReport.write(to: dir, data: data, settings: settings, run: run, tenants: tenants, central: central, json: result)
             if !json { printError("  report: \(dir)/report.md") }
@@ -69,7 +80,7 @@ enum FederatedCommand {
             line += String(format: "; dropout %.2f: %d rounds abandoned (re-run: one abandoned before unmasking is not charged)", settings.dropout, run.abandonedRounds)
             line += run.meanSurvivors.map { String(format: ", %.1f survivors per released round", $0) } ?? ""
         }
-        line += String(format: "; %.0f bytes per tenant per round; %.1f s", run.bytesPerTenantPerRound, run.seconds)
+        line += String(format: "; %.0f bytes per tenant per round; %.1f s of training, %.1f s wall", run.bytesPerTenantPerRound, run.seconds, wall)
         if let central { line += String(format: "; centralised non-private %.4f", central) }
         if let tenants {
             let gains = TenantComparison.gains(tenants)
@@ -87,7 +98,7 @@ enum FederatedCommand {
     }
 
     static func resultJSON(data: FederatedData, settings: SimulationSettings, run: SimulationResult, tenants: [TenantOutcome]?,
-                           central: Double?, partition: String) -> JSON {
+                           central: Double?, partition: String, wallSeconds: Double) -> JSON {
         var fields: [(String, JSON)] = [
             ("features", .string(data.features.kind.rawValue)),
             ("tenants", .integer(data.tenants.count)), ("customers", .integer(data.customerCount)), ("partition", .string(partition)),
@@ -100,7 +111,7 @@ enum FederatedCommand {
             ("temperature", .number(Double(run.model.temperature))), ("handoff_threshold", .number(Double(run.model.handoffThreshold))),
             ("handoff_rate", .number(run.final.handoffRate)), ("oos_recall", run.final.oosRecall.map { .number($0) } ?? .null),
             ("oos_recall_with_handoff", run.final.oosRecallWithHandoff.map { .number($0) } ?? .null),
-            ("bytes_per_tenant_per_round", .number(run.bytesPerTenantPerRound)), ("seconds", .number(run.seconds)),
+            ("bytes_per_tenant_per_round", .number(run.bytesPerTenantPerRound)), ("seconds", .number(run.seconds)), ("wall_seconds", .number(wallSeconds)),
             ("insecure_seeded_noise", .bool(settings.insecureSeededNoise)),
             ("history", .array(run.history.map {
                 JSON.object([("round", .integer($0.round)), ("accuracy", .number($0.accuracy)), ("accuracy_in_scope", .number($0.accuracyInScope)),

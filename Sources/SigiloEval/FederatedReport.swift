@@ -10,18 +10,24 @@ enum FederatedReport {
             throw CLIError(.ioError, "cannot create \(path): \(error.localizedDescription)")
         }
         var files: [(String, String)] = []
-        var accuracy = [SVGChart.Series(name: "global, in-scope", points: run.history.map { (Double($0.round), $0.accuracyInScope) })]
-        if let central { accuracy.append(SVGChart.Series(name: "centralised", points: [(1, central), (Double(settings.rounds), central)])) }
+        // Rounds on whole-number ticks from 0; references as labelled dashed lines, not data.
         files.append(("accuracy.svg", SVGChart.lines(title: "Global model accuracy per round", xLabel: "round", yLabel: "in-scope accuracy",
-                                                     series: accuracy, yRange: 0...1)))
+                                                     series: [SVGChart.Series(name: "global, in-scope", points: run.history.map { (Double($0.round), $0.accuracyInScope) })],
+                                                     yRange: 0...1, references: central.map { [SVGChart.Reference(name: "centralised, no DP", y: $0)] } ?? [],
+                                                     integerX: true, xFrom: 0)))
         if run.epsilon != nil {
-            files.append(("epsilon.svg", SVGChart.lines(title: "Privacy spent (PLD, delta \(settings.delta))", xLabel: "round", yLabel: "epsilon",
-                                                        series: [SVGChart.Series(name: "epsilon", points: run.history.compactMap { p in p.epsilon.map { (Double(p.round), $0) } })])))
+            // From nothing spent at round 0, up to the budget the noise was calibrated for.
+            let spent = [(0.0, 0.0)] + run.history.compactMap { p in p.epsilon.map { (Double(p.round), $0) } }
+            let budget = settings.epsilon.map { [SVGChart.Reference(name: "budget", y: $0)] } ?? []
+            let top = 1.1 * max(spent.map(\.1).max() ?? 1, settings.epsilon ?? 0)
+            files.append(("epsilon.svg", SVGChart.lines(title: "Privacy spent (PLD accountant, delta \(settings.delta))", xLabel: "round", yLabel: "epsilon",
+                                                        series: [SVGChart.Series(name: "epsilon spent", points: spent)], yRange: 0...top,
+                                                        references: budget, integerX: true, xFrom: 0)))
         }
         if let tenants {
             let ordered = tenants.sorted { $0.trainExamples < $1.trainExamples }
-            files.append(("tenants.svg", SVGChart.bars(title: "Per tenant, on its own test slice (fewest examples first)", yLabel: "in-scope accuracy",
-                                                       categories: ordered.map { "t\($0.tenant)" },
+            files.append(("tenants.svg", SVGChart.bars(title: "Per tenant, on its own test slice (fewest training examples first)", yLabel: "in-scope accuracy",
+                                                       categories: ordered.map { "t\($0.tenant)" }, notes: ordered.map { "n=\($0.trainExamples)" },
                                                        series: [SVGChart.Series(name: "local-only", points: ordered.map { (0, $0.localOnly) }),
                                                                 SVGChart.Series(name: "global", points: ordered.map { (0, $0.global) }),
                                                                 SVGChart.Series(name: "personalised", points: ordered.map { (0, $0.personalised) })])))

@@ -116,8 +116,36 @@ import Testing
             #expect(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>\n"), "\(chart)")
             #expect(try XMLDocument(xmlString: svg).rootElement()?.name == "svg", "\(chart) is not well-formed XML")
         }
+        // Honest axes (issue 23): epsilon from 0 with the budget as a dashed reference, whole-number round ticks,
+        // the centralised model as a labelled reference rather than a data line, each tenant's count shown.
+        let epsilon = try String(contentsOf: report.appendingPathComponent("epsilon.svg"), encoding: .utf8)
+        let yLabels = epsilon.matches(of: /text-anchor="end">([-0-9.]+)</).map { String($0.1) }
+        #expect(yLabels.first == "0" && !yLabels.contains("-0"), "\(yLabels)")
+        #expect(epsilon.contains("stroke-dasharray") && epsilon.contains(">budget 8</text>"), "\(epsilon)")
+        let xLabels = epsilon.matches(of: /text-anchor="middle">([0-9.]+)</).map { String($0.1) }
+        #expect(xLabels.first == "0" && xLabels.allSatisfy { Int($0) != nil }, "\(xLabels)")
+        let accuracy = try String(contentsOf: report.appendingPathComponent("accuracy.svg"), encoding: .utf8)
+        #expect(accuracy.components(separatedBy: "<polyline").count == 2 && accuracy.contains("centralised, no DP"), "one data line")
+        let perTenant = try String(contentsOf: report.appendingPathComponent("tenants.svg"), encoding: .utf8)
+        for t in tenants { #expect(perTenant.contains("n=\(t["train_examples"] as? Int ?? -1)"), "\(t)") }
         let saved = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: report.appendingPathComponent("result.json"))) as? [String: Any])
         #expect(saved["accuracy_in_scope"] as? Double == result["accuracy_in_scope"] as? Double)
+        // Wall time is reported as such, beside the training's own.
+        #expect(((result["wall_seconds"] as? Double) ?? 0) >= ((result["seconds"] as? Double) ?? 1))
+    }
+
+    @Test func progressLinesSayWhatALongRunIsDoing() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (train, test) = try synthetic(dir)
+        let r = try Binary.run("sigilo-eval", ["federated", "--train", train, "--test", test, "--seed", "3"] + Self.small)
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stderr.split(separator: "\n")
+        #expect(lines.first?.contains("] loading and featurising the data") == true, "\(r.stderr)")
+        for phase in ["round 3: ", "comparing each tenant's", "centralised non-private reference"] {
+            #expect(lines.contains { $0.range(of: #"^  \[ *\d+\.\d s\] "#, options: .regularExpression) != nil && $0.contains(phase) }, "\(phase): \(r.stderr)")
+        }
+        #expect(r.stdout.contains(" s of training, ") && r.stdout.contains(" s wall"), "\(r.stdout)")
     }
 
     /// Unset schedule flags follow the noise: every customer in 60 rounds
