@@ -80,7 +80,7 @@ public final class CoordinatorClient: @unchecked Sendable {
         if let contentType { headers.append(("Content-Type", contentType)) }
         let response: HTTPClientResponse
         do { response = try http.send(method: method, target: path, headers: headers, body: body) } catch {
-            throw ClientError(status: nil, code: "unreachable", message: "\(baseURL.absoluteString): \(error)")
+            throw ClientError(status: nil, code: "unreachable", message: "\(baseURL.absoluteString): \(error)" + Self.hint(for: "\(error)", url: baseURL))
         }
         guard (200..<300).contains(response.status) else {
             let object = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any]
@@ -90,6 +90,22 @@ public final class CoordinatorClient: @unchecked Sendable {
         var fields = [String: String]()
         for (name, value) in response.headers where fields[name] == nil { fields[name] = value }
         return Response(status: response.status, headers: fields, body: response.body)
+    }
+
+    /// What to try when a connection fails in a way that usually means a
+    /// mistaken URL scheme or an untrusted certificate, in the operator's terms.
+    static func hint(for error: String, url: URL) -> String {
+        let lowered = error.lowercased()
+        if url.scheme == "https", lowered.contains("certificate") {
+            return " (a coordinator with its own CA or a self-signed certificate is trusted with 'sigilo-tenant enroll --coordinator-ca PEM')"
+        }
+        if url.scheme == "https", lowered.contains("wrong version number") || lowered.contains("packet length") || lowered.contains("record layer") {
+            return " (the coordinator answered in plain HTTP: is the URL meant to be http://?)"
+        }
+        if url.scheme == "http", lowered.contains("reading the response") || lowered.contains("reset") || lowered.contains("malformed") {
+            return " (no HTTP answer: if the coordinator serves HTTPS, the URL must start with https://)"
+        }
+        return ""
     }
 
     /// Enrols this client's key with a one-time token; remembers the tenant id.

@@ -225,7 +225,8 @@ public struct CoordinatorRoutes: Sendable {
             let status = try routes.service.status()
             let rows = try routes.service.ledgerRows().map {
                 JSON.object([("round", .integer(Int($0.round))), ("sample_rate", .number($0.sampleRate)),
-                             ("noise_multiplier", .number($0.noiseMultiplier)), ("charged_at", .number($0.chargedAt))])
+                             ("noise_multiplier", .number($0.noiseMultiplier)), ("charged_at", .number($0.chargedAt)),
+                             ("charged", .string(Log.timestamp($0.chargedAt)))])
             }
             return .json(200, JSON.object([("epsilon", .number(status.epsilon)), ("delta", status.delta.map { .number($0) } ?? .null),
                                            ("maximum_epsilon", status.maximumEpsilon.map { .number($0) } ?? .null), ("rounds", .array(rows))]).rendered())
@@ -403,7 +404,8 @@ public struct CoordinatorRoutes: Sendable {
     }
 
     static func auditJSON(_ entry: AuditEntry, hash: [UInt8]) -> JSON {
-        JSON.object([("sequence", .integer(Int(entry.sequence))), ("time", .number(entry.time)), ("actor", .string(entry.actor)),
+        // "time" is what the chain covers (epoch seconds, exact); "at" is the same instant for people (RFC 3339, UTC).
+        JSON.object([("sequence", .integer(Int(entry.sequence))), ("time", .number(entry.time)), ("at", .string(Log.timestamp(entry.time))), ("actor", .string(entry.actor)),
                      ("role", .string(entry.role)), ("action", .string(entry.action)), ("object", .string(entry.object)),
                      ("outcome", .string(entry.outcome)), ("address", .string(entry.address)), ("detail", .string(entry.detail)),
                      ("hash", .string(Hex.encode(hash)))])

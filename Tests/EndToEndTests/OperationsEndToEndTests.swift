@@ -94,7 +94,17 @@ import Testing
         #expect(text.contains("privacy: epsilon ") && text.contains(" of 6 at delta 1e-05"), "\(text)")
         #expect(text.contains("\t\(seen)\t1\t0\t"), "\(text)")
         // The audit log keeps the alert.
-        #expect(try Binary.run("sigilo-coordinator", ["audit", "export", "--state", state]).stdout.contains("alert.budget_exhausted"))
+        let exported = try Binary.run("sigilo-coordinator", ["audit", "export", "--state", state]).stdout
+        #expect(exported.contains("alert.budget_exhausted"))
+        // Each entry's instant also for people, beside the exact epoch seconds the chain covers.
+        for line in exported.split(separator: "\n") {
+            let entry = try #require(jsonObject(line))
+            let at = try #require(entry["at"] as? String), time = try #require(entry["time"] as? Double)
+            let parsed = try #require(ISO8601DateFormatter.withFractionalSeconds.date(from: at), "\(at)")
+            #expect(abs(parsed.timeIntervalSince1970 - time) < 0.001, "\(line)")
+        }
+        // Exported lines still verify as an archived segment would (the chain ignores the added field).
+        #expect(try Binary.run("sigilo-coordinator", ["audit", "verify", "--state", state]).status == 0)
     }
 
     /// A round abandoned because another tenant never answered: the coordinator's

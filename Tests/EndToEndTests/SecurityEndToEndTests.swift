@@ -205,7 +205,10 @@ func http(_ method: String, _ url: URL, headers: [(String, String)] = [], body: 
             let url = "https://127.0.0.1:\(server.port)"
             let invite = { try Binary.run("sigilo-coordinator", ["tenant", "invite", "t", "--state", state.path]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) }
             let untrusted = try Binary.run("sigilo-tenant", ["enroll", "--coordinator", url, "--token", try invite()] + tenant)
-            #expect(untrusted.status == 1 && untrusted.stderr.contains("certificate"), "\(untrusted.stderr)")
+            // The error says what to do (issue 23): trust the certificate, or fix the scheme.
+            #expect(untrusted.status == 1 && untrusted.stderr.contains("certificate") && untrusted.stderr.contains("--coordinator-ca PEM"), "\(untrusted.stderr)")
+            let wrongScheme = try Binary.run("sigilo-tenant", ["enroll", "--coordinator", "http://127.0.0.1:\(server.port)", "--token", try invite()] + tenant)
+            #expect(wrongScheme.status == 1 && wrongScheme.stderr.contains("the URL must start with https://"), "\(wrongScheme.stderr)")
             let enrolled = try Binary.run("sigilo-tenant", ["enroll", "--coordinator", url, "--coordinator-ca", serverCert, "--token", try invite()] + tenant)
             #expect(enrolled.status == 0, "\(enrolled.stderr)")
             let round = try Binary.run("sigilo-tenant", ["round"] + tenant)
