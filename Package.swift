@@ -54,7 +54,7 @@ let package = Package(
         ),
         .target(
             name: "SigiloCoordinator",
-            dependencies: ["SigiloSQLite", "SigiloCrypto", "SigiloModel", "SigiloPrivacy", "SigiloProtocol", "SigiloFederation", "SigiloHTTP", "SigiloTLS", "SigiloCLI"]
+            dependencies: ["SigiloSQLite", "SigiloCrypto", "SigiloModel", "SigiloPrivacy", "SigiloProtocol", "SigiloFederation", "SigiloHTTP", "SigiloTLS", "SigiloCLI", "SigiloClient"]
         ),
 
         // Fuzz targets for every decoder of outside bytes (tools/fuzz runs them under libFuzzer).

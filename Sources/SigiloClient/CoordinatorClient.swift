@@ -44,11 +44,16 @@ public final class CoordinatorClient: @unchecked Sendable {
         self.key = key
         self.timeout = timeout
         self.clock = clock
-        http = Result {
-            guard let scheme = baseURL.scheme, scheme == "http" || scheme == "https", let host = baseURL.host, !host.isEmpty else {
-                throw ClientError(status: nil, code: "bad_url", message: "\(baseURL.absoluteString) is not an http(s) URL with a host")
+        http = Self.connection(to: baseURL, caFile: caFile, timeout: timeout)
+    }
+
+    /// One kept-alive connection to `url`: HTTPS trusting `caFile` (else the system's CAs), or plain HTTP.
+    static func connection(to url: URL, caFile: String?, timeout: Double) -> Result<HTTPClient, ClientError> {
+        Result {
+            guard let scheme = url.scheme, scheme == "http" || scheme == "https", let host = url.host, !host.isEmpty else {
+                throw ClientError(status: nil, code: "bad_url", message: "\(url.absoluteString) is not an http(s) URL with a host")
             }
-            let port = baseURL.port ?? (scheme == "https" ? 443 : 80)
+            let port = url.port ?? (scheme == "https" ? 443 : 80)
             guard (1...65535).contains(port) else { throw ClientError(status: nil, code: "bad_url", message: "port \(port) is out of range") }
             let channels: any ClientChannelFactory
             if scheme == "https" {
@@ -94,10 +99,11 @@ public final class CoordinatorClient: @unchecked Sendable {
 
     /// What to try when a connection fails in a way that usually means a
     /// mistaken URL scheme or an untrusted certificate, in the operator's terms.
-    static func hint(for error: String, url: URL) -> String {
+    /// `trusting`: the command and option that trust a certificate.
+    static func hint(for error: String, url: URL, trusting: String = "sigilo-tenant enroll --coordinator-ca PEM") -> String {
         let lowered = error.lowercased()
         if url.scheme == "https", lowered.contains("certificate") {
-            return " (a coordinator with its own CA or a self-signed certificate is trusted with 'sigilo-tenant enroll --coordinator-ca PEM')"
+            return " (a coordinator with its own CA or a self-signed certificate is trusted with '\(trusting)')"
         }
         if url.scheme == "https", lowered.contains("wrong version number") || lowered.contains("packet length") || lowered.contains("record layer") {
             return " (the coordinator answered in plain HTTP: is the URL meant to be http://?)"

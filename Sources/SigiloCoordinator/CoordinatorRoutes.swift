@@ -216,6 +216,10 @@ public struct CoordinatorRoutes: Sendable {
             return .json(200, JSON.object([("revoked", .string(call.parameters[0]))]).rendered())
         },
 
+        // What `status --json` prints, for `admin status` and monitoring.
+        Endpoint(method: "GET", pattern: ["v1", "admin", "status"], access: oversight) { routes, _ in
+            .json(200, try CoordinatorTool.statusJSON(routes.service).rendered())
+        },
         Endpoint(method: "GET", pattern: ["v1", "audit", "tenants"], access: oversight) { routes, _ in
             .json(200, JSON.array(try routes.service.tenants().map {
                 JSON.object([("id", .string($0.id)), ("name", .string($0.name)), ("status", .string($0.status)), ("enrolled_at", .number($0.enrolledAt))])

@@ -12,9 +12,13 @@ public enum CoordinatorTool {
     public static func main(_ arguments: [String]) -> Never {
         StateDirectory.restrictNewFiles() // everything this program creates (databases, WAL, backups, exports) is private
         runCommand {
-            // Two-word commands ("tenant invite") become one name.
             var args = arguments
-            if args.count >= 2, ["tenant", "plan", "model", "auditor", "audit", "session", "admin"].contains(args[0]), !args[1].hasPrefix("-") {
+            // "admin --url URL login", as an operator may type it: the option goes after the command's words.
+            if args.count >= 4, args[0] == "admin", args[1] == "--url" { args = [args[0]] + args.dropFirst(3) + ["--url", args[2]] }
+            // Two- and three-word commands ("tenant invite", "admin tenant invite") become one name.
+            if args.count >= 3, args[0] == "admin", ["tenant", "plan", "auditor"].contains(args[1]), !args[2].hasPrefix("-") {
+                args = ["\(args[0]) \(args[1]) \(args[2])"] + args.dropFirst(3)
+            } else if args.count >= 2, ["tenant", "plan", "model", "auditor", "audit", "session", "admin"].contains(args[0]), !args[1].hasPrefix("-") {
                 args = ["\(args[0]) \(args[1])"] + args.dropFirst(2)
             }
             try dispatch(
@@ -29,7 +33,7 @@ public enum CoordinatorTool {
                     (sessionListSpec, runSessionList), (sessionRevokeSpec, runSessionRevoke), (adminRotateSpec, runAdminRotate),
                     (auditVerifySpec, runAuditVerify), (auditExportSpec, runAuditExport), (auditArchiveSpec, runAuditArchive),
                     (backupSpec, runBackup), (restoreSpec, runRestore),
-                ])
+                ] + AdminCommands.commands)
         }
     }
 
@@ -377,39 +381,53 @@ public enum CoordinatorTool {
     static func runStatus(_ args: ParsedArguments) throws {
         try args.rejectPositional()
         let service = try openService(args)
+        let status = try statusJSON(service).rendered()
+        OutputStream.standardOutput.write(args.flag("json") ? status + "\n" : try statusText(status))
+    }
+
+    /// The status as one JSON object: `status --json` and GET /v1/admin/status (which `admin status` reads).
+    static func statusJSON(_ service: CoordinatorService) throws -> JSON {
         let s = try service.status()
         let tenants = try service.tenants().filter { $0.status == "active" }
-        if args.flag("json") {
-            OutputStream.standardOutput.write(JSON.object([
-                ("tenants_active", .integer(s.tenantsActive)), ("tenants_revoked", .integer(s.tenantsRevoked)),
-                ("tenants_dormant", .array(s.tenantsDormant.map { .string($0) })),
-                ("model_version", s.modelVersion.map { .integer(Int($0)) } ?? .null), ("rounds_closed", .integer(s.roundsClosed)),
-                ("rounds_abandoned", .integer(s.roundsAbandoned)), ("open_round", s.openRound.map { .integer(Int($0)) } ?? .null),
-                ("epsilon", .number(s.epsilon)), ("delta", s.delta.map { .number($0) } ?? .null),
-                ("maximum_epsilon", s.maximumEpsilon.map { .number($0) } ?? .null),
-                ("tenants", .array(tenants.map { t in .object([
-                    ("id", .string(t.id)), ("name", .string(t.name)), ("last_seen", t.lastSeen.map { .string(Log.timestamp($0)) } ?? .null),
-                    ("last_round", t.lastRound.map { .integer(Int($0)) } ?? .null), ("missed_rounds", .integer(t.missedRounds)),
-                    ("dormant", .bool(s.tenantsDormant.contains(t.id))),
-                ]) })),
-            ]).rendered() + "\n")
-        } else {
-            var out = """
-            tenants: \(s.tenantsActive) active, \(s.tenantsRevoked) revoked\(s.tenantsDormant.isEmpty ? "" : "; dormant (missed \(CoordinatorService.dormantAfterMissedRounds) rounds in a row, not waited for until they poll): \(s.tenantsDormant.joined(separator: ", "))")
-            model version: \(s.modelVersion.map(String.init) ?? "none")
-            rounds: \(s.roundsClosed) closed, \(s.roundsAbandoned) abandoned\(s.openRound.map { ", round \($0) open" } ?? "")
-            privacy: epsilon \(formatEpsilon(s.epsilon)) of \(s.maximumEpsilon.map(formatEpsilon) ?? "-") at delta \(s.delta.map { String($0) } ?? "-")
+        return JSON.object([
+            ("tenants_active", .integer(s.tenantsActive)), ("tenants_revoked", .integer(s.tenantsRevoked)),
+            ("tenants_dormant", .array(s.tenantsDormant.map { .string($0) })),
+            ("model_version", s.modelVersion.map { .integer(Int($0)) } ?? .null), ("rounds_closed", .integer(s.roundsClosed)),
+            ("rounds_abandoned", .integer(s.roundsAbandoned)), ("open_round", s.openRound.map { .integer(Int($0)) } ?? .null),
+            ("epsilon", .number(s.epsilon)), ("delta", s.delta.map { .number($0) } ?? .null),
+            ("maximum_epsilon", s.maximumEpsilon.map { .number($0) } ?? .null),
+            ("tenants", .array(tenants.map { t in .object([
+                ("id", .string(t.id)), ("name", .string(t.name)), ("last_seen", t.lastSeen.map { .string(Log.timestamp($0)) } ?? .null),
+                ("last_round", t.lastRound.map { .integer(Int($0)) } ?? .null), ("missed_rounds", .integer(t.missedRounds)),
+                ("dormant", .bool(s.tenantsDormant.contains(t.id))),
+            ]) })),
+        ])
+    }
 
-            """
-            if !tenants.isEmpty {
-                out += "\nactive tenant\tlast seen\tlast round\tmissed in a row\tname\n"
-                for t in tenants {
-                    out += "\(t.id)\t\(t.lastSeen.map(Log.timestamp) ?? "never")\t\(t.lastRound.map(String.init) ?? "none")\t"
-                        + "\(t.missedRounds)\(s.tenantsDormant.contains(t.id) ? " (dormant)" : "")\t\(t.name)\n"
-                }
-            }
-            OutputStream.standardOutput.write(out)
+    /// The status JSON for people, wherever it was read (one renderer for the local and the remote command).
+    static func statusText(_ rendered: String) throws -> String {
+        guard let o = (try? JSONSerialization.jsonObject(with: Data(rendered.utf8))) as? [String: Any] else {
+            throw CLIError(.dataError, "status: the answer is not a JSON object")
         }
+        func int(_ key: String) -> Int { o[key] as? Int ?? 0 }
+        let dormant = o["tenants_dormant"] as? [String] ?? []
+        let number = { (key: String) in (o[key] as? Double).map(formatEpsilon) ?? "-" }
+        var out = "tenants: \(int("tenants_active")) active, \(int("tenants_revoked")) revoked"
+        if !dormant.isEmpty {
+            out += "; dormant (missed \(CoordinatorService.dormantAfterMissedRounds) rounds in a row, not waited for until they poll): \(dormant.joined(separator: ", "))"
+        }
+        out += "\nmodel version: \((o["model_version"] as? Int).map(String.init) ?? "none")\n"
+        out += "rounds: \(int("rounds_closed")) closed, \(int("rounds_abandoned")) abandoned\((o["open_round"] as? Int).map { ", round \($0) open" } ?? "")\n"
+        out += "privacy: epsilon \(number("epsilon")) of \(number("maximum_epsilon")) at delta \((o["delta"] as? Double).map { "\($0)" } ?? "-")\n"
+        let tenants = o["tenants"] as? [[String: Any]] ?? []
+        if !tenants.isEmpty {
+            out += "\nactive tenant\tlast seen\tlast round\tmissed in a row\tname\n"
+            for t in tenants {
+                out += "\(t["id"] as? String ?? "?")\t\(t["last_seen"] as? String ?? "never")\t\((t["last_round"] as? Int).map(String.init) ?? "none")\t"
+                    + "\(t["missed_rounds"] as? Int ?? 0)\(t["dormant"] as? Bool == true ? " (dormant)" : "")\t\(t["name"] as? String ?? "")\n"
+            }
+        }
+        return out
     }
 
     // MARK: auditors

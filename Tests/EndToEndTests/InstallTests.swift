@@ -22,7 +22,7 @@ import Testing
         }
         // Every command has its section, two-word ones included.
         let coordinator = try String(contentsOf: prefix.appendingPathComponent("share/man/man1/sigilo-coordinator.1"), encoding: .utf8)
-        for command in ["serve", "tenant invite", "audit archive", "status"] { #expect(coordinator.contains("\n.SS \(command)\n"), "\(command)") }
+        for command in ["serve", "tenant invite", "audit archive", "status", "admin tenant invite"] { #expect(coordinator.contains("\n.SS \(command)\n"), "\(command)") }
         #expect(coordinator.contains("Usage: sigilo-coordinator audit archive"))
         let encoder = prefix.appendingPathComponent("share/sigilo/e5-small-enpt-q4.sgle").path
         #expect(files.fileExists(atPath: encoder) && files.fileExists(atPath: encoder.replacingOccurrences(of: ".sgle", with: ".LICENSE")))

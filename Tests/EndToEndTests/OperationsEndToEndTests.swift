@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import SigiloCrypto
 
 /// Issue 23, as an operator meets it on day 30: what the long-running
 /// programs log, what `status` says about each tenant, and the budget running out.
@@ -194,5 +195,84 @@ extension ISO8601DateFormatter {
             let status = try Binary.run(program, ["status", "--config", file.path])
             #expect(status.status == 66 && (status.stderr.contains("DIR") || status.stderr.contains("FILE")), "\(program): \(status.stderr)")
         }
+    }
+}
+
+/// Issue 23: administering a running coordinator from elsewhere, over TLS with
+/// TOTP, through `sigilo-coordinator admin ...`.
+@Suite(.serialized) struct RemoteAdminTests {
+    @Test func anAdminLogsInOverTLSWithTOTPAndAdministersTheRunningCoordinator() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cert = dir.appendingPathComponent("server.pem").path, key = dir.appendingPathComponent("server.key").path
+        let openssl = Process()
+        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        openssl.arguments = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+                             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert]
+        openssl.standardOutput = FileHandle.nullDevice
+        openssl.standardError = FileHandle.nullDevice
+        try openssl.run()
+        openssl.waitUntilExit()
+        let state = dir.appendingPathComponent("state").path, secrets = dir.appendingPathComponent("admin.json")
+        #expect(try Binary.run("sigilo-coordinator", ["init", "--state", state, "--secrets-to", secrets.path]).status == 0)
+        let issued = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: secrets)) as? [String: String])
+        let secret = try #require(issued["totp_secret"].flatMap(Base32.decode))
+        let totp = TOTP(secret: secret)
+        let server = try RunningCoordinator(state: URL(fileURLWithPath: state), arguments: ["--listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key])
+        defer { _ = server.stop() }
+        let url = "https://127.0.0.1:\(server.port)"
+        let session = dir.appendingPathComponent("config/admin-session.json").path
+        func admin(_ arguments: [String], input: String = "") throws -> Binary.Result {
+            try Binary.run("sigilo-coordinator", ["admin"] + arguments + ["--session-file", session], input: input)
+        }
+        var step = Int64(Date().timeIntervalSince1970) / 30
+        func code() -> String { step += 1; return totp.code(step: step - 1) } // each code once: the server refuses a used step
+
+        // Untrusted certificate, then a wrong code: refused, and no session is kept.
+        let untrusted = try admin(["login", "--url", url, "--credential-file", secrets.path], input: code() + "\n")
+        #expect(untrusted.status == 1 && untrusted.stderr.contains("--coordinator-ca PEM"), "\(untrusted.stderr)")
+        let wrong = try admin(["--url", url, "login", "--coordinator-ca", cert, "--credential-file", secrets.path], input: "000000\n")
+        #expect(wrong.status == 77 && wrong.stderr.contains("bad_totp"), "\(wrong.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: session))
+        // The credential asked on standard input as well as from a file; the order "admin --url URL login" works.
+        let credential = try #require(issued["admin_credential"])
+        let login = try admin(["--url", url, "login", "--coordinator-ca", cert], input: credential + "\n" + code() + "\n")
+        #expect(login.status == 0 && login.stdout.contains("logged in to \(url)"), "\(login.stderr)")
+        #expect((try FileManager.default.attributesOfItem(atPath: session)[.posixPermissions] as? Int) == 0o600)
+        #expect(!(try String(contentsOf: URL(fileURLWithPath: session), encoding: .utf8)).contains(credential))
+
+        // Plan, tenants and auditors through the running server (its local commands would be refused meanwhile).
+        let plan = dir.appendingPathComponent("plan.json")
+        try #"{"labels":["a","b","c"],"bucketBits":8,"clipNorm":1,"noiseMultiplier":1,"sampleRate":0.5,"delta":1e-5,"maximumEpsilon":9,"placement":"tenant","minimumTenants":1,"roundSeconds":60,"serverOptimizer":{"kind":"fedavg","learningRate":1,"momentum":0,"beta2":0.99,"epsilon":0.001}}"#
+            .write(to: plan, atomically: true, encoding: .utf8)
+        let set = try admin(["plan", "set", plan.path])
+        #expect(set.status == 0 && set.stdout.contains("plan installed: 3 labels"), "\(set.stderr)")
+        #expect(try admin(["plan", "show"]).stdout.contains("\"maximumEpsilon\":9"))
+        let token = try admin(["tenant", "invite", "loja"])
+        #expect(token.status == 0 && token.stdout.hasPrefix("sgt_"), "\(token.stderr)")
+        let auditor = try admin(["auditor", "add", "dpo"])
+        #expect(auditor.status == 0 && !auditor.stdout.isEmpty, "\(auditor.stderr)")
+        let auditors = try admin(["auditor", "list"]).stdout
+        let auditorID = try #require(auditors.split(separator: "\t").first.map(String.init))
+        #expect(try admin(["auditor", "revoke", auditorID]).status == 0)
+        #expect(try admin(["auditor", "list"]).stdout.contains("\trevoked "))
+        let status = try admin(["status"])
+        #expect(status.status == 0 && status.stdout.contains("privacy: epsilon 0 of 9 at delta 1e-05"), "\(status.stdout)\(status.stderr)")
+        #expect(try admin(["status", "--json"]).stdout.hasPrefix("{\"tenants_active\":"))
+        let unknown = try admin(["tenant", "revoke", "tenant-404"])
+        #expect(unknown.status == 65 && unknown.stderr.contains("404"), "\(unknown.stderr)")
+        #expect(try admin(["tenant", "revoke", "../x"]).status == 64)
+        // The audit log names the admin's session for each change.
+        let audit = try Binary.run("sigilo-coordinator", ["audit", "export", "--state", state]).stdout
+        #expect(audit.contains("\"action\":\"plan.set\"") && audit.contains("\"action\":\"tenant.invite\""))
+
+        // Logging out ends the session on the server; what follows says to log in.
+        let logout = try admin(["logout"])
+        #expect(logout.status == 0, "\(logout.stderr)")
+        let after = try admin(["status"])
+        #expect(after.status == 66 && after.stderr.contains("admin login"), "\(after.stderr)")
+        // Credentials never go over plain HTTP to another machine.
+        let plain = try admin(["login", "--url", "http://192.0.2.1:8443", "--credential-file", secrets.path], input: "123456\n")
+        #expect(plain.status == 1 && plain.stderr.contains("only over https"), "\(plain.stderr)")
     }
 }

@@ -44,6 +44,7 @@ import SigiloHTTP
         "POST /v1/admin/session": [.admin], "POST /v1/admin/tenants": [.admin], "POST /v1/admin/tenants/*/revoke": [.admin],
         "PUT /v1/admin/tenants/*/weight-cap": [.admin],
         "PUT /v1/admin/plan": [.admin], "POST /v1/admin/auditors": [.admin], "POST /v1/admin/auditors/*/revoke": [.admin],
+        "GET /v1/admin/status": [.admin, .auditor],
         "GET /v1/audit/tenants": [.admin, .auditor], "GET /v1/audit/ledger": [.admin, .auditor], "GET /v1/audit/models": [.admin, .auditor],
         "GET /v1/audit/log": [.admin, .auditor], "GET /v1/audit/verify": [.admin, .auditor], "GET /v1/audit/head": [.admin, .auditor],
         "GET /v1/admin/auditors": [.admin], "POST /v1/tenant/key": [.tenant], "GET /v1/admin/sessions": [.admin], "POST /v1/admin/sessions/*/revoke": [.admin],
