@@ -37,7 +37,7 @@ public struct CoordinatorError: Error, CustomStringConvertible, Equatable, Senda
 /// updates are never stored: only the sum and a digest for de-duplication.
 /// One lock serialises all access (SQLite is used single-threaded).
 public final class CoordinatorService: @unchecked Sendable {
-    static let schemaVersion = 10
+    static let schemaVersion = 11
     public static let databaseName = "coordinator.sqlite"
 
     let database: Database
@@ -271,6 +271,16 @@ public final class CoordinatorService: @unchecked Sendable {
                     """)
             }
         }
+        if version < 11 {
+            // A plan set while a round was open, waiting for that round to end.
+            try database.transaction {
+                try database.execute("""
+                    CREATE TABLE IF NOT EXISTS pending_plan(id INTEGER PRIMARY KEY CHECK(id = 1), body TEXT NOT NULL, actor TEXT NOT NULL,
+                        role TEXT NOT NULL, created_at REAL NOT NULL);
+                    PRAGMA user_version = 11;
+                    """)
+            }
+        }
     }
 
     /// After a restart, the open round continues with exactly the committed updates.
@@ -464,32 +474,93 @@ public final class CoordinatorService: @unchecked Sendable {
         return try body.map { try Plan.decode(Data($0.utf8)) }
     }
 
-    /// Installs a plan. The first plan publishes model version 1 (all zeros);
-    /// a later plan must keep the model's shape.
-    public func setPlan(_ plan: Plan, by actor: Principal = .localOperator, now: Double) throws {
+    /// What became of a plan: in force now, or staged until the open round ends.
+    public enum PlanChange: Equatable, Sendable {
+        case installed
+        case staged(untilRound: UInt64)
+    }
+
+    /// Installs a plan. The first plan publishes model version 1 (all zeros); a
+    /// later one keeps the model's shape, except that intents may be appended
+    /// (the model keeps what it learnt, new intents start at zero). While a
+    /// round is open (with tenants taking part continuously, nearly always) the
+    /// plan is staged and takes effect when that round ends, before the next opens.
+    @discardableResult
+    public func setPlan(_ plan: Plan, by actor: Principal = .localOperator, now: Double) throws -> PlanChange {
         try plan.validate()
-        try locked {
+        let body = String(decoding: try JSONEncoder().encode(plan), as: UTF8.self)
+        return try locked {
+            _ = try addedIntents(plan)
             if case .open(let r) = machine.state {
-                throw CoordinatorError(409, "round_open", "round \(r.id) is open; change the plan between rounds")
-            }
-            let body = String(decoding: try JSONEncoder().encode(plan), as: UTF8.self)
-            try database.transaction {
-                if let old = try currentPlan(), old.labels != plan.labels || old.featureConfiguration != plan.featureConfiguration {
-                    throw CoordinatorError(409, "shape_change", "labels, bucketBits and the features (kind, encoder) cannot change once a model exists")
+                try database.transaction {
+                    try database.run("INSERT OR REPLACE INTO pending_plan(id, body, actor, role, created_at) VALUES (1, ?, ?, ?, ?)",
+                                     [.text(body), .text(actor.id), .text(actor.role.rawValue), .real(now)])
+                    try record(AuditEntry(time: now, actor: actor.id, role: actor.role.rawValue, action: "plan.stage", object: "plan",
+                                          detail: "sha256 \(Hex.encode(SHA256.hash(Array(body.utf8))).prefix(16)); takes effect when round \(r.id) ends"))
                 }
-                try database.run("INSERT INTO plans(body, created_at) VALUES (?, ?)", [.text(body), .real(now)])
-                try record(AuditEntry(time: now, actor: actor.id, role: actor.role.rawValue, action: "plan.set", object: "plan",
-                                      detail: "sha256 \(Hex.encode(SHA256.hash(Array(body.utf8))).prefix(16)), epsilon budget \(plan.maximumEpsilon), z \(plan.noiseMultiplier), q \(plan.sampleRate)"))
-                if try latestModelVersion() == nil {
-                    // Hand-off intents (e.g. "falar_com_humano", "oos") always go to a human.
-                    let handoff = plan.labels.indices.filter { IntentTraining.defaultHandoffIntents.contains(plan.labels[$0]) }
-                    let model = SoftmaxModel(features: plan.featureConfiguration, labels: plan.labels, handoffLabels: handoff)
-                    try publish(model: model, parent: nil, round: nil, epsilon: 0, now: now)
-                    // Empty moments are zeros (ServerOptimizerState): nothing to store until an optimiser keeps one.
-                    try database.run("INSERT OR REPLACE INTO optimizer(id, momentum, second) VALUES (1, ?, ?)", [.blob([]), .blob([])])
-                }
+                return .staged(untilRound: r.id)
             }
+            try database.transaction { try install(plan, body: body, actor: actor.id, role: actor.role.rawValue, now: now) }
+            return .installed
         }
+    }
+
+    /// The intents `plan` appends to the current one; throws when it changes the model's shape otherwise.
+    private func addedIntents(_ plan: Plan) throws -> [String] {
+        guard let old = try currentPlan(), old.labels != plan.labels || old.featureConfiguration != plan.featureConfiguration else { return [] }
+        guard old.featureConfiguration == plan.featureConfiguration, plan.labels.count > old.labels.count,
+              Array(plan.labels.prefix(old.labels.count)) == old.labels else {
+            throw CoordinatorError(409, "shape_change", "once a model exists, intents may only be added after the current ones "
+                                   + "(in order: \(old.labels.joined(separator: ", "))); bucketBits and the features (kind, encoder) cannot change")
+        }
+        return Array(plan.labels.dropFirst(old.labels.count))
+    }
+
+    /// Puts `plan` in force (caller holds the lock, in a transaction).
+    private func install(_ plan: Plan, body: String, actor: String, role: String, now: Double) throws {
+        let added = try addedIntents(plan)
+        try database.run("INSERT INTO plans(body, created_at) VALUES (?, ?)", [.text(body), .real(now)])
+        try record(AuditEntry(time: now, actor: actor, role: role, action: "plan.set", object: "plan",
+                              detail: "sha256 \(Hex.encode(SHA256.hash(Array(body.utf8))).prefix(16)), epsilon budget \(plan.maximumEpsilon), z \(plan.noiseMultiplier), q \(plan.sampleRate)"))
+        if try latestModelVersion() == nil {
+            // Hand-off intents (e.g. "falar_com_humano", "oos") always go to a human.
+            let handoff = plan.labels.indices.filter { IntentTraining.defaultHandoffIntents.contains(plan.labels[$0]) }
+            let model = SoftmaxModel(features: plan.featureConfiguration, labels: plan.labels, handoffLabels: handoff)
+            try publish(model: model, parent: nil, round: nil, epsilon: 0, now: now)
+            // Empty moments are zeros (ServerOptimizerState): nothing to store until an optimiser keeps one.
+            try database.run("INSERT OR REPLACE INTO optimizer(id, momentum, second) VALUES (1, ?, ?)", [.blob([]), .blob([])])
+        } else if !added.isEmpty {
+            try publishWithNewIntents(added, plan: plan, now: now)
+        }
+    }
+
+    /// A plan staged while a round was open, put in force now that none is (caller holds the lock).
+    private func installStagedPlan(now: Double) throws {
+        var staged: (body: String, actor: String, role: String)?
+        try database.run("SELECT body, actor, role FROM pending_plan WHERE id = 1") { staged = ($0.text(0), $0.text(1), $0.text(2)) }
+        guard let staged else { return }
+        try database.transaction {
+            try database.run("DELETE FROM pending_plan")
+            // Checked again: it was valid against the plan in force when it was staged, which has not changed since.
+            try install(try Plan.decode(Data(staged.body.utf8)), body: staged.body, actor: staged.actor, role: staged.role, now: now)
+        }
+    }
+
+    /// The latest model with `added` intents appended (zero weights), published as the next version, and the
+    /// server optimiser's moments widened alike: rounds go on from what the model knew (caller holds the lock,
+    /// in the plan's transaction).
+    private func publishWithNewIntents(_ added: [String], plan: Plan, now: Double) throws {
+        guard let latest = try latestModelVersion(), let current = try model(versionUnlocked: latest) else { return }
+        let wider = current.addingLabels(added, handoffIntents: IntentTraining.defaultHandoffIntents)
+        var epsilon = 0.0, moments: (momentum: [Float], second: [Float]) = ([], [])
+        try database.run("SELECT epsilon FROM models WHERE version = ?", [.integer(Int64(latest))]) { epsilon = $0.real(0) }
+        try database.run("SELECT momentum, second FROM optimizer WHERE id = 1") { moments = (Self.values($0.blob(0)), Self.values($0.blob(1))) }
+        try publish(model: wider, parent: latest, round: nil, epsilon: epsilon, now: now)
+        let widen = { SoftmaxModel.widenParameters($0, dimension: current.features.dimension, from: current.labelCount, to: wider.labelCount) }
+        try database.run("UPDATE optimizer SET momentum = ?, second = ? WHERE id = 1",
+                         [.blob(Self.bytes(widen(moments.momentum))), .blob(Self.bytes(widen(moments.second)))])
+        try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "plan.intents_added", object: "plan",
+                              detail: "\(added.joined(separator: ", ")) added with zero weights; model \(latest) kept as model \(latest + 1)"))
     }
 
     func latestModelVersion() throws -> UInt64? {
@@ -625,6 +696,7 @@ public final class CoordinatorService: @unchecked Sendable {
             try commitPending() // a round never closes or is abandoned with updates folded in but not yet durable
             try perform(machine.tick(now: now), now: now)
             guard case .idle = machine.state else { return nil }
+            try installStagedPlan(now: now)
             guard let plan = try currentPlan(), let version = try latestModelVersion() else { return "no plan" }
             let secure = plan.placement == .secure
             var active = Set<String>()

@@ -348,8 +348,10 @@ public enum CoordinatorTool {
         let plan: Plan
         do { plan = try Plan.decodeOperatorFile(data) } catch let e as PlanError { throw CLIError(.dataError, "\(args.positional[0]): \(e.description)") }
         let service = try openService(args)
-        do { try service.setPlan(plan, now: now()) } catch let e as CoordinatorError { throw CLIError(.dataError, e.message) }
-        OutputStream.standardOutput.write("plan installed: \(plan.labels.count) labels, \(plan.dimension) parameters, q \(plan.sampleRate), z \(plan.noiseMultiplier), budget epsilon \(formatEpsilon(plan.maximumEpsilon)) at delta \(plan.delta)\n")
+        let change: CoordinatorService.PlanChange
+        do { change = try service.setPlan(plan, now: now()) } catch let e as CoordinatorError { throw CLIError(.dataError, e.message) }
+        if case .staged(let round) = change { OutputStream.standardOutput.write("round \(round) is open: the plan takes effect when it ends\n") }
+        OutputStream.standardOutput.write("plan \(change == .installed ? "installed" : "staged"): \(plan.labels.count) labels, \(plan.dimension) parameters, q \(plan.sampleRate), z \(plan.noiseMultiplier), budget epsilon \(formatEpsilon(plan.maximumEpsilon)) at delta \(plan.delta)\n")
     }
 
     // MARK: models

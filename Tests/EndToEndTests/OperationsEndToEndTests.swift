@@ -276,3 +276,55 @@ extension ISO8601DateFormatter {
         #expect(plain.status == 1 && plain.stderr.contains("only over https"), "\(plain.stderr)")
     }
 }
+
+/// Issue 23: a plan gains intents mid-life; the model keeps what it learnt and the tenant keeps training.
+@Suite(.serialized) struct PlanLifecycleEndToEndTests {
+    @Test func aPlanGainsIntentsWhileARoundIsOpenAndTheTenantFollows() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let data = dir.appendingPathComponent("data")
+        _ = try Binary.run("sigilo-eval", ["synth", "--tenants", "1", "--seed", "4", "--out", data.path])
+        let file = data.appendingPathComponent("tenant-01-loja.jsonl")
+        let intents = Set(try String(contentsOf: file, encoding: .utf8).split(separator: "\n").compactMap { jsonObject($0)?["intent"] as? String }).sorted()
+        let first = Array(intents.dropLast(2)), later = Array(intents.suffix(2))
+        func plan(_ labels: [String]) throws -> String {
+            let path = dir.appendingPathComponent("plan-\(labels.count).json").path
+            let object: [String: Any] = ["labels": labels, "bucketBits": 10, "clipNorm": 1, "noiseMultiplier": 1, "sampleRate": 1, "delta": 1e-5,
+                                         "maximumEpsilon": 50, "placement": "tenant", "minimumTenants": 1, "roundSeconds": 30,
+                                         "serverOptimizer": ["kind": "fedavg", "learningRate": 1, "momentum": 0, "beta2": 0.99, "epsilon": 0.001]]
+            try JSONSerialization.data(withJSONObject: object).write(to: URL(fileURLWithPath: path))
+            return path
+        }
+        let state = dir.appendingPathComponent("coord")
+        #expect(try Binary.run("sigilo-coordinator", ["init", "--state", state.path]).status == 0)
+        #expect(try Binary.run("sigilo-coordinator", ["plan", "set", try plan(first), "--state", state.path]).status == 0)
+        let tenant = ["--state", dir.appendingPathComponent("t").path, "--key-file", dir.appendingPathComponent("t.key").path]
+        #expect(try Binary.run("sigilo-tenant", ["init", "--max-epsilon", "20"] + tenant).status == 0)
+        #expect(try Binary.run("sigilo-tenant", ["import", file.path] + tenant).status == 0)
+
+        var server = try RunningCoordinator(state: state)
+        let token = try Binary.run("sigilo-coordinator", ["tenant", "invite", "loja", "--state", state.path]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try Binary.run("sigilo-tenant", ["enroll", "--coordinator", "http://127.0.0.1:\(server.port)", "--token", token] + tenant).status == 0)
+        func round() throws -> Binary.Result {
+            var result = try Binary.run("sigilo-tenant", ["round"] + tenant)
+            for _ in 0..<50 where result.status == 75 { usleep(100_000); result = try Binary.run("sigilo-tenant", ["round"] + tenant) }
+            return result
+        }
+        #expect(try round().stdout.contains("submitted round 1"))
+        #expect(server.stop() == 0) // round 2 opened at once and stays open in the state
+
+        let staged = try Binary.run("sigilo-coordinator", ["plan", "set", try plan(first + later), "--state", state.path])
+        #expect(staged.status == 0 && staged.stdout.contains("round 2 is open: the plan takes effect when it ends"), "\(staged.stdout)\(staged.stderr)")
+        server = try RunningCoordinator(state: state, arguments: ["--listen", "127.0.0.1:\(server.port)"])
+        defer { _ = server.stop() }
+        #expect(try round().stdout.contains("submitted round 2"))
+        let third = try round()
+        #expect(third.stdout.contains("submitted round 3"), "\(third.stdout)\(third.stderr)") // on the wider model
+        #expect(try Binary.run("sigilo-tenant", ["pull"] + tenant).status == 0)
+        let classified = try Binary.run("sigilo-tenant", ["classify", "--top", "20"] + tenant, input: "quero trocar o produto\n")
+        let top = try #require(jsonObject(Substring(classified.stdout))?["top"] as? [[String: Any]])
+        #expect(Set(top.compactMap { $0["intent"] as? String }) == Set(intents), "\(classified.stdout)")
+        let audit = try Binary.run("sigilo-coordinator", ["audit", "export", "--state", state.path]).stdout
+        #expect(audit.contains("\"action\":\"plan.stage\"") && audit.contains("\"action\":\"plan.intents_added\""))
+    }
+}
