@@ -208,10 +208,13 @@ enum AdminCommands {
     static let tenantRevokeSpec = CommandSpec(name: "admin tenant revoke", summary: "Revoke a tenant; its next request is refused.",
                                               usage: "sigilo-coordinator admin tenant revoke ID [--session-file FILE]", options: [sessionOption])
 
-    static func tenantRevoke(_ args: ParsedArguments) throws {
-        guard args.positional.count == 1 else { throw CLIError.usage("admin tenant revoke: give exactly one tenant ID") }
+    static func tenantRevoke(_ args: ParsedArguments) throws { try revoke(args, kind: "tenant", collection: "tenants") }
+
+    /// POST /v1/admin/COLLECTION/ID/revoke for the one ID given.
+    static func revoke(_ args: ParsedArguments, kind: String, collection: String) throws {
+        guard args.positional.count == 1 else { throw CLIError.usage("admin \(kind) revoke: give exactly one \(kind) ID") }
         let client = try Self.client(args)
-        _ = try call("admin tenant revoke") { try client.send("POST", "/v1/admin/tenants/\(pathComponent(args.positional[0]))/revoke") }
+        _ = try call("admin \(kind) revoke") { try client.send("POST", "/v1/admin/\(collection)/\(pathComponent(args.positional[0]))/revoke") }
         OutputStream.standardOutput.write("revoked \(args.positional[0])\n")
     }
 
@@ -245,12 +248,7 @@ enum AdminCommands {
     static let auditorRevokeSpec = CommandSpec(name: "admin auditor revoke", summary: "Revoke an auditor credential.",
                                                usage: "sigilo-coordinator admin auditor revoke ID [--session-file FILE]", options: [sessionOption])
 
-    static func auditorRevoke(_ args: ParsedArguments) throws {
-        guard args.positional.count == 1 else { throw CLIError.usage("admin auditor revoke: give exactly one auditor ID") }
-        let client = try Self.client(args)
-        _ = try call("admin auditor revoke") { try client.send("POST", "/v1/admin/auditors/\(pathComponent(args.positional[0]))/revoke") }
-        OutputStream.standardOutput.write("revoked \(args.positional[0])\n")
-    }
+    static func auditorRevoke(_ args: ParsedArguments) throws { try revoke(args, kind: "auditor", collection: "auditors") }
 
     /// An id as one path segment: anything but letters, digits, '-' and '_' is refused rather than sent.
     static func pathComponent(_ id: String) throws -> String {

@@ -519,6 +519,7 @@ public final class CoordinatorService: @unchecked Sendable {
     /// Puts `plan` in force (caller holds the lock, in a transaction).
     private func install(_ plan: Plan, body: String, actor: String, role: String, now: Double) throws {
         let added = try addedIntents(plan)
+        try database.run("DELETE FROM pending_plan") // a plan put in force replaces any staged one
         try database.run("INSERT INTO plans(body, created_at) VALUES (?, ?)", [.text(body), .real(now)])
         try record(AuditEntry(time: now, actor: actor, role: role, action: "plan.set", object: "plan",
                               detail: "sha256 \(Hex.encode(SHA256.hash(Array(body.utf8))).prefix(16)), epsilon budget \(plan.maximumEpsilon), z \(plan.noiseMultiplier), q \(plan.sampleRate)"))
@@ -539,10 +540,16 @@ public final class CoordinatorService: @unchecked Sendable {
         var staged: (body: String, actor: String, role: String)?
         try database.run("SELECT body, actor, role FROM pending_plan WHERE id = 1") { staged = ($0.text(0), $0.text(1), $0.text(2)) }
         guard let staged else { return }
-        try database.transaction {
-            try database.run("DELETE FROM pending_plan")
-            // Checked again: it was valid against the plan in force when it was staged, which has not changed since.
-            try install(try Plan.decode(Data(staged.body.utf8)), body: staged.body, actor: staged.actor, role: staged.role, now: now)
+        do {
+            // Checked again by install: it was valid against the plan in force when staged, which only install changes.
+            try database.transaction { try install(try Plan.decode(Data(staged.body.utf8)), body: staged.body, actor: staged.actor, role: staged.role, now: now) }
+        } catch {
+            // Never a plan that blocks every later round: dropped, and said where the operator looks.
+            try database.transaction {
+                try database.run("DELETE FROM pending_plan")
+                try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "alert.plan_dropped", object: "plan",
+                                      outcome: "flagged", detail: "the staged plan could not take effect: \(error)"))
+            }
         }
     }
 
