@@ -58,17 +58,7 @@ public final class AdminClient: @unchecked Sendable {
     }
 
     private func send(_ method: String, _ path: String, body: [UInt8] = [], authorization headers: [(String, String)]) throws -> [UInt8] {
-        let http = try http.get()
-        let response: HTTPClientResponse
-        do { response = try http.send(method: method, target: path, headers: headers, body: body) } catch {
-            throw ClientError(status: nil, code: "unreachable", message: "\(baseURL.absoluteString): \(error)"
-                              + CoordinatorClient.hint(for: "\(error)", url: baseURL, trusting: "sigilo-coordinator admin login --coordinator-ca PEM"))
-        }
-        guard (200..<300).contains(response.status) else {
-            let object = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any]
-            throw ClientError(status: response.status, code: object?["error"] as? String ?? "http_\(response.status)",
-                              message: object?["message"] as? String ?? String(decoding: response.body.prefix(200), as: UTF8.self))
-        }
-        return response.body
+        try CoordinatorClient.exchange(http.get(), url: baseURL, trusting: "sigilo-coordinator admin login --coordinator-ca PEM",
+                                       method: method, path: path, headers: headers, body: body).body
     }
 }

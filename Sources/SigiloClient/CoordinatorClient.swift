@@ -83,24 +83,34 @@ public final class CoordinatorClient: @unchecked Sendable {
         let nonce = (0..<16).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         var headers = try RequestSigning.sign(method: method, path: path, body: body, keyId: keyId, key: key, timestamp: clock(), nonce: nonce)
         if let contentType { headers.append(("Content-Type", contentType)) }
+        let response = try Self.exchange(http, url: baseURL, method: method, path: path, headers: headers, body: body)
+        var fields = [String: String]()
+        for (name, value) in response.headers where fields[name] == nil { fields[name] = value }
+        return Response(status: response.status, headers: fields, body: response.body)
+    }
+
+    /// One request and its 2xx answer: a failed connection becomes "unreachable" with a hint
+    /// (`trusting`: as for `hint`), an error status a `ClientError` with the server's code and message.
+    static func exchange(_ http: HTTPClient, url: URL, trusting: String = defaultTrust, method: String, path: String,
+                         headers: [(String, String)], body: [UInt8]) throws -> HTTPClientResponse {
         let response: HTTPClientResponse
         do { response = try http.send(method: method, target: path, headers: headers, body: body) } catch {
-            throw ClientError(status: nil, code: "unreachable", message: "\(baseURL.absoluteString): \(error)" + Self.hint(for: "\(error)", url: baseURL))
+            throw ClientError(status: nil, code: "unreachable", message: "\(url.absoluteString): \(error)" + hint(for: "\(error)", url: url, trusting: trusting))
         }
         guard (200..<300).contains(response.status) else {
             let object = (try? JSONSerialization.jsonObject(with: Data(response.body))) as? [String: Any]
             throw ClientError(status: response.status, code: object?["error"] as? String ?? "http_\(response.status)",
                               message: object?["message"] as? String ?? String(decoding: response.body.prefix(200), as: UTF8.self))
         }
-        var fields = [String: String]()
-        for (name, value) in response.headers where fields[name] == nil { fields[name] = value }
-        return Response(status: response.status, headers: fields, body: response.body)
+        return response
     }
+
+    static let defaultTrust = "sigilo-tenant enroll --coordinator-ca PEM"
 
     /// What to try when a connection fails in a way that usually means a
     /// mistaken URL scheme or an untrusted certificate, in the operator's terms.
     /// `trusting`: the command and option that trust a certificate.
-    static func hint(for error: String, url: URL, trusting: String = "sigilo-tenant enroll --coordinator-ca PEM") -> String {
+    static func hint(for error: String, url: URL, trusting: String = defaultTrust) -> String {
         let lowered = error.lowercased()
         if url.scheme == "https", lowered.contains("certificate") {
             return " (a coordinator with its own CA or a self-signed certificate is trusted with '\(trusting)')"

@@ -496,7 +496,7 @@ public final class CoordinatorService: @unchecked Sendable {
                     try database.run("INSERT OR REPLACE INTO pending_plan(id, body, actor, role, created_at) VALUES (1, ?, ?, ?, ?)",
                                      [.text(body), .text(actor.id), .text(actor.role.rawValue), .real(now)])
                     try record(AuditEntry(time: now, actor: actor.id, role: actor.role.rawValue, action: "plan.stage", object: "plan",
-                                          detail: "sha256 \(Hex.encode(SHA256.hash(Array(body.utf8))).prefix(16)); takes effect when round \(r.id) ends"))
+                                          detail: "sha256 \(Self.planDigest(body)); takes effect when round \(r.id) ends"))
                 }
                 return .staged(untilRound: r.id)
             }
@@ -504,6 +504,9 @@ public final class CoordinatorService: @unchecked Sendable {
             return .installed
         }
     }
+
+    /// How the audit log names a plan: the first 16 hex digits of its body's SHA-256.
+    static func planDigest(_ body: String) -> Substring { Hex.encode(SHA256.hash(Array(body.utf8))).prefix(16) }
 
     /// The intents `plan` appends to the current one; throws when it changes the model's shape otherwise.
     private func addedIntents(_ plan: Plan) throws -> [String] {
@@ -522,7 +525,7 @@ public final class CoordinatorService: @unchecked Sendable {
         try database.run("DELETE FROM pending_plan") // a plan put in force replaces any staged one
         try database.run("INSERT INTO plans(body, created_at) VALUES (?, ?)", [.text(body), .real(now)])
         try record(AuditEntry(time: now, actor: actor, role: role, action: "plan.set", object: "plan",
-                              detail: "sha256 \(Hex.encode(SHA256.hash(Array(body.utf8))).prefix(16)), epsilon budget \(plan.maximumEpsilon), z \(plan.noiseMultiplier), q \(plan.sampleRate)"))
+                              detail: "sha256 \(Self.planDigest(body)), epsilon budget \(plan.maximumEpsilon), z \(plan.noiseMultiplier), q \(plan.sampleRate)"))
         if try latestModelVersion() == nil {
             // Hand-off intents (e.g. "falar_com_humano", "oos") always go to a human.
             let handoff = plan.labels.indices.filter { IntentTraining.defaultHandoffIntents.contains(plan.labels[$0]) }

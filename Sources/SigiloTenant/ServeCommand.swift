@@ -80,8 +80,12 @@ enum ServeCommand {
         if service.models.current == nil {
             log.warning("model.none", "no model yet: classify answers 503 until 'sigilo-tenant run' or 'pull' brings one (taken up without a restart)")
         }
-        let expired = try service.expireUnlabelled(now: Date().timeIntervalSince1970)
-        if expired > 0 { log.info("messages.expire", "deleted \(expired) unlabelled messages older than \(settings.keepUnlabelledSeconds / 86_400) days") }
+        // At start and hourly: messages no attendant labelled in time are deleted (data minimisation).
+        func expireUnlabelled(now: Double) throws {
+            let expired = try service.expireUnlabelled(now: now)
+            if expired > 0 { log.info("messages.expire", "deleted \(expired) unlabelled messages older than \(settings.keepUnlabelledSeconds / 86_400) days") }
+        }
+        try expireUnlabelled(now: Date().timeIntervalSince1970)
         service.writer.start()
         let server = HTTPServer(configuration: configuration, headCheck: { head, length, _ in service.checkHead(head, bodyLength: length) },
                                 immediate: { service.immediate($0) }, deferredHandler: { request, _, responder in
@@ -105,10 +109,7 @@ enum ServeCommand {
             let now = Date().timeIntervalSince1970
             if now - lastExpiry > 3600 {
                 lastExpiry = now
-                do {
-                    let expired = try service.expireUnlabelled(now: now)
-                    if expired > 0 { log.info("messages.expire", "deleted \(expired) unlabelled messages older than \(settings.keepUnlabelledSeconds / 86_400) days") }
-                } catch { log.error("messages.expire", "\(error)") }
+                do { try expireUnlabelled(now: now) } catch { log.error("messages.expire", "\(error)") }
             }
         }
         log.info("serve.stop", "shutting down: finishing in-flight requests")

@@ -7,21 +7,9 @@ import Testing
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let work = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: work) }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [root.appendingPathComponent("tools/demo").path, work.path]
-        var environment = ProcessInfo.processInfo.environment
-        environment["SIGILO_BIN"] = Binary.directory.path
-        environment["ROUNDS"] = "2"
-        environment["VANISH_AFTER"] = "1"
-        process.environment = environment
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(text.suffix(2000))")
+        let (status, text) = try Binary.script(root.appendingPathComponent("tools/demo").path, [work.path],
+                                               environment: ["ROUNDS": "2", "VANISH_AFTER": "1"])
+        #expect(status == 0, "\(text.suffix(2000))")
         #expect(text.contains("round 1: held-out accuracy"))
         // One of five tenants is killed after round 1; round 2 completes without it.
         #expect(text.contains("round 1: held-out accuracy") && text.contains("5 tenants"), "\(text.suffix(2000))")

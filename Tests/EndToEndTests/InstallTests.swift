@@ -8,7 +8,7 @@ import Testing
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let prefix = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: prefix) }
-        let (status, text) = try Self.bash(root.appendingPathComponent("tools/install").path, [prefix.path])
+        let (status, text) = try Binary.script(root.appendingPathComponent("tools/install").path, [prefix.path])
         #expect(status == 0, "\(text)")
         let files = FileManager.default
         for program in ["sigilo-coordinator", "sigilo-tenant", "sigilo-eval"] {
@@ -35,22 +35,8 @@ import Testing
         installed.waitUntilExit()
         #expect(installed.terminationStatus == 0)
         // Without a prefix it says how to use it.
-        let usage = try Self.bash(root.appendingPathComponent("tools/install").path, [])
+        let usage = try Binary.script(root.appendingPathComponent("tools/install").path, [])
         #expect(usage.status == 64 && usage.output.contains("Usage: tools/install PREFIX"), "\(usage.output)")
     }
 
-    /// A script's exit status and its output (both streams).
-    static func bash(_ script: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [script] + arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(["SIGILO_BIN": Binary.directory.path]) { $1 }
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, text)
-    }
 }

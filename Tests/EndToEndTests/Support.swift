@@ -37,6 +37,22 @@ enum Binary {
         return Result(status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self),
                       stderr: String(decoding: try Data(contentsOf: errorURL), as: UTF8.self))
     }
+
+    /// Runs a repository script with bash, the built binaries as SIGILO_BIN, `environment`
+    /// added: its exit status and its output (both streams, as a user would read them).
+    static func script(_ path: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = [path] + arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(["SIGILO_BIN": directory.path]) { $1 }.merging(environment) { $1 }
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, text)
+    }
 }
 
 /// A fresh temporary directory, removed by the caller's `defer`.
