@@ -232,6 +232,7 @@ enum AdminCommands {
         let answer = try client.json(try call("admin plan set") { try client.send("PUT", "/v1/admin/plan", body: Array(data), contentType: "application/json") })
         if let round = answer["staged_until_round"] as? Int { OutputStream.standardOutput.write("round \(round) is open: the plan takes effect when it ends\n") }
         OutputStream.standardOutput.write("plan \(answer["staged_until_round"] is Int ? "staged" : "installed"): \(plan.labels.count) labels, \(plan.dimension) parameters, budget epsilon \(formatEpsilon(plan.maximumEpsilon)) at delta \(plan.delta)\n")
+        if let labels = answer["labels_changed"] as? String { OutputStream.standardOutput.write("intents: \(labels)\n") }
     }
 
     static let auditorAddSpec = CommandSpec(name: "admin auditor add", summary: "Create a read-only auditor (DPO) credential; printed once.",

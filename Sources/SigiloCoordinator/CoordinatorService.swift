@@ -92,7 +92,7 @@ public final class CoordinatorService: @unchecked Sendable {
     var idleReason: String?
     /// When `maintain` last checkpointed the WAL (0: not yet in this process).
     var lastCheckpoint: Double = 0
-    /// Tenants that missed `dormantAfterMissedRounds` rounds in a row (mirrors the database, for the poll path).
+    /// Tenants that missed the plan's `dormantAfterMissedRounds` rounds in a row (mirrors the database, for the poll path).
     var dormant = Set<String>()
     /// Seals the TOTP secrets in the database (AES-256-GCM) with a key kept
     /// outside the state directory: a copied database or backup does not reveal
@@ -481,8 +481,8 @@ public final class CoordinatorService: @unchecked Sendable {
     }
 
     /// Installs a plan. The first plan publishes model version 1 (all zeros); a
-    /// later one keeps the model's shape, except that intents may be appended
-    /// (the model keeps what it learnt, new intents start at zero). While a
+    /// later one keeps the features, and its intents may be added, renamed or
+    /// merged (the model keeps what it learnt, new intents start at zero). While a
     /// round is open (with tenants taking part continuously, nearly always) the
     /// plan is staged and takes effect when that round ends, before the next opens.
     @discardableResult
@@ -490,7 +490,7 @@ public final class CoordinatorService: @unchecked Sendable {
         try plan.validate()
         let body = String(decoding: try JSONEncoder().encode(plan), as: UTF8.self)
         return try locked {
-            _ = try addedIntents(plan)
+            _ = try relabelling(plan)
             if case .open(let r) = machine.state {
                 try database.transaction {
                     try database.run("INSERT OR REPLACE INTO pending_plan(id, body, actor, role, created_at) VALUES (1, ?, ?, ?, ?)",
@@ -501,27 +501,34 @@ public final class CoordinatorService: @unchecked Sendable {
                 return .staged(untilRound: r.id)
             }
             try database.transaction { try install(plan, body: body, actor: actor.id, role: actor.role.rawValue, now: now) }
+            dormant = Set(try dormantTenants()) // the plan sets how many missed rounds make a tenant dormant
             return .installed
         }
+    }
+
+    /// What `plan` would do to the intents of the plan in force, in words (nil: nothing).
+    public func labelChange(for plan: Plan) throws -> String? {
+        try locked { try relabelling(plan)?.summary }
     }
 
     /// How the audit log names a plan: the first 16 hex digits of its body's SHA-256.
     static func planDigest(_ body: String) -> Substring { Hex.encode(SHA256.hash(Array(body.utf8))).prefix(16) }
 
-    /// The intents `plan` appends to the current one; throws when it changes the model's shape otherwise.
-    private func addedIntents(_ plan: Plan) throws -> [String] {
-        guard let old = try currentPlan(), old.labels != plan.labels || old.featureConfiguration != plan.featureConfiguration else { return [] }
-        guard old.featureConfiguration == plan.featureConfiguration, plan.labels.count > old.labels.count,
-              Array(plan.labels.prefix(old.labels.count)) == old.labels else {
-            throw CoordinatorError(409, "shape_change", "once a model exists, intents may only be added after the current ones "
-                                   + "(in order: \(old.labels.joined(separator: ", "))); bucketBits and the features (kind, encoder) cannot change")
+    /// How `plan`'s labels follow from the current plan's (nil: unchanged); throws when
+    /// an intent would be dropped or the features would change.
+    private func relabelling(_ plan: Plan) throws -> Relabelling? {
+        guard let old = try currentPlan() else { return nil }
+        guard old.featureConfiguration == plan.featureConfiguration else {
+            throw CoordinatorError(409, "shape_change", "once a model exists, bucketBits and the features (kind, encoder) cannot change")
         }
-        return Array(plan.labels.dropFirst(old.labels.count))
+        do { return try Relabelling(from: old.labels, to: plan) } catch let error as PlanError {
+            throw CoordinatorError(409, "shape_change", error.description)
+        }
     }
 
     /// Puts `plan` in force (caller holds the lock, in a transaction).
     private func install(_ plan: Plan, body: String, actor: String, role: String, now: Double) throws {
-        let added = try addedIntents(plan)
+        let relabelling = try relabelling(plan)
         try database.run("DELETE FROM pending_plan") // a plan put in force replaces any staged one
         try database.run("INSERT INTO plans(body, created_at) VALUES (?, ?)", [.text(body), .real(now)])
         try record(AuditEntry(time: now, actor: actor, role: role, action: "plan.set", object: "plan",
@@ -533,8 +540,8 @@ public final class CoordinatorService: @unchecked Sendable {
             try publish(model: model, parent: nil, round: nil, epsilon: 0, now: now)
             // Empty moments are zeros (ServerOptimizerState): nothing to store until an optimiser keeps one.
             try database.run("INSERT OR REPLACE INTO optimizer(id, momentum, second) VALUES (1, ?, ?)", [.blob([]), .blob([])])
-        } else if !added.isEmpty {
-            try publishWithNewIntents(added, plan: plan, now: now)
+        } else if let relabelling {
+            try publishRelabelled(relabelling, plan: plan, now: now)
         }
     }
 
@@ -546,6 +553,7 @@ public final class CoordinatorService: @unchecked Sendable {
         do {
             // Checked again by install: it was valid against the plan in force when staged, which only install changes.
             try database.transaction { try install(try Plan.decode(Data(staged.body.utf8)), body: staged.body, actor: staged.actor, role: staged.role, now: now) }
+            dormant = Set(try dormantTenants())
         } catch {
             // Never a plan that blocks every later round: dropped, and said where the operator looks.
             try database.transaction {
@@ -556,21 +564,21 @@ public final class CoordinatorService: @unchecked Sendable {
         }
     }
 
-    /// The latest model with `added` intents appended (zero weights), published as the next version, and the
-    /// server optimiser's moments widened alike: rounds go on from what the model knew (caller holds the lock,
-    /// in the plan's transaction).
-    private func publishWithNewIntents(_ added: [String], plan: Plan, now: Double) throws {
+    /// The latest model relabelled for `plan` (kept, renamed, merged and new classes), published as the
+    /// next version, and the server optimiser's moments relabelled alike: rounds go on from what the model
+    /// knew (caller holds the lock, in the plan's transaction).
+    private func publishRelabelled(_ relabelling: Relabelling, plan: Plan, now: Double) throws {
         guard let latest = try latestModelVersion(), let current = try model(versionUnlocked: latest) else { return }
-        let wider = current.addingLabels(added, handoffIntents: IntentTraining.defaultHandoffIntents)
+        let next = current.relabelled(plan.labels, sources: relabelling.sources, handoffIntents: IntentTraining.defaultHandoffIntents)
         var epsilon = 0.0, moments: (momentum: [Float], second: [Float]) = ([], [])
         try database.run("SELECT epsilon FROM models WHERE version = ?", [.integer(Int64(latest))]) { epsilon = $0.real(0) }
         try database.run("SELECT momentum, second FROM optimizer WHERE id = 1") { moments = (Self.values($0.blob(0)), Self.values($0.blob(1))) }
-        try publish(model: wider, parent: latest, round: nil, epsilon: epsilon, now: now)
-        let widen = { SoftmaxModel.widenParameters($0, dimension: current.features.dimension, from: current.labelCount, to: wider.labelCount) }
+        try publish(model: next, parent: latest, round: nil, epsilon: epsilon, now: now)
+        let relabel = { SoftmaxModel.relabelParameters($0, dimension: current.features.dimension, from: current.labelCount, sources: relabelling.sources) }
         try database.run("UPDATE optimizer SET momentum = ?, second = ? WHERE id = 1",
-                         [.blob(Self.bytes(widen(moments.momentum))), .blob(Self.bytes(widen(moments.second)))])
-        try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "plan.intents_added", object: "plan",
-                              detail: "\(added.joined(separator: ", ")) added with zero weights; model \(latest) kept as model \(latest + 1)"))
+                         [.blob(Self.bytes(relabel(moments.momentum))), .blob(Self.bytes(relabel(moments.second)))])
+        try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "plan.labels_changed", object: "plan",
+                              detail: "\(relabelling.summary); model \(latest) kept as model \(latest + 1)"))
     }
 
     func latestModelVersion() throws -> UInt64? {
@@ -712,7 +720,7 @@ public final class CoordinatorService: @unchecked Sendable {
             var active = Set<String>()
             // Dormant tenants (missed too many rounds in a row) are not waited for until they poll again.
             try database.run("SELECT id FROM tenants WHERE status = 'active' AND missed_rounds < ?",
-                             [.integer(Int64(Self.dormantAfterMissedRounds))]) { active.insert($0.text(0)) }
+                             [.integer(Int64(plan.dormancyThreshold))]) { active.insert($0.text(0)) }
             guard active.count >= plan.minimumTenants else {
                 let dormant = try dormantTenants()
                 return "waiting for tenants (\(active.count) of \(plan.minimumTenants))"
@@ -1095,13 +1103,12 @@ public final class CoordinatorService: @unchecked Sendable {
         roundEnded()
     }
 
-    /// After this many rounds in a row that a tenant was expected in and did
-    /// not answer, it is dormant: later rounds neither count on it nor wait
-    /// for it (a vanished tenant would otherwise hold every round to its
-    /// deadline, and abandon every secure one). Three, so that one slow or
-    /// restarting tenant is not dropped, while a dead one costs at most three
-    /// rounds. It is expected again from the round after it next polls.
-    public static let dormantAfterMissedRounds = 3
+    /// After the plan's `dormancyThreshold` rounds in a row that a tenant was
+    /// expected in and did not answer, it is dormant: later rounds neither
+    /// count on it nor wait for it (a vanished tenant would otherwise hold every
+    /// round to its deadline, and abandon every secure one). It is expected
+    /// again from the round after it next polls (the caller holds the lock).
+    func dormancyThreshold() throws -> Int { try currentPlan()?.dormancyThreshold ?? Plan(labels: []).dormancyThreshold }
 
     /// In the close's or abandon's transaction: who answered and who did not;
     /// a tenant reaching the dormant count is named in the audit log.
@@ -1109,12 +1116,13 @@ public final class CoordinatorService: @unchecked Sendable {
         for tenant in round.submitted {
             try database.run("UPDATE tenants SET missed_rounds = 0 WHERE id = ?", [.text(tenant)])
         }
+        let threshold = try dormancyThreshold()
         for tenant in round.expected.subtracting(round.submitted).sorted() {
             var missed = 0
             try database.run("UPDATE tenants SET missed_rounds = missed_rounds + 1 WHERE id = ? RETURNING missed_rounds", [.text(tenant)]) {
                 missed = Int($0.integer(0))
             }
-            if missed == Self.dormantAfterMissedRounds {
+            if missed == threshold {
                 try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "tenant.dormant", object: tenant,
                                       detail: "missed \(missed) rounds in a row (last: round \(round.id)); not expected until it polls again"))
             }
@@ -1136,7 +1144,7 @@ public final class CoordinatorService: @unchecked Sendable {
     func dormantTenants() throws -> [String] {
         var out = [String]()
         try database.run("SELECT id FROM tenants WHERE status = 'active' AND missed_rounds >= ? ORDER BY id",
-                         [.integer(Int64(Self.dormantAfterMissedRounds))]) { out.append($0.text(0)) }
+                         [.integer(Int64(try dormancyThreshold()))]) { out.append($0.text(0)) }
         return out
     }
 

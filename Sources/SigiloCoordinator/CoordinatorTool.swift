@@ -336,11 +336,11 @@ public enum CoordinatorTool {
 
     static let planSetSpec = CommandSpec(name: "plan set", summary: "Install a plan file (protocol/PLAN.md); the first publishes model version 1.",
                                          usage: "sigilo-coordinator plan set FILE --state DIR", options: [stateOption],
-                                         discussion: "Refused (exit 77) while 'serve' runs on the state: use PUT /v1/admin/plan there.")
+                                         discussion: "Refused (exit 77) while 'serve' runs on the state: use 'sigilo-coordinator admin plan set' (PUT /v1/admin/plan) there.")
 
     static func runPlanSet(_ args: ParsedArguments) throws {
         guard args.positional.count == 1 else { throw CLIError.usage("plan set: give exactly one plan FILE") }
-        try lockForChange(args, command: "plan set", instead: "PUT /v1/admin/plan on the running server")
+        try lockForChange(args, command: "plan set", instead: "'sigilo-coordinator admin plan set FILE' (PUT /v1/admin/plan) on the running server")
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: args.positional[0])) } catch {
             throw CLIError(.noInput, "cannot read \(args.positional[0]): \(error.localizedDescription)")
@@ -348,10 +348,13 @@ public enum CoordinatorTool {
         let plan: Plan
         do { plan = try Plan.decodeOperatorFile(data) } catch let e as PlanError { throw CLIError(.dataError, "\(args.positional[0]): \(e.description)") }
         let service = try openService(args)
-        let change: CoordinatorService.PlanChange
-        do { change = try service.setPlan(plan, now: now()) } catch let e as CoordinatorError { throw CLIError(.dataError, e.message) }
+        let change: CoordinatorService.PlanChange, labels: String?
+        do { (labels, change) = (try service.labelChange(for: plan), try service.setPlan(plan, now: now())) } catch let e as CoordinatorError {
+            throw CLIError(.dataError, e.message)
+        }
         if case .staged(let round) = change { OutputStream.standardOutput.write("round \(round) is open: the plan takes effect when it ends\n") }
         OutputStream.standardOutput.write("plan \(change == .installed ? "installed" : "staged"): \(plan.labels.count) labels, \(plan.dimension) parameters, q \(plan.sampleRate), z \(plan.noiseMultiplier), budget epsilon \(formatEpsilon(plan.maximumEpsilon)) at delta \(plan.delta)\n")
+        if let labels { OutputStream.standardOutput.write("intents: \(labels)\n") }
     }
 
     // MARK: models
@@ -394,6 +397,7 @@ public enum CoordinatorTool {
         return JSON.object([
             ("tenants_active", .integer(s.tenantsActive)), ("tenants_revoked", .integer(s.tenantsRevoked)),
             ("tenants_dormant", .array(s.tenantsDormant.map { .string($0) })),
+            ("dormant_after_missed_rounds", .integer(try service.plan()?.dormancyThreshold ?? Plan(labels: []).dormancyThreshold)),
             ("model_version", s.modelVersion.map { .integer(Int($0)) } ?? .null), ("rounds_closed", .integer(s.roundsClosed)),
             ("rounds_abandoned", .integer(s.roundsAbandoned)), ("open_round", s.openRound.map { .integer(Int($0)) } ?? .null),
             ("epsilon", .number(s.epsilon)), ("delta", s.delta.map { .number($0) } ?? .null),
@@ -416,7 +420,7 @@ public enum CoordinatorTool {
         let number = { (key: String) in (o[key] as? Double).map(formatEpsilon) ?? "-" }
         var out = "tenants: \(int("tenants_active")) active, \(int("tenants_revoked")) revoked"
         if !dormant.isEmpty {
-            out += "; dormant (missed \(CoordinatorService.dormantAfterMissedRounds) rounds in a row, not waited for until they poll): \(dormant.joined(separator: ", "))"
+            out += "; dormant (missed \(int("dormant_after_missed_rounds")) rounds in a row, not waited for until they poll): \(dormant.joined(separator: ", "))"
         }
         out += "\nmodel version: \((o["model_version"] as? Int).map(String.init) ?? "none")\n"
         out += "rounds: \(int("rounds_closed")) closed, \(int("rounds_abandoned")) abandoned\((o["open_round"] as? Int).map { ", round \($0) open" } ?? "")\n"

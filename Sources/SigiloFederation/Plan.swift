@@ -59,6 +59,19 @@ public struct Plan: Codable, Equatable, Sendable {
     public var encoderSHA256: String?
     public var encoderDimension: Int?
 
+    /// Names intents had before a rename or merge, each with the label that
+    /// took its place (protocol/PLAN.md, "Renaming or merging intents"):
+    /// tenants' messages labelled with a former name train the current one.
+    public var formerLabels: [String: String]?
+
+    /// Each intent name a tenant's message may carry, current or former, with
+    /// the index of the label it trains.
+    public var labelIndex: [String: Int] {
+        var index = Dictionary(uniqueKeysWithValues: labels.enumerated().map { ($1, $0) })
+        for (former, current) in formerLabels ?? [:] { index[former] = index[current] }
+        return index
+    }
+
     /// `features`, or its default.
     public var featureKind: FeatureKind { features ?? .hashed }
 
@@ -83,6 +96,15 @@ public struct Plan: Codable, Equatable, Sendable {
             encoderDimension = configuration.encoderDimension
         }
     }
+
+    /// After how many rounds in a row that a tenant was expected in and did not
+    /// answer it is dormant: no longer counted on or waited for until it polls
+    /// again (absent: 3, so one slow or restarting tenant is not dropped while
+    /// a vanished one costs at most three rounds; 1-1000).
+    public var dormantAfterMissedRounds: Int?
+
+    /// `dormantAfterMissedRounds`, or its default.
+    public var dormancyThreshold: Int { dormantAfterMissedRounds ?? 3 }
 
     /// `minimumSurvivorFraction`, or its default.
     public var survivorFraction: Double { minimumSurvivorFraction ?? 0.8 }
@@ -112,6 +134,12 @@ public struct Plan: Codable, Equatable, Sendable {
         guard (1...4096).contains(labels.count) else { throw PlanError("labels: need 1...4096 labels, got \(labels.count)") }
         guard Set(labels).count == labels.count else { throw PlanError("labels: duplicates are not allowed") }
         if let bad = labels.first(where: { $0.isEmpty || $0.utf8.count > 256 }) { throw PlanError("labels: \"\(bad)\" must be 1-256 bytes") }
+        guard (formerLabels?.count ?? 0) <= 4096 else { throw PlanError("formerLabels: at most 4096 names") }
+        for (former, current) in (formerLabels ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard !former.isEmpty, former.utf8.count <= 256 else { throw PlanError("formerLabels: \"\(former)\" must be 1-256 bytes") }
+            guard !labels.contains(former) else { throw PlanError("formerLabels: \"\(former)\" is a current label; only names no longer in labels can be former ones") }
+            guard labels.contains(current) else { throw PlanError("formerLabels.\(former): \"\(current)\" is not in labels") }
+        }
         guard (8...20).contains(bucketBits) else { throw PlanError("bucketBits: must be in 8...20, got \(bucketBits)") }
         if featureKind.usesEncoder {
             guard let digest = encoderSHA256, digest.utf8.count == 64, digest == digest.lowercased(), Hex.decode(digest) != nil else {
@@ -137,6 +165,7 @@ public struct Plan: Codable, Equatable, Sendable {
         if placement == .secure, (survivorFraction * Double(minimumTenants)).rounded(.up) < 2 {
             throw PlanError("minimumTenants: a secure round needs at least 2 survivors (minimumSurvivorFraction \(survivorFraction) x minimumTenants \(minimumTenants) rounds up to 1): a sum of one tenant's input is that tenant's input")
         }
+        if let n = dormantAfterMissedRounds, !(1...1000).contains(n) { throw PlanError("dormantAfterMissedRounds: must be in 1...1000, got \(n)") }
         guard roundSeconds.isFinite, roundSeconds >= 1, roundSeconds <= 7 * 86400 else { throw PlanError("roundSeconds: must be in 1...604800, got \(roundSeconds)") }
         let o = serverOptimizer
         guard o.learningRate.isFinite, o.learningRate > 0 else { throw PlanError("serverOptimizer.learningRate: must be > 0, got \(o.learningRate)") }

@@ -219,6 +219,15 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         try plan.validate()
         let again = try Plan.decode(JSONEncoder().encode(plan))
         try check(again == plan, "a decoded plan does not round-trip")
+        // As a change from a plan in force: every old intent lands in exactly one new class, or the change is refused.
+        let old = ["greeting", "billing", "boleto", "oos"]
+        let index = plan.labelIndex
+        try check(index.values.allSatisfy(plan.labels.indices.contains), "a label index outside the labels")
+        if let relabelling = try? Relabelling(from: old, to: plan) {
+            try check(relabelling.sources.count == plan.labels.count && relabelling.sources.joined().sorted() == Array(old.indices),
+                      "a relabelling that loses or repeats an intent")
+            try check(old.indices.allSatisfy { i in relabelling.sources[index[old[i]]!].contains(i) }, "an intent moved where formerLabels does not say")
+        }
     }
 
     /// An export as `sigilo-tenant import` reads it, each record redacted as import does.

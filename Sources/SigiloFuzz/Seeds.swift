@@ -44,7 +44,10 @@ extension FuzzTarget {
         case .plan:
             var secure = Plan(labels: ["a", "b"], placement: .secure, minimumTenants: 3)
             secure.maximumTenantWeight = 500
-            return [try! JSONEncoder().encode(Plan(labels: ["greeting", "billing", "oos"])), try! JSONEncoder().encode(secure)]
+            var relabelled = Plan(labels: ["greeting", "segunda_via", "oos"])
+            (relabelled.formerLabels, relabelled.dormantAfterMissedRounds) = (["billing": "segunda_via", "boleto": "segunda_via"], 5)
+            return [try! JSONEncoder().encode(Plan(labels: ["greeting", "billing", "oos"])), try! JSONEncoder().encode(secure),
+                    try! JSONEncoder().encode(relabelled)]
                 .map { Array($0) }
         case .secureRound:
             let p = try! SecureAggregation.RoundParameters(round: 7, modelVersion: 6, cohort: ["tenant-1", "tenant-2", "tenant-3"], threshold: 3,

@@ -51,7 +51,7 @@ public enum ImportCommand {
         let text = try FieldError.requireString(o, "text")
         guard text.utf8.count <= maximumTextBytes else { throw FieldError("\"text\" is longer than \(maximumTextBytes) bytes") }
         let intent = try FieldError.requireString(o, "intent")
-        if let labels, !labels.contains(intent) { throw FieldError("unknown intent \"\(intent.prefix(64))\" (not in the plan's labels)") }
+        if let labels, !labels.contains(intent) { throw FieldError("unknown intent \"\(intent.prefix(64))\" (not in the plan's labels nor formerLabels)") }
         guard let consentValue = o["consent"] else { throw FieldError("missing \"consent\"") }
         guard isJSONBool(consentValue), let consent = consentValue as? Bool else { throw FieldError("\"consent\" must be true or false") }
         var time: String?
@@ -105,7 +105,7 @@ public enum ImportCommand {
         case let other: throw CLIError.usage("import: --format expects jsonl or whatsapp-export, got \"\(other)\"")
         }
         let store = try TenantTool.openStore(args)
-        let labels = try TenantTool.cachedPlan(store).map { Set($0.labels) }
+        let labels = try TenantTool.cachedPlan(store).map { Set($0.labelIndex.keys) } // a former name still trains its successor
         var parsed = [(file: String, records: [ConversationRecord])]()
         var errors = [LineError]()
         for file in args.positional {

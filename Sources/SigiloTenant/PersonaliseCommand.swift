@@ -59,7 +59,8 @@ enum PersonaliseCommand {
             throw CLIError(.noInput, "personalise: the global model reads \(global.features.kind.rawValue) features: \(error)")
         }
         let vectors = try StoredFeatures(extractor: extractor, store: store).features(messages)
-        let all = EncodedExamples(vectors: vectors, intents: messages.map(\.intent), labels: global.labels)
+        let former = try TenantTool.cachedPlan(store)?.formerLabels ?? [:] // a message under an intent's former name trains its successor
+        let all = EncodedExamples(vectors: vectors, intents: messages.map { former[$0.intent] ?? $0.intent }, labels: global.labels)
         let known = all.labels.indices.filter { all.labels[$0] >= 0 }
         guard known.count >= minimumMessages else {
             throw CLIError(.noInput, "personalise: \(known.count) messages of consented customers have an intent the global model knows; at least \(minimumMessages) are needed")

@@ -51,9 +51,9 @@ enum PullCommand {
                 }
                 return Pulled(version: previous, previous: previous, message: "global model version \(previous) is already the newest")
             }
-            try TenantTool.acceptModel(latest.file, version: latest.version, plan: try client.plan(), store: store)
+            let note = try TenantTool.acceptModel(latest.file, version: latest.version, plan: try client.plan(), store: store).note
             var message = "cached global model version \(latest.version)" + (previous.map { " (had \($0))" } ?? "")
-            if try store.personalModelOrigin() != nil { message += "; " + (try PersonaliseCommand.describe(store)) }
+            if let note { message += "; " + note } else if try store.personalModelOrigin() != nil { message += "; " + (try PersonaliseCommand.describe(store)) }
             return Pulled(version: latest.version, previous: previous, message: message)
         } catch let e as ClientError {
             throw CLIError(e.code == "unknown_model" ? .noInput : .failure, "coordinator: \(e)")

@@ -20,7 +20,6 @@ final class ServingModel: Sendable {
     let name: String
     /// Each label as a JSON string (`ClassifyCommand.escapedLabels`).
     let escapedLabels: [[UInt8]]
-    let labelIndex: [String: Int]
 
     init(model: SoftmaxModel, extractor: FeatureExtractor, identity: Identity, name: String) {
         self.model = model
@@ -28,7 +27,6 @@ final class ServingModel: Sendable {
         self.identity = identity
         self.name = name
         escapedLabels = ClassifyCommand.escapedLabels(model)
-        labelIndex = Dictionary(model.labels.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
     /// What the store holds now, without unsealing or decoding anything.

@@ -334,9 +334,9 @@ extension TenantTool {
             if projected! > limit {
                 return Outcome(kind: .refused, message: "refused: round \(info.round) would take this tenant's customers past epsilon \(formatEpsilon(limit))")
             }
-            let model: SoftmaxModel
+            let (model, note): (SoftmaxModel, String?)
             do {
-                model = try acceptModel(try client.model(version: info.modelVersion), version: info.modelVersion, plan: plan, store: store)
+                (model, note) = try acceptModel(try client.model(version: info.modelVersion), version: info.modelVersion, plan: plan, store: store)
             } catch let e as CLIError { return Outcome(kind: .failed, message: e.description) }
 
             // Encoder features: the plan's encoder (by digest) must be here before anything is sampled or charged.
@@ -349,7 +349,7 @@ extension TenantTool {
             let sampled = LocalRound.poissonSample(consented, rate: plan.sampleRate, using: &generator)
             let round = LocalRound(model: model, plan: plan)
             var sum = [Float](repeating: 0, count: plan.dimension)
-            let labelIndex = Dictionary(uniqueKeysWithValues: model.labels.enumerated().map { ($1, $0) })
+            let labelIndex = plan.labelIndex // the model's labels (acceptModel checked), and the names they had before
             // Customers in groups of about 2,000 messages: the encoder's throughput is in its batches,
             // and memory stays bounded however many customers are sampled.
             let stored = StoredFeatures(extractor: extractor, store: store)
@@ -400,24 +400,35 @@ extension TenantTool {
             let duplicate = try client.submit(encoded: bytes, round: info.round)
             try store.updateAcknowledged()
             let cohort = info.secure.map { " masked, in a secure cohort of \($0.parameters.cohort.count) tenants (threshold \($0.parameters.threshold))" } ?? ""
-            return Outcome(kind: .sent, message: "submitted round \(info.round)\(duplicate ? " (already counted)" : "")\(cohort): \(sampled.count) customers sampled; epsilon spent \(formatEpsilon(projected!)) of \(formatEpsilon(limit)) at delta \(plan.delta)",
+            return Outcome(kind: .sent, message: "submitted round \(info.round)\(duplicate ? " (already counted)" : "")\(cohort): \(sampled.count) customers sampled; epsilon spent \(formatEpsilon(projected!)) of \(formatEpsilon(limit)) at delta \(plan.delta)\(note.map { "; " + $0 } ?? "")",
                            continues: info.secure != nil, round: info.round)
         } catch let e as ClientError {
             return Outcome(kind: .failed, message: "coordinator: \(e)")
         }
     }
 
-    /// A downloaded (and verified) global model the tenant will use: it decodes and fits the plan. Cached before it is returned.
-    @discardableResult
-    static func acceptModel(_ file: [UInt8], version: UInt64, plan: Plan, store: TenantStore) throws -> SoftmaxModel {
+    /// What `acceptModel` says when the plan's intents changed under a personalised model.
+    static let personalModelRemoved = "the plan's intents changed, so the personalised model (which knew the old ones) was removed: run 'sigilo-tenant personalise' again"
+
+    /// A downloaded (and verified) global model the tenant will use: it decodes and fits the plan. Cached before
+    /// it is returned, with a note for the user when the model's intents changed under a personalised one.
+    static func acceptModel(_ file: [UInt8], version: UInt64, plan: Plan, store: TenantStore) throws -> (model: SoftmaxModel, note: String?) {
         let model: SoftmaxModel
         do { model = try ModelFile.decode(file) } catch { throw CLIError(.failure, "coordinator sent an invalid model \(version): \(error)") }
         guard model.labels == plan.labels, model.features.dimension == plan.featureConfiguration.dimension,
               model.features.kind == plan.featureKind, model.features.encoderDigest == plan.featureConfiguration.encoderDigest else {
             throw CLIError(.failure, "coordinator's model \(version) does not match its plan")
         }
+        // A personalised model knows the old intents only: served beside a relabelled global one it would
+        // answer with names the plan no longer has. It goes, and 'personalise' makes it again.
+        var note: String?
+        if try store.personalModelOrigin() != nil, let previous = try store.latestModel(),
+           (try? ModelFile.decode(previous.file))?.labels != model.labels {
+            _ = try store.deletePersonalModel()
+            note = personalModelRemoved
+        }
         try store.cacheModel(version: version, file: file)
-        return model
+        return (model, note)
     }
 
     static let runSpec = CommandSpec(

@@ -116,7 +116,9 @@ final class TenantService: @unchecked Sendable {
                 log.warning("model.swap", "no model left to serve with")
             }
         }
-        let labels = models.current.map { Set($0.model.labels) } ?? plan.map { Set($0.labels) }
+        // Feedback may use an intent's former name (the plan's formerLabels): it trains the label that took its place.
+        var labels = models.current.map { Set($0.model.labels) } ?? plan.map { Set($0.labels) }
+        labels?.formUnion(plan?.formerLabels.map { Array($0.keys) } ?? [])
         lock.withLock {
             tokens = live
             knownLabels = labels

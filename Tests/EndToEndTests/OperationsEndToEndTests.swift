@@ -298,9 +298,10 @@ extension ISO8601DateFormatter {
     }
 }
 
-/// Issue 23: a plan gains intents mid-life; the model keeps what it learnt and the tenant keeps training.
+/// Issue 23: a plan gains intents mid-life, then renames and merges some; the model keeps what it
+/// learnt and the tenant keeps training, its messages under former names included.
 @Suite(.serialized) struct PlanLifecycleEndToEndTests {
-    @Test func aPlanGainsIntentsWhileARoundIsOpenAndTheTenantFollows() throws {
+    @Test func aPlanGainsRenamesAndMergesIntentsAndTheTenantFollows() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let data = dir.appendingPathComponent("data")
@@ -308,9 +309,9 @@ extension ISO8601DateFormatter {
         let file = data.appendingPathComponent("tenant-01-loja.jsonl")
         let intents = Set(try String(contentsOf: file, encoding: .utf8).split(separator: "\n").compactMap { jsonObject($0)?["intent"] as? String }).sorted()
         let first = Array(intents.dropLast(2)), later = Array(intents.suffix(2))
-        func plan(_ labels: [String]) throws -> String {
+        func plan(_ labels: [String], formerLabels: [String: String] = [:]) throws -> String {
             let path = dir.appendingPathComponent("plan-\(labels.count).json").path
-            let object: [String: Any] = ["labels": labels, "bucketBits": 10, "clipNorm": 1, "noiseMultiplier": 1, "sampleRate": 1, "delta": 1e-5,
+            let object: [String: Any] = ["labels": labels, "formerLabels": formerLabels, "bucketBits": 10, "clipNorm": 1, "noiseMultiplier": 1, "sampleRate": 1, "delta": 1e-5,
                                          "maximumEpsilon": 50, "placement": "tenant", "minimumTenants": 1, "roundSeconds": 30,
                                          "serverOptimizer": ["kind": "fedavg", "learningRate": 1, "momentum": 0, "beta2": 0.99, "epsilon": 0.001]]
             try JSONSerialization.data(withJSONObject: object).write(to: URL(fileURLWithPath: path))
@@ -345,7 +346,37 @@ extension ISO8601DateFormatter {
         let classified = try Binary.run("sigilo-tenant", ["classify", "--top", "20"] + tenant, input: "quero trocar o produto\n")
         let top = try #require(jsonObject(Substring(classified.stdout))?["top"] as? [[String: Any]])
         #expect(Set(top.compactMap { $0["intent"] as? String }) == Set(intents), "\(classified.stdout)")
+        #expect(try Binary.run("sigilo-tenant", ["personalise"] + tenant).status == 0)
+
+        // Rename one intent and merge two others, named in formerLabels: staged while round 4 is open, as before.
+        #expect(server.stop() == 0)
+        let (kept, merged, renamed) = (Array(intents.dropFirst(3)), Array(intents.prefix(2)), intents[2])
+        let relabelled = kept + ["juntos", "novo_nome"]
+        let relabel = try Binary.run("sigilo-coordinator", ["plan", "set", "--state", state.path,
+            try plan(relabelled, formerLabels: [merged[0]: "juntos", merged[1]: "juntos", renamed: "novo_nome"])])
+        #expect(relabel.status == 0 && relabel.stdout.contains("intents: renamed \(renamed) to novo_nome; merged \(merged[0]) + \(merged[1]) into juntos"),
+                "\(relabel.stdout)\(relabel.stderr)")
+        server = try RunningCoordinator(state: state, arguments: ["--listen", "127.0.0.1:\(server.port)"])
+        let fourth = try round()
+        #expect(fourth.stdout.contains("submitted round 4"), "\(fourth.stdout)\(fourth.stderr)")
+        let fifth = try round()
+        #expect(fifth.stdout.contains("submitted round 5"), "\(fifth.stdout)\(fifth.stderr)") // on the relabelled model
+        // The personalised model knew the old names: it goes with the first relabelled model the tenant takes, and
+        // that says so; made again, it uses every message, those under former names included.
+        #expect([fourth, fifth].contains { $0.stdout.contains("the plan's intents changed, so the personalised model (which knew the old ones) was removed") })
+        #expect(try Binary.run("sigilo-tenant", ["pull"] + tenant).status == 0)
+        let again = try Binary.run("sigilo-tenant", ["personalise", "--json"] + tenant)
+        #expect(again.status == 0 && jsonObject(Substring(again.stdout))?["skipped_unknown_intent"] as? Int == 0, "\(again.stdout)\(again.stderr)")
+        let answered = try Binary.run("sigilo-tenant", ["classify", "--top", "20"] + tenant, input: "quero trocar o produto\n")
+        let answers = try #require(jsonObject(Substring(answered.stdout))?["top"] as? [[String: Any]])
+        #expect(Set(answers.compactMap { $0["intent"] as? String }) == Set(relabelled), "\(answered.stdout)")
+        // An export still labelled with a former name is taken: it trains the intent that took its place.
+        let old = dir.appendingPathComponent("old.jsonl")
+        try Data("{\"customer\":\"c-old\",\"text\":\"segunda via do boleto\",\"intent\":\"\(renamed)\",\"consent\":true}\n".utf8).write(to: old)
+        let imported = try Binary.run("sigilo-tenant", ["import", old.path] + tenant)
+        #expect(imported.status == 0 && imported.stdout.contains("imported 1 messages"), "\(imported.stdout)\(imported.stderr)")
+
         let audit = try Binary.run("sigilo-coordinator", ["audit", "export", "--state", state.path]).stdout
-        #expect(audit.contains("\"action\":\"plan.stage\"") && audit.contains("\"action\":\"plan.intents_added\""))
+        #expect(audit.contains("\"action\":\"plan.stage\"") && audit.contains("\"action\":\"plan.labels_changed\""))
     }
 }

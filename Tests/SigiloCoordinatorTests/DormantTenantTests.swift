@@ -11,9 +11,13 @@ import SigiloProtocol
 /// holding every round to its deadline; it is named, counted in `status`, and
 /// expected again once it polls.
 @Suite struct DormantTenantTests {
-    @Test func aVanishedTenantIsNotWaitedForAfterThreeRoundsAndComesBackByPolling() throws {
-        let plan = Plan(labels: ["a", "b", "c"], bucketBits: 8, clipNorm: 1, noiseMultiplier: 1, sampleRate: 0.5, delta: 1e-5,
+    /// Dormant after the plan's `dormantAfterMissedRounds` (absent: 3).
+    @Test(arguments: [nil, 1] as [Int?])
+    func aVanishedTenantIsNotWaitedForAfterMissedRoundsAndComesBackByPolling(dormantAfter: Int?) throws {
+        var plan = Plan(labels: ["a", "b", "c"], bucketBits: 8, clipNorm: 1, noiseMultiplier: 1, sampleRate: 0.5, delta: 1e-5,
                         maximumEpsilon: 1000, placement: .tenant, minimumTenants: 1, roundSeconds: 600, serverOptimizer: .init(kind: .fedavg))
+        plan.dormantAfterMissedRounds = dormantAfter
+        let missed = UInt64(dormantAfter ?? 3)
         let h = try Harness(plan: plan)
         let live = try h.enrollTenant("viva"), gone = try h.enrollTenant("sumida")
         func submit(round: UInt64) throws -> Int {
@@ -26,8 +30,8 @@ import SigiloProtocol
             try h.service.maintain(now: h.now)
             return try h.service.status().openRound
         }
-        // Three rounds: the live tenant answers, the vanished one does not; each waits for its deadline.
-        for round in UInt64(1)...3 {
+        // The live tenant answers, the vanished one does not; each round waits for its deadline.
+        for round in UInt64(1)...missed {
             #expect(try openRound() == round)
             #expect(try submit(round: round) == 202)
             #expect(try h.service.status().openRound == round, "round \(round) closed before its deadline with a tenant missing")
@@ -36,18 +40,18 @@ import SigiloProtocol
         }
         #expect(try h.service.status().tenantsDormant == [gone.id])
         #expect(try h.service.auditEntries().contains { $0.entry.action == "tenant.dormant" && $0.entry.object == gone.id })
-        // Round 4 does not count on it: the live tenant's answer closes it at once.
-        #expect(try openRound() == 4)
-        #expect(try submit(round: 4) == 202)
+        // The next round does not count on it: the live tenant's answer closes it at once.
+        #expect(try openRound() == missed + 1)
+        #expect(try submit(round: missed + 1) == 202)
         #expect(try h.service.status().openRound == nil)
-        #expect(try h.service.status().roundsClosed == 4)
+        #expect(try h.service.status().roundsClosed == Int(missed) + 1)
 
         // It polls again: expected from the next round on.
         let poll = h.send("GET", "/v1/rounds/current", headers: try h.signed("GET", "/v1/rounds/current", tenant: gone.id, key: gone.key))
         #expect(poll.status == 204)
         #expect(try h.service.status().tenantsDormant.isEmpty)
         #expect(try h.service.auditEntries().contains { $0.entry.action == "tenant.back" && $0.entry.object == gone.id })
-        #expect(try openRound() == 5)
+        #expect(try openRound() == missed + 2)
         #expect(try h.service.currentRound(for: gone.id, now: h.now) != nil)
     }
 

@@ -31,6 +31,21 @@ import SigiloText
         #expect(Metrics.evaluate(model, on: unseen).accuracy == 1)
     }
 
+    /// A plan's rename keeps every answer; a merge (the mean of the merged classes) answers the merged
+    /// intent for what either source meant, before any round has trained it.
+    @Test func renamedAndMergedModelsAnswerAsTheOldOneDid() {
+        let data = Self.data()
+        let model = SoftmaxTrainer.train(data.features, labels: data.labels, model: SoftmaxModel(features: Self.features, labels: Self.labels),
+                                         options: TrainingOptions(epochs: 30))
+        let renamed = model.relabelled(["cancelamento", "saudacao", "status_pedido"], sources: [[0], [1], [2]], handoffIntents: [])
+        let merged = model.relabelled(["saudacao", "pedido_ou_cancelamento"], sources: [[1], [0, 2]], handoffIntents: [])
+        for row in 0..<data.labels.count {
+            let x = data.features.row(row)
+            #expect(renamed.predict(x).label == model.predict(x).label)
+            #expect(merged.labels[merged.predict(x).label] == (Self.intents[row] == "saudacao" ? "saudacao" : "pedido_ou_cancelamento"), "\(Self.texts[row])")
+        }
+    }
+
     @Test func sameSeedSameModelDifferentSeedDifferentModel() {
         let data = Self.data()
         let blank = SoftmaxModel(features: Self.features, labels: Self.labels)
