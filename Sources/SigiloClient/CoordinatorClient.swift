@@ -118,7 +118,8 @@ public final class CoordinatorClient: @unchecked Sendable {
         if url.scheme == "https", lowered.contains("wrong version number") || lowered.contains("packet length") || lowered.contains("record layer") {
             return " (the coordinator answered in plain HTTP: is the URL meant to be http://?)"
         }
-        if url.scheme == "http", lowered.contains("reading the response") || lowered.contains("reset") || lowered.contains("malformed") {
+        // A TLS server meeting plain HTTP answers garbage, resets, or closes while the request is still being sent.
+        if url.scheme == "http", ["reading the response", "reset", "malformed", "connection lost"].contains(where: lowered.contains) {
             return " (no HTTP answer: if the coordinator serves HTTPS, the URL must start with https://)"
         }
         return ""

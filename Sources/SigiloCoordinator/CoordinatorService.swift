@@ -1108,7 +1108,7 @@ public final class CoordinatorService: @unchecked Sendable {
     /// count on it nor wait for it (a vanished tenant would otherwise hold every
     /// round to its deadline, and abandon every secure one). It is expected
     /// again from the round after it next polls (the caller holds the lock).
-    func dormancyThreshold() throws -> Int { try currentPlan()?.dormancyThreshold ?? Plan(labels: []).dormancyThreshold }
+    func dormancyThreshold() throws -> Int { try currentPlan()?.dormancyThreshold ?? Plan.defaultDormancyThreshold }
 
     /// In the close's or abandon's transaction: who answered and who did not;
     /// a tenant reaching the dormant count is named in the audit log.

@@ -104,7 +104,8 @@ public struct Plan: Codable, Equatable, Sendable {
     public var dormantAfterMissedRounds: Int?
 
     /// `dormantAfterMissedRounds`, or its default.
-    public var dormancyThreshold: Int { dormantAfterMissedRounds ?? 3 }
+    public var dormancyThreshold: Int { dormantAfterMissedRounds ?? Self.defaultDormancyThreshold }
+    public static let defaultDormancyThreshold = 3
 
     /// `minimumSurvivorFraction`, or its default.
     public var survivorFraction: Double { minimumSurvivorFraction ?? 0.8 }

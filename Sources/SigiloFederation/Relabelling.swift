@@ -3,7 +3,7 @@
 /// kept under its name, or named in `formerLabels` with the label that takes
 /// its place. Nothing is dropped, since a dropped intent's messages would stop
 /// training anything without anyone having said so.
-public struct Relabelling: Equatable, Sendable {
+public struct Relabelling: Sendable {
     /// For each of the new plan's labels, the indices of the old labels its class is made from.
     public let sources: [[Int]]
     /// Labels with no source: they start from zero.
@@ -39,6 +39,4 @@ public struct Relabelling: Equatable, Sendable {
         if !merged.isEmpty { parts.append("merged " + merged.map { "\($1.joined(separator: " + ")) into \($0) (mean of their weights)" }.joined(separator: ", ")) }
         return parts.isEmpty ? "labels reordered" : parts.joined(separator: "; ")
     }
-
-    public static func == (a: Relabelling, b: Relabelling) -> Bool { a.sources == b.sources }
 }
