@@ -175,12 +175,10 @@ public struct CoordinatorRoutes: Sendable {
         Endpoint(method: "PUT", pattern: ["v1", "admin", "plan"], access: adminOnly) { routes, call in
             let plan: Plan
             do { plan = try Plan.decodeOperatorFile(Data(call.request.body)) } catch let e as PlanError { throw CoordinatorError(400, "bad_plan", e.description) }
-            let labels = try routes.service.labelChange(for: plan)
             let change = try routes.service.setPlan(plan, by: call.principal!, now: call.now)
-            var staged: JSON = .null
-            if case .staged(let round) = change { staged = .integer(Int(round)) }
-            return .json(200, JSON.object([("dimension", .integer(plan.dimension)), ("staged_until_round", staged),
-                                           ("labels_changed", labels.map(JSON.string) ?? .null)]).rendered())
+            return .json(200, JSON.object([("dimension", .integer(plan.dimension)),
+                                           ("staged_until_round", change.stagedUntilRound.map { .integer(Int($0)) } ?? .null),
+                                           ("labels_changed", change.labels.map(JSON.string) ?? .null)]).rendered())
         },
         Endpoint(method: "POST", pattern: ["v1", "admin", "auditors"], access: adminOnly) { routes, call in
             let issued = try routes.service.createAuditor(name: try routes.stringField(call, "name"), by: call.principal!, now: call.now)

@@ -474,10 +474,12 @@ public final class CoordinatorService: @unchecked Sendable {
         return try body.map { try Plan.decode(Data($0.utf8)) }
     }
 
-    /// What became of a plan: in force now, or staged until the open round ends.
-    public enum PlanChange: Equatable, Sendable {
-        case installed
-        case staged(untilRound: UInt64)
+    /// What became of a plan: in force now, or staged until the open round ends, and what it does to the intents.
+    public struct PlanChange: Equatable, Sendable {
+        /// The open round whose end the plan waits for (nil: in force now).
+        public var stagedUntilRound: UInt64?
+        /// What the plan does to the intents of the plan in force, in words (nil: nothing).
+        public var labels: String?
     }
 
     /// Installs a plan. The first plan publishes model version 1 (all zeros); a
@@ -490,7 +492,7 @@ public final class CoordinatorService: @unchecked Sendable {
         try plan.validate()
         let body = String(decoding: try JSONEncoder().encode(plan), as: UTF8.self)
         return try locked {
-            _ = try relabelling(plan)
+            let relabelling = try relabelling(plan)
             if case .open(let r) = machine.state {
                 try database.transaction {
                     try database.run("INSERT OR REPLACE INTO pending_plan(id, body, actor, role, created_at) VALUES (1, ?, ?, ?, ?)",
@@ -498,17 +500,12 @@ public final class CoordinatorService: @unchecked Sendable {
                     try record(AuditEntry(time: now, actor: actor.id, role: actor.role.rawValue, action: "plan.stage", object: "plan",
                                           detail: "sha256 \(Self.planDigest(body)); takes effect when round \(r.id) ends"))
                 }
-                return .staged(untilRound: r.id)
+                return PlanChange(stagedUntilRound: r.id, labels: relabelling?.summary)
             }
-            try database.transaction { try install(plan, body: body, actor: actor.id, role: actor.role.rawValue, now: now) }
+            try database.transaction { try install(plan, relabelling: relabelling, body: body, actor: actor.id, role: actor.role.rawValue, now: now) }
             dormant = Set(try dormantTenants()) // the plan sets how many missed rounds make a tenant dormant
-            return .installed
+            return PlanChange(stagedUntilRound: nil, labels: relabelling?.summary)
         }
-    }
-
-    /// What `plan` would do to the intents of the plan in force, in words (nil: nothing).
-    public func labelChange(for plan: Plan) throws -> String? {
-        try locked { try relabelling(plan)?.summary }
     }
 
     /// How the audit log names a plan: the first 16 hex digits of its body's SHA-256.
@@ -526,9 +523,9 @@ public final class CoordinatorService: @unchecked Sendable {
         }
     }
 
-    /// Puts `plan` in force (caller holds the lock, in a transaction).
-    private func install(_ plan: Plan, body: String, actor: String, role: String, now: Double) throws {
-        let relabelling = try relabelling(plan)
+    /// Puts `plan` in force, `relabelling` being how its labels follow from the plan in force
+    /// (caller holds the lock, in a transaction).
+    private func install(_ plan: Plan, relabelling: Relabelling?, body: String, actor: String, role: String, now: Double) throws {
         try database.run("DELETE FROM pending_plan") // a plan put in force replaces any staged one
         try database.run("INSERT INTO plans(body, created_at) VALUES (?, ?)", [.text(body), .real(now)])
         try record(AuditEntry(time: now, actor: actor, role: role, action: "plan.set", object: "plan",
@@ -551,8 +548,9 @@ public final class CoordinatorService: @unchecked Sendable {
         try database.run("SELECT body, actor, role FROM pending_plan WHERE id = 1") { staged = ($0.text(0), $0.text(1), $0.text(2)) }
         guard let staged else { return }
         do {
-            // Checked again by install: it was valid against the plan in force when staged, which only install changes.
-            try database.transaction { try install(try Plan.decode(Data(staged.body.utf8)), body: staged.body, actor: staged.actor, role: staged.role, now: now) }
+            // Checked again: it was valid against the plan in force when staged, which only install changes.
+            let plan = try Plan.decode(Data(staged.body.utf8))
+            try database.transaction { try install(plan, relabelling: try relabelling(plan), body: staged.body, actor: staged.actor, role: staged.role, now: now) }
             dormant = Set(try dormantTenants())
         } catch {
             // Never a plan that blocks every later round: dropped, and said where the operator looks.

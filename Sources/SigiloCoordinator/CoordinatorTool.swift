@@ -348,13 +348,11 @@ public enum CoordinatorTool {
         let plan: Plan
         do { plan = try Plan.decodeOperatorFile(data) } catch let e as PlanError { throw CLIError(.dataError, "\(args.positional[0]): \(e.description)") }
         let service = try openService(args)
-        let change: CoordinatorService.PlanChange, labels: String?
-        do { (labels, change) = (try service.labelChange(for: plan), try service.setPlan(plan, now: now())) } catch let e as CoordinatorError {
-            throw CLIError(.dataError, e.message)
-        }
-        if case .staged(let round) = change { OutputStream.standardOutput.write("round \(round) is open: the plan takes effect when it ends\n") }
-        OutputStream.standardOutput.write("plan \(change == .installed ? "installed" : "staged"): \(plan.labels.count) labels, \(plan.dimension) parameters, q \(plan.sampleRate), z \(plan.noiseMultiplier), budget epsilon \(formatEpsilon(plan.maximumEpsilon)) at delta \(plan.delta)\n")
-        if let labels { OutputStream.standardOutput.write("intents: \(labels)\n") }
+        let change: CoordinatorService.PlanChange
+        do { change = try service.setPlan(plan, now: now()) } catch let e as CoordinatorError { throw CLIError(.dataError, e.message) }
+        if let round = change.stagedUntilRound { OutputStream.standardOutput.write("round \(round) is open: the plan takes effect when it ends\n") }
+        OutputStream.standardOutput.write("plan \(change.stagedUntilRound == nil ? "installed" : "staged"): \(plan.labels.count) labels, \(plan.dimension) parameters, q \(plan.sampleRate), z \(plan.noiseMultiplier), budget epsilon \(formatEpsilon(plan.maximumEpsilon)) at delta \(plan.delta)\n")
+        if let labels = change.labels { OutputStream.standardOutput.write("intents: \(labels)\n") }
     }
 
     // MARK: models
