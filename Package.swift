@@ -28,6 +28,8 @@ let package = Package(
         ),
         // epoll and eventfd (in libc; declared here because Glibc's module leaves them out).
         .systemLibrary(name: "CEpoll"),
+        // mallopt (in libc; likewise left out of Glibc's module).
+        .systemLibrary(name: "CMalloc"),
         // libFuzzer's driver entry point (tools/fuzz).
         .systemLibrary(name: "CFuzzer"),
         .target(name: "SigiloCrypto", dependencies: ["COpenSSL"]),
@@ -42,7 +44,7 @@ let package = Package(
         .target(name: "SigiloFederation", dependencies: ["SigiloText", "SigiloModel", "SigiloPrivacy", "SigiloCrypto"]),
         .target(name: "SigiloHTTP", dependencies: ["CEpoll"]),
         .target(name: "SigiloTLS", dependencies: ["COpenSSL", "SigiloHTTP"]),
-        .target(name: "SigiloCLI"),
+        .target(name: "SigiloCLI", dependencies: ["CMalloc"]),
 
         // Command implementations (libraries, so tests reach them directly).
         .target(name: "SigiloEval", dependencies: ["SigiloText", "SigiloModel", "SigiloEncoder", "SigiloPrivacy", "SigiloFederation", "SigiloProtocol", "SigiloCLI", "SigiloClient", "SigiloCrypto", "SigiloHTTP"]),

@@ -63,6 +63,7 @@ public func printError(_ message: String) {
 
 /// Runs a command's body, printing its error and exiting with its code.
 public func runCommand(_ body: () throws -> Void) -> Never {
+    LargeBufferReuse.enable() // before any thread exists
     do {
         try body()
         OutputStream.standardOutput.flush()

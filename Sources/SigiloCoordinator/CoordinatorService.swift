@@ -37,7 +37,7 @@ public struct CoordinatorError: Error, CustomStringConvertible, Equatable, Senda
 /// updates are never stored: only the sum and a digest for de-duplication.
 /// One lock serialises all access (SQLite is used single-threaded).
 public final class CoordinatorService: @unchecked Sendable {
-    static let schemaVersion = 11
+    static let schemaVersion = 12
     public static let databaseName = "coordinator.sqlite"
 
     let database: Database
@@ -281,6 +281,19 @@ public final class CoordinatorService: @unchecked Sendable {
                     """)
             }
         }
+        if version < 12 {
+            // The open round's running sum in a row of its own. In the round's row, every change to another
+            // column (the weight at each commit, a secure round's stage) made SQLite read the whole record and
+            // write it again with the sum: 4 x d bytes read and written beside the sum's own in-place write.
+            try database.transaction {
+                try database.execute("""
+                    CREATE TABLE round_sums(round_id INTEGER PRIMARY KEY REFERENCES rounds(id), sum BLOB NOT NULL);
+                    INSERT INTO round_sums(round_id, sum) SELECT id, sum FROM rounds WHERE state = 'open' AND sum IS NOT NULL;
+                    ALTER TABLE rounds DROP COLUMN sum;
+                    PRAGMA user_version = 12;
+                    """)
+            }
+        }
     }
 
     /// After a restart, the open round continues with exactly the committed updates.
@@ -289,8 +302,9 @@ public final class CoordinatorService: @unchecked Sendable {
         var restored: (round: RoundMachine.Round, blob: [UInt8], weight: Double, count: Int)?
         var secure: (threshold: Int, degree: Int, seed: [UInt8], stage: String)?
         try database.run("""
-            SELECT id, model_version, opened_at, deadline, expected, minimum_tenants, sum, weight, updates,
-                secure_threshold, secure_degree, graph_seed, secure_stage FROM rounds WHERE state = 'open'
+            SELECT id, model_version, opened_at, deadline, expected, minimum_tenants, round_sums.sum, weight, updates,
+                secure_threshold, secure_degree, graph_seed, secure_stage FROM rounds JOIN round_sums ON round_sums.round_id = rounds.id
+                WHERE state = 'open'
             """) { row in
             let expected = Set(row.text(4).split(separator: ",").map(String.init))
             let round = RoundMachine.Round(id: UInt64(row.integer(0)), modelVersion: UInt64(row.integer(1)), openedAt: row.real(2),
@@ -748,14 +762,15 @@ public final class CoordinatorService: @unchecked Sendable {
             do {
                 try database.transaction {
                     try database.run("""
-                        INSERT INTO rounds(id, model_version, state, opened_at, deadline, expected, minimum_tenants, sample_rate, noise_multiplier, sum,
+                        INSERT INTO rounds(id, model_version, state, opened_at, deadline, expected, minimum_tenants, sample_rate, noise_multiplier,
                             secure_threshold, secure_degree, graph_seed, secure_stage)
-                        VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        VALUES (?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """, [.integer(Int64(opened.id)), .integer(Int64(version)), .real(now), .real(opened.deadline),
                               .text(active.sorted().joined(separator: ",")), .integer(Int64(plan.minimumTenants)),
-                              .real(plan.sampleRate), .real(round.noiseMultiplier), .zeroBlob(sumBytes),
+                              .real(plan.sampleRate), .real(round.noiseMultiplier),
                               parameters.map { .integer(Int64($0.threshold)) } ?? .null, parameters.map { .integer(Int64($0.degree)) } ?? .null,
                               parameters.map { .blob($0.graphSeed) } ?? .null, parameters == nil ? .null : .text(RoundMachine.SecureStages.Stage.advertise.name)])
+                    try database.run("INSERT INTO round_sums(round_id, sum) VALUES (?, ?)", [.integer(Int64(opened.id)), .zeroBlob(sumBytes)])
                     let cohort = parameters.map { ", secure: threshold \($0.threshold), \($0.degree == $0.cohort.count - 1 ? "complete graph" : "\($0.degree) neighbours each")" } ?? ""
                     try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "round.open",
                                           object: "round \(opened.id)", detail: "model \(version), \(active.count) tenants\(cohort), q \(plan.sampleRate), z \(round.noiseMultiplier)"))
@@ -911,7 +926,7 @@ public final class CoordinatorService: @unchecked Sendable {
                                           object: "round \(update.round)", detail: update.detail))
                 }
                 func overwrite(_ bytes: UnsafeRawBufferPointer) throws {
-                    try database.overwriteBlob(table: "rounds", column: "sum", rowid: Int64(id), with: bytes)
+                    try database.overwriteBlob(table: "round_sums", column: "sum", rowid: Int64(id), with: bytes)
                 }
                 if let sum { try sum.values.withUnsafeBytes(overwrite) } else { try maskedSum!.values.withUnsafeBytes(overwrite) }
                 try database.run("UPDATE rounds SET weight = ?, updates = ? WHERE id = ?", [.real(weight), .integer(Int64(count)), .integer(Int64(id))])
@@ -1071,7 +1086,8 @@ public final class CoordinatorService: @unchecked Sendable {
             try ledger.charge(round: String(round.id), charged, at: Date(timeIntervalSince1970: now))
             let epsilon = try epsilons.epsilon(ledger)
             try database.transaction {
-                try database.run("UPDATE rounds SET state = 'closed', closed_at = ?, sum = NULL WHERE id = ?", [.real(now), .integer(Int64(round.id))])
+                try database.run("UPDATE rounds SET state = 'closed', closed_at = ? WHERE id = ?", [.real(now), .integer(Int64(round.id))])
+                try database.run("DELETE FROM round_sums WHERE round_id = ?", [.integer(Int64(round.id))])
                 try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "round.close",
                                       object: "round \(round.id)", detail: "\(running.count) updates\(secureDetail), ledger charged q \(charged.sampleRate) z \(charged.noiseMultiplier), epsilon now \(epsilon)"))
                 try database.run("INSERT INTO ledger(round_id, sample_rate, noise_multiplier, charged_at) VALUES (?, ?, ?, ?)",
@@ -1089,7 +1105,8 @@ public final class CoordinatorService: @unchecked Sendable {
     /// Ends a round releasing nothing, in one transaction, saying why.
     private func abandon(_ round: RoundMachine.Round, why: String, now: Double) throws {
         try database.transaction {
-            try database.run("UPDATE rounds SET state = 'abandoned', closed_at = ?, sum = NULL WHERE id = ?", [.real(now), .integer(Int64(round.id))])
+            try database.run("UPDATE rounds SET state = 'abandoned', closed_at = ? WHERE id = ?", [.real(now), .integer(Int64(round.id))])
+            try database.run("DELETE FROM round_sums WHERE round_id = ?", [.integer(Int64(round.id))])
             // Who did not answer what the round asked last.
             let missing = (round.secure == nil ? round.expected.subtracting(round.submitted) : round.due.subtracting(round.answered)).sorted()
             try record(AuditEntry(time: now, actor: Principal.system.id, role: Role.system.rawValue, action: "round.abandon",

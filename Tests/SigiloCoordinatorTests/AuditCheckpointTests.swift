@@ -129,6 +129,7 @@ import SigiloSQLite
             let database = try database(state)
             try database.execute("DROP TABLE audit_head; ALTER TABLE credentials DROP COLUMN totp_sealed; ALTER TABLE tenants DROP COLUMN missed_rounds; "
                                  + "ALTER TABLE tenants DROP COLUMN last_seen; DROP INDEX submissions_by_tenant; "
+                                 + "DROP TABLE round_sums; ALTER TABLE rounds ADD COLUMN sum BLOB; "
                                  + "DROP TABLE secure_keys; DROP TABLE secure_shares; DROP TABLE secure_reveals; "
                                  + ["secure_threshold", "secure_degree", "graph_seed", "secure_stage"].map { "ALTER TABLE rounds DROP COLUMN \($0);" }.joined()
                                  + "PRAGMA user_version = 5;")

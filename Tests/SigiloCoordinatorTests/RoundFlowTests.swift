@@ -12,38 +12,82 @@ import SigiloProtocol
 /// over its row; a failed commit must not leave the refused update in memory)
 /// and long-polls for the next round.
 @Suite struct RoundFlowTests {
-    @Test func aFailedCommitLeavesTheSumAsCommittedAndTheRetryCountsOnce() throws {
-        let plan = Plan(labels: ["a", "b", "c"], bucketBits: 8, clipNorm: 1, noiseMultiplier: 1, sampleRate: 0.5, delta: 1e-5,
-                        maximumEpsilon: 50, placement: .tenant, minimumTenants: 3, roundSeconds: 600, serverOptimizer: .init(kind: .fedavg))
-        let h = try Harness(plan: plan)
-        let tenants = try (0..<3).map { try h.enrollTenant("loja\($0)") }
-        try h.service.maintain(now: h.now)
-        let updates = (0..<3).map { t in
-            UpdateEnvelope(round: 1, modelVersion: 1, flags: [.tenantNoised], weight: Double(t + 2),
-                           values: (0..<plan.dimension).map { Float(sin(Double($0 * 7 + t))) * 0.01 })
+    /// Three tenants' updates to round 1, whose plan needs all three; the model the round publishes is model 1 +
+    /// their sum / their weight (FedAvg, lr 1, tenant-noised: no central noise).
+    struct ThreeUpdates {
+        let h: Harness
+        let tenants: [(id: String, key: Ed25519.KeyPair)]
+        let updates: [UpdateEnvelope]
+
+        init() throws {
+            let plan = Plan(labels: ["a", "b", "c"], bucketBits: 8, clipNorm: 1, noiseMultiplier: 1, sampleRate: 0.5, delta: 1e-5,
+                            maximumEpsilon: 50, placement: .tenant, minimumTenants: 3, roundSeconds: 600, serverOptimizer: .init(kind: .fedavg))
+            let h = try Harness(plan: plan)
+            tenants = try (0..<3).map { try h.enrollTenant("loja\($0)") }
+            try h.service.maintain(now: h.now)
+            self.h = h
+            updates = (0..<3).map { t in
+                UpdateEnvelope(round: 1, modelVersion: 1, flags: [.tenantNoised], weight: Double(t + 2),
+                               values: (0..<plan.dimension).map { Float(sin(Double($0 * 7 + t))) * 0.01 })
+            }
         }
-        func post(_ t: Int) throws -> HTTPResponse {
+
+        /// Posts tenant `t`'s update through `routes` (the harness's by default).
+        func post(_ t: Int, to routes: CoordinatorRoutes? = nil) throws -> HTTPResponse {
             let body = updates[t].encoded()
-            return h.send("POST", "/v1/rounds/1/updates", body: body,
-                          headers: try h.signed("POST", "/v1/rounds/1/updates", body: body, tenant: tenants[t].id, key: tenants[t].key))
+            let headers = try h.signed("POST", "/v1/rounds/1/updates", body: body, tenant: tenants[t].id, key: tenants[t].key)
+            return (routes ?? h.routes).handle(h.request("POST", "/v1/rounds/1/updates", body: body, headers: headers), peer: "10.0.0.1:5000")
         }
-        #expect(try post(0).status == 202)
+
+        /// Model 2 holds each update exactly once.
+        func expectPublished(by service: CoordinatorService) throws {
+            let file = try #require(try service.model(version: 2)).file
+            let model = try ModelFile.decode(file)
+            let weight = updates.reduce(0) { $0 + $1.weight }
+            var expected = [Float](repeating: 0, count: model.weights.count)
+            for u in updates { for i in expected.indices { expected[i] += u.values[i] } }
+            for i in expected.indices { #expect(abs(model.weights[i] - expected[i] / Float(weight)) < 1e-6, "value \(i)") }
+            #expect(model.bias.allSatisfy { $0 == 0 }) // the bias is not federated
+        }
+    }
+
+    @Test func aFailedCommitLeavesTheSumAsCommittedAndTheRetryCountsOnce() throws {
+        let round = try ThreeUpdates(), h = round.h
+        #expect(try round.post(0).status == 202)
         // The second update's commit fails (a trigger on the service's own connection) after it was added in memory.
         try h.service.database.execute("""
-            CREATE TEMP TRIGGER refuse BEFORE INSERT ON submissions WHEN NEW.tenant_id = '\(tenants[1].id)'
+            CREATE TEMP TRIGGER refuse BEFORE INSERT ON submissions WHEN NEW.tenant_id = '\(round.tenants[1].id)'
             BEGIN SELECT RAISE(ABORT, 'injected failure'); END
             """)
-        #expect(try post(1).status >= 500)
+        #expect(try round.post(1).status >= 500)
         try h.service.database.execute("DROP TRIGGER refuse")
-        #expect(try post(1).status == 202)
-        #expect(try post(2).status == 202) // the round closes: model 2 = model 1 + sum / weight (FedAvg, lr 1, no central noise)
-        let file = try #require(try h.service.model(version: 2)).file
-        let model = try ModelFile.decode(file)
-        let weight = updates.reduce(0) { $0 + $1.weight }
-        var expected = [Float](repeating: 0, count: model.weights.count)
-        for u in updates { for i in expected.indices { expected[i] += u.values[i] } }
-        for i in expected.indices { #expect(abs(model.weights[i] - expected[i] / Float(weight)) < 1e-6, "value \(i)") }
-        #expect(model.bias.allSatisfy { $0 == 0 }) // the bias is not federated
+        #expect(try round.post(1).status == 202)
+        #expect(try round.post(2).status == 202) // the round closes
+        try round.expectPublished(by: h.service)
+    }
+
+    /// States before schema 12 kept the open round's sum in the round's row: opening one moves the sum to its
+    /// own table, and the round goes on from exactly the updates committed before.
+    @Test func anOpenRoundOfAnOlderStateKeepsItsSumThroughTheMigration() throws {
+        let round = try ThreeUpdates(), h = round.h
+        #expect(try round.post(0).status == 202)
+        #expect(try round.post(1).status == 202)
+        try h.service.database.execute("""
+            ALTER TABLE rounds ADD COLUMN sum BLOB;
+            UPDATE rounds SET sum = (SELECT sum FROM round_sums WHERE round_id = rounds.id);
+            DROP TABLE round_sums;
+            PRAGMA user_version = 11;
+            """)
+        let migrated = try CoordinatorService(directory: h.directory, secretsKey: Harness.secretsKey)
+        let routes = CoordinatorRoutes(service: migrated, clock: { h.now })
+        let replay = try round.post(1, to: routes) // already in the sum: counted once
+        #expect(replay.status == 202 && Harness.json(replay)["duplicate"] as? Bool == true)
+        #expect(try round.post(2, to: routes).status == 202)
+        try round.expectPublished(by: migrated)
+        var columns: [String] = []
+        try migrated.database.run("SELECT name FROM pragma_table_info('rounds')") { columns.append($0.text(0)) }
+        #expect(!columns.contains("sum"))
+        try migrated.database.run("SELECT COUNT(*) FROM round_sums") { #expect($0.integer(0) == 0) } // the closed round's sum is gone
     }
 
     @Test func theLatestModelNamesItsVersionUnderTheSignature() throws {
