@@ -1191,6 +1191,8 @@ public final class CoordinatorService: @unchecked Sendable {
         public var tenantsRevoked: Int
         /// Active tenants not waited for (they missed `dormantAfterMissedRounds` rounds in a row).
         public var tenantsDormant: [String] = []
+        /// The count of missed rounds that made them dormant (the plan's, or the default).
+        public var dormantAfterMissedRounds = Plan.defaultDormancyThreshold
         public var modelVersion: UInt64?
         public var roundsClosed: Int
         public var roundsAbandoned: Int
@@ -1216,6 +1218,7 @@ public final class CoordinatorService: @unchecked Sendable {
             }
             if case .open(let r) = machine.state { s.openRound = r.id }
             s.tenantsDormant = try dormantTenants()
+            s.dormantAfterMissedRounds = try dormancyThreshold()
             if let plan = try currentPlan() {
                 s.epsilon = try epsilons.epsilon(try ledger(plan))
                 s.delta = plan.delta

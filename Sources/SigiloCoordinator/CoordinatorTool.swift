@@ -395,7 +395,7 @@ public enum CoordinatorTool {
         return JSON.object([
             ("tenants_active", .integer(s.tenantsActive)), ("tenants_revoked", .integer(s.tenantsRevoked)),
             ("tenants_dormant", .array(s.tenantsDormant.map { .string($0) })),
-            ("dormant_after_missed_rounds", .integer(try service.plan()?.dormancyThreshold ?? Plan.defaultDormancyThreshold)),
+            ("dormant_after_missed_rounds", .integer(s.dormantAfterMissedRounds)),
             ("model_version", s.modelVersion.map { .integer(Int($0)) } ?? .null), ("rounds_closed", .integer(s.roundsClosed)),
             ("rounds_abandoned", .integer(s.roundsAbandoned)), ("open_round", s.openRound.map { .integer(Int($0)) } ?? .null),
             ("epsilon", .number(s.epsilon)), ("delta", s.delta.map { .number($0) } ?? .null),
