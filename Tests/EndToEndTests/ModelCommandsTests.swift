@@ -53,6 +53,33 @@ import Testing
         }
     }
 
+    @Test func crossValidationMeasuresSettingsOnFoldsOfTheTrainingData() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let synth = try Binary.run("sigilo-eval", ["synth", "--tenants", "2", "--seed", "5", "--out", dir.path, "--holdout", "0"])
+        #expect(synth.status == 0, "\(synth.stderr)")
+        let train = dir.appendingPathComponent("tenant-01-loja.jsonl").path
+        let lines = try String(contentsOfFile: train, encoding: .utf8).split(separator: "\n").count
+        let result = try Binary.run("sigilo-eval", ["centralized", "--train", train, "--cross-validate", "4", "--buckets", "4096", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try #require(jsonObject(Substring(result.stdout)))
+        let folds = try #require(report["fold_accuracy_in_scope"] as? [Double])
+        #expect(folds.count == 4)
+        #expect(report["train_examples"] as? Int == lines)
+        // The mean is the folds' mean, and each fold is a model that never saw its examples.
+        #expect(abs((report["accuracy_in_scope"] as! Double) - folds.reduce(0, +) / 4) < 1e-12)
+        #expect(folds.allSatisfy { $0 > 0.5 && $0 <= 1 }, "\(folds)")
+
+        // A test set, a model to save or an impossible fold count is refused by name.
+        for (extra, word) in [(["--test", train], "--test"), (["--save-model", dir.appendingPathComponent("m").path], "--save-model")] {
+            let refused = try Binary.run("sigilo-eval", ["centralized", "--train", train, "--cross-validate", "4"] + extra)
+            #expect(refused.status == 64 && refused.stderr.contains(word), "\(refused.stderr)")
+        }
+        let one = try Binary.run("sigilo-eval", ["centralized", "--train", train, "--cross-validate", "1"])
+        #expect(one.status == 64 && one.stderr.contains("--cross-validate"), "\(one.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("m").path))
+    }
+
     @Test func invalidLinesAreReportedWithFileAndLineAndNoModelIsWritten() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
