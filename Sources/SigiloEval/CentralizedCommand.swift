@@ -145,16 +145,16 @@ enum CentralizedCommand {
     /// folds on all cores. Reports each fold's in-scope accuracy and their mean.
     static func crossValidate(_ examples: EncodedExamples, folds: Int, labels: [String], features: FeatureConfiguration,
                               options: TrainingOptions, json: Bool, log: (String) -> Void) throws {
-        let known = examples.labels.indices.filter { examples.labels[$0] >= 0 }
-        guard known.count >= folds else {
-            throw CLIError(.dataError, "centralized: --cross-validate \(folds) needs at least \(folds) training examples, got \(known.count)")
+        // `labels` are the training data's own intents, so every example is known.
+        guard examples.count >= folds else {
+            throw CLIError(.dataError, "centralized: --cross-validate \(folds) needs at least \(folds) training examples, got \(examples.count)")
         }
         var rng = SplitMix64(seed: options.seed ^ 0x666f_6c64)
-        var shuffled = known
+        var shuffled = Array(0..<examples.count)
         shuffled.shuffle(using: &rng)
         let order = shuffled
         let blank = SoftmaxModel(features: features, labels: labels, handoffLabels: [])
-        log("\(folds) folds of about \(known.count / folds) examples, trained \(min(folds, ProcessInfo.processInfo.activeProcessorCount)) at a time")
+        log("\(folds) folds of about \(examples.count / folds) examples, trained \(min(folds, ProcessInfo.processInfo.activeProcessorCount)) at a time")
         let start = DispatchTime.now().uptimeNanoseconds
         let accuracies = Array(0..<folds).concurrentMap { fold -> Double in
             let held = order.indices.filter { $0 % folds == fold }.map { order[$0] }.sorted()
@@ -169,7 +169,7 @@ enum CentralizedCommand {
         let spread = (accuracies.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(1, folds - 1))).squareRoot() / Double(folds).squareRoot()
         if json {
             let fields: [(String, JSON)] = [
-                ("train_examples", .integer(known.count)), ("labels", .integer(labels.count)), ("features", .string(features.kind.rawValue)),
+                ("train_examples", .integer(examples.count)), ("labels", .integer(labels.count)), ("features", .string(features.kind.rawValue)),
                 ("folds", .integer(folds)), ("fold_accuracy_in_scope", .array(accuracies.map { .number($0) })),
                 ("accuracy_in_scope", .number(mean)), ("standard_error", .number(spread)),
                 ("epochs", .integer(options.epochs)), ("loss", .string(options.loss.rawValue)), ("seconds", .number(seconds)),
@@ -177,7 +177,7 @@ enum CentralizedCommand {
             OutputStream.standardOutput.write(JSON.object(fields).rendered() + "\n")
             return
         }
-        var text = "centralized: \(folds)-fold cross-validation of \(known.count) examples, \(labels.count) intents, \(features.kind.rawValue) features\n"
+        var text = "centralized: \(folds)-fold cross-validation of \(examples.count) examples, \(labels.count) intents, \(features.kind.rawValue) features\n"
         text += "  in-scope accuracy per fold: " + accuracies.map { String(format: "%.4f", $0) }.joined(separator: " ") + "\n"
         text += String(format: "  mean %.4f (standard error %.4f), %.1f s\n", mean, spread, seconds)
         OutputStream.standardOutput.write(text)
